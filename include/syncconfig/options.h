@@ -1,0 +1,51 @@
+// Options of a syncconfig::Store. Every field has a default that works for one application
+// instance talking to a local PostgreSQL; Store::open refuses invalid values with an
+// Error(kInvalidArgument) naming the field.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class logger;
+}
+
+namespace syncconfig {
+
+struct Options {
+  // Table holding the configuration. Created if missing. Lowercase letters, digits and '_',
+  // starting with a letter or '_', at most 40 bytes (the protocol derives a few object names from
+  // it). Default "sync_config".
+  std::string table_name = "sync_config";
+  // PostgreSQL LISTEN/NOTIFY channel. Same character rules as table_name, at most 63 bytes. All
+  // instances sharing a table must use the same channel. Default "config_changes".
+  std::string channel = "config_changes";
+  // Schema of the table; created if missing. Same character rules, at most 63 bytes. When a store
+  // is opened from a named pool, the pool's schema is used instead. Default "public".
+  std::string schema = "public";
+  // How often the store compares its cache with the table (and catches up). Default 5 minutes.
+  std::chrono::milliseconds heartbeat_interval = std::chrono::minutes(5);
+  // How often the listener retries after losing its connection. Default 10 seconds.
+  std::chrono::milliseconds reconnect_interval = std::chrono::seconds(10);
+  // Resync from the table when the heartbeat finds the cache differs from it. Default true.
+  bool sync_on_mismatch = true;
+  // Keep a LISTEN connection and apply other instances' writes as they commit. false runs a
+  // single instance with no listening connection (the heartbeat still catches up). Default true.
+  bool enable_notification = true;
+  // Upper bound for one database call (connect, write, read), enforced by the client: a call that
+  // takes longer is cancelled and fails with kTimeout. Default 5 seconds.
+  std::chrono::milliseconds db_timeout = std::chrono::seconds(5);
+  // Connections used by set()/remove() running in parallel. Default 4.
+  std::size_t pool_size = 4;
+  // Largest value accepted by set(), in bytes of its JSON text. Default 16 MiB.
+  std::size_t max_value_bytes = 16u << 20;
+  // Deletion records (tombstones) older than this are pruned from the database. An instance
+  // that was away longer than this resyncs fully instead of catching up. Default 24 hours.
+  std::chrono::milliseconds tombstone_retention = std::chrono::hours(24);
+  // Logger for the store. Default (nullptr): spdlog's default logger.
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+}  // namespace syncconfig

@@ -1,0 +1,153 @@
+// Store: a key/value configuration store kept synchronized across application instances, with a
+// PostgreSQL table as the single source of truth.
+//
+// Reads are served from an in-memory cache (no database round trip). A write goes to the
+// database; its commit reaches every other instance through LISTEN/NOTIFY. A heartbeat compares
+// the cache with the table and repairs any difference. See docs/protocol.md.
+//
+// A Store is safe for concurrent access from multiple threads without external synchronization.
+// Callbacks run on the store's own dispatcher thread, one at a time, never under an internal
+// lock: a callback may call any method of the store except destroying it.
+//
+// Errors: every failure is reported by throwing syncconfig::Error (see error.h), whose code says
+// whether retrying can help. An absent key is not an error: get() returns std::nullopt and the
+// typed getters return their default.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "syncconfig/error.h"
+#include "syncconfig/options.h"
+#include "syncconfig/pool_manager.h"
+
+namespace syncconfig {
+
+// Where a change applied to an instance's cache came from.
+enum class ChangeOrigin {
+  kLocal,   // A set()/remove() on this instance.
+  kRemote,  // A notification: another instance, or plain SQL on the table.
+  kResync,  // Found by catching up after a reconnect, a heartbeat or sync().
+};
+
+struct Change {
+  std::string key;
+  std::optional<nlohmann::json> value;  // std::nullopt: the key was deleted.
+  int64_t revision = 0;                 // Commit-ordered revision of the change in the table.
+  ChangeOrigin origin = ChangeOrigin::kLocal;
+};
+
+using Callback = std::function<void(const Change&)>;
+using SubscriptionId = uint64_t;
+
+// Counters for monitoring. Each is a snapshot; they are not read atomically together.
+struct Stats {
+  std::size_t keys = 0;
+  uint32_t crc = 0;
+  bool connected = false;  // The listener holds a live LISTEN connection.
+  int64_t revision = 0;    // Highest revision this instance is known to be complete to.
+  uint64_t writes = 0;     // Successful set() calls.
+  uint64_t deletes = 0;    // remove() calls that deleted a key.
+  uint64_t notifications_applied = 0;
+  uint64_t notifications_ignored = 0;  // Duplicates, stale echoes and malformed payloads.
+  uint64_t resyncs = 0;                // Full reloads from the table.
+  uint64_t catch_ups = 0;              // Incremental catch-ups (after reconnect, heartbeat).
+  uint64_t crc_mismatches = 0;         // Heartbeats that found the cache differs from the table.
+  uint64_t reconnects = 0;
+  uint64_t callback_errors = 0;  // Callbacks that threw.
+};
+
+class Store {
+ public:
+  // Connects, creates the table (and the protocol's objects) if missing, loads every row and
+  // starts listening. Throws Error: kInvalidArgument for bad options (naming the field),
+  // kUnavailable/kTimeout when the database cannot be reached, kDatabase for SQL errors.
+  static std::unique_ptr<Store> open(const std::string& dsn, Options options = {});
+  // Same, with the DSN and schema of a pool registered in `pools`.
+  static std::unique_ptr<Store> open(const PoolManager& pools, const std::string& pool_name,
+                                     Options options = {});
+
+  ~Store();  // Calls shutdown().
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Writes `value` under `key` and waits for the commit. Afterwards get(key) on this instance
+  // returns the value as PostgreSQL stored it (jsonb normalizes: `1e3` reads back as `1000`),
+  // unless a newer write has already arrived. Keys: 1..255 bytes of valid UTF-8 without NUL.
+  // Values: any JSON without NaN/Infinity, at most Options::max_value_bytes of text.
+  void set(std::string_view key, const nlohmann::json& value);
+  // Deletes `key`. Returns whether it existed in the table.
+  bool remove(std::string_view key);
+
+  // The cached value, or std::nullopt if absent. Never touches the database.
+  std::optional<nlohmann::json> get(std::string_view key) const;
+  bool contains(std::string_view key) const;
+  std::size_t size() const;
+  // Every key and value. With a non-empty prefix, only keys starting with it.
+  std::map<std::string, nlohmann::json> get_all(std::string_view prefix = {}) const;
+
+  // Typed getters: the default when the key is absent or its value does not convert. They never
+  // throw. Conversions (see docs/api.md):
+  //   get_string: a JSON string. Any other type gives the default.
+  //   get_int:    an integer that fits int64; a float with an integral value in range (42.0);
+  //               a string holding exactly such a number ("123", " 7" is refused).
+  //   get_double: any number; a string holding exactly a finite number ("2.5").
+  //   get_bool:   true/false; the strings "true"/"false", "1"/"0", "yes"/"no", "on"/"off"
+  //               (any case); the integers 1 and 0.
+  std::string get_string(std::string_view key, std::string default_value = {}) const;
+  int64_t get_int(std::string_view key, int64_t default_value = 0) const;
+  double get_double(std::string_view key, double default_value = 0.0) const;
+  bool get_bool(std::string_view key, bool default_value = false) const;
+  // Any type nlohmann::json converts to (user types with from_json included), using
+  // nlohmann's own conversion rules. The default when absent or when the conversion throws.
+  template <class T>
+  T get_as(std::string_view key, T default_value) const {
+    std::optional<nlohmann::json> value = get(key);
+    if (!value) return default_value;
+    try {
+      return value->get<T>();
+    } catch (const std::exception&) {
+      return default_value;
+    }
+  }
+
+  // Calls `callback` for every change applied to this instance's cache (local writes, remote
+  // writes, changes found by a resync), per key in commit order, on the dispatcher thread. A
+  // write that leaves a value unchanged does not call it. Exceptions it throws are logged and
+  // counted. Returns an id for unsubscribe().
+  SubscriptionId subscribe(Callback callback);
+  // After unsubscribe returns, the callback is not called again (if it is running on another
+  // thread, unsubscribe waits for it to finish; called from a callback, it does not wait).
+  void unsubscribe(SubscriptionId id);
+
+  // Checksum of the whole cache: the sum modulo 2^32 of CRC32(key + '\0' + value) over every
+  // entry, where value is PostgreSQL's jsonb text of the value. Equal on instances holding the
+  // same data, independent of order, updated in O(1) per change.
+  uint32_t get_crc() const;
+
+  // Reloads everything from the table and applies the differences (callbacks fire with
+  // ChangeOrigin::kResync). Waits until done. Throws kUnavailable/kTimeout if the database
+  // cannot be reached.
+  void sync();
+
+  Stats stats() const;
+
+  // Stops the listener and the dispatcher and closes every connection. Idempotent, prompt
+  // (pending callbacks are dropped), and safe to call from any thread; afterwards reads still
+  // serve the last cached values and writes throw kShutdown.
+  void shutdown();
+
+  class Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace syncconfig

@@ -1,0 +1,8 @@
+// Umbrella header for the syncconfig library.
+#pragma once
+
+#include "syncconfig/embedded_postgres.h"
+#include "syncconfig/error.h"
+#include "syncconfig/options.h"
+#include "syncconfig/pool_manager.h"
+#include "syncconfig/store.h"

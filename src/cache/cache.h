@@ -1,0 +1,136 @@
+// The in-memory copy of the table, with the per-key revision rules that keep it moving forward.
+//
+// Every entry carries the revision of the commit that wrote it. A change is applied only if its
+// revision is newer than the entry's, so late notifications and write echoes never roll a key
+// back. Deletions leave a tombstone (the deletion's revision) until the watermark passes it.
+//
+// The watermark W is the revision up to which this instance has applied every commit (see
+// docs/protocol.md). Local writes with a revision <= W are already reflected by the listener and
+// are skipped; tombstones <= W can be forgotten because nothing older than W can arrive anymore.
+//
+// Changes that alter the cache are handed to a ChangeSink while the cache lock is held, so the
+// sink sees them in the order they were applied (per key: commit order).
+//
+// Cache is safe for concurrent access from multiple threads without external synchronization.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/entry_hash.h"
+#include "syncconfig/store.h"
+
+namespace syncconfig::internal {
+
+class ChangeSink {
+ public:
+  virtual ~ChangeSink() = default;
+  // Called under the cache lock: must be quick and must not call back into the cache.
+  virtual void push(Change change) = 0;
+};
+
+// A value as read from PostgreSQL, parsed and hashed (done before taking the cache lock).
+struct ParsedValue {
+  nlohmann::json value;
+  EntryHash hash;
+};
+// Parses PostgreSQL's jsonb text. Returns std::nullopt if it is not JSON (never expected).
+std::optional<ParsedValue> parse_value(std::string_view key, std::string_view text);
+
+// One row of the table.
+struct Row {
+  std::string key;
+  ParsedValue value;
+  int64_t revision = 0;
+};
+
+enum class ReplaceMode {
+  kInitial,  // Start-up load: no callbacks.
+  kResync,   // Report changes (kResync); keep entries newer than the snapshot.
+  kReset,    // The table's revisions went backwards (it was recreated): trust only the snapshot,
+             // and lower the watermark to it.
+};
+
+struct CacheDigest {
+  std::size_t count = 0;
+  uint32_t crc = 0;
+  uint64_t md5_sum = 0;
+  int64_t max_revision = 0;  // Highest revision ever applied (entries, tombstones, truncations).
+};
+
+class Cache {
+ public:
+  explicit Cache(ChangeSink& sink) : sink_(sink) {}
+
+  std::optional<nlohmann::json> get(std::string_view key) const;
+  // Calls f(value) under the read lock; returns false (without calling) if absent.
+  template <class F>
+  bool read(std::string_view key, F&& f) const {
+    std::shared_lock lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end() || !it->second.live) return false;
+    f(it->second.value);
+    return true;
+  }
+  std::size_t size() const;
+  uint32_t crc() const;
+  std::map<std::string, nlohmann::json> get_all(std::string_view prefix) const;
+  CacheDigest digest() const;
+  int64_t watermark() const;
+
+  // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
+  // tombstone); for the result of this instance's own write (`local_write`, applied by the
+  // writing thread) also only if newer than the watermark. Returns whether applied.
+  bool upsert(std::string key, ParsedValue value, int64_t revision, ChangeOrigin origin,
+              bool local_write);
+  // Deletion at `revision`, same rules. Returns whether applied.
+  bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write);
+  // TRUNCATE at `revision`: drops every entry older than it.
+  void truncate(int64_t revision, ChangeOrigin origin);
+  // Raises the watermark (never lowers it) and forgets tombstones at or below it.
+  void advance_watermark(int64_t revision);
+  // Makes the cache equal to `rows`, a consistent snapshot of the whole table at revision
+  // `snapshot_revision`, except for entries newer than the snapshot (kept, unless kReset).
+  // Returns how many keys changed.
+  std::size_t replace_all(std::vector<Row> rows, int64_t snapshot_revision, ReplaceMode mode);
+
+ private:
+  struct Entry {
+    nlohmann::json value;
+    int64_t revision = 0;
+    EntryHash hash;
+    bool live = false;  // false: a tombstone.
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using Map = std::unordered_map<std::string, Entry, Hash, std::equal_to<>>;
+
+  void add_sums(const EntryHash& h);
+  void sub_sums(const EntryHash& h);
+  void note_revision(int64_t revision);
+  void prune_tombstones();  // Requires the write lock.
+
+  ChangeSink& sink_;
+  mutable std::shared_mutex mu_;
+  Map map_;
+  std::deque<std::pair<int64_t, std::string>> tombstones_;  // In revision order.
+  std::size_t live_count_ = 0;
+  uint32_t crc_sum_ = 0;
+  uint64_t md5_sum_ = 0;
+  int64_t max_revision_ = 0;
+  int64_t watermark_ = 0;
+};
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,101 @@
+// RAII over one libpq connection. Every call that waits on the server is bounded by a deadline
+// (the connection runs in non-blocking mode and waits with poll), so a hung or vanished server
+// turns into an Error instead of a stuck thread. One Connection belongs to one thread at a time.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "syncconfig/error.h"
+
+namespace syncconfig::internal {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+inline Deadline deadline_after(std::chrono::milliseconds timeout) { return Clock::now() + timeout; }
+
+// A query result. Owns the PGresult.
+class Result {
+ public:
+  Result() = default;
+  explicit Result(PGresult* result) : result_(result) {}
+  ~Result() { PQclear(result_); }
+  Result(Result&& other) noexcept : result_(other.result_) { other.result_ = nullptr; }
+  Result& operator=(Result&& other) noexcept;
+
+  int rows() const { return result_ ? PQntuples(result_) : 0; }
+  bool is_null(int row, int col) const { return PQgetisnull(result_, row, col) != 0; }
+  std::string_view text(int row, int col) const {
+    return {PQgetvalue(result_, row, col), static_cast<size_t>(PQgetlength(result_, row, col))};
+  }
+  int64_t int64(int row, int col) const;
+
+ private:
+  PGresult* result_ = nullptr;
+};
+
+struct Notification {
+  std::string channel;
+  std::string payload;
+  int backend_pid = 0;
+};
+
+// Text-format query parameters; std::nullopt is SQL NULL.
+using Params = std::vector<std::optional<std::string_view>>;
+
+class Connection {
+ public:
+  // Connects to `dsn` (URI or key=value) within `deadline`, with client_encoding UTF8. Throws
+  // Error(kUnavailable or kTimeout) with the DSN's password removed from the message.
+  Connection(const std::string& dsn, Deadline deadline, const char* application_name);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Runs one statement with parameters and returns its result. Throws Error: kTimeout (the
+  // statement is cancelled and the connection closed), kUnavailable (connection lost), kDatabase
+  // (the server reported an error; the SQLSTATE decides whether it is retryable).
+  Result exec(std::string_view sql, const Params& params, Deadline deadline);
+  // Like exec, but prepares `sql` under `name` on first use on this connection.
+  Result exec_prepared(const char* name, std::string_view sql, const Params& params,
+                       Deadline deadline);
+  // Runs one or more statements without parameters (simple query protocol).
+  void exec_script(std::string_view sql, Deadline deadline);
+
+  // Whether the connection is usable. A connection is closed after any timeout or lost link.
+  bool ok() const;
+  // Checks without blocking whether the server closed the link while the connection sat idle
+  // (e.g. the server restarted). Returns ok() afterwards.
+  bool probe();
+  int socket() const;
+  // The server process serving this connection (kept after the connection closes).
+  int backend_pid() const { return backend_pid_; }
+  // Reads whatever the server sent. Returns false if the connection broke.
+  bool consume_input();
+  std::optional<Notification> next_notification();
+  // Human-readable last error of the connection.
+  std::string error_message() const;
+
+ private:
+  void wait_for_result(Deadline deadline, std::string_view what);
+  Result collect(std::string_view what);
+  void close();
+
+  PGconn* conn_ = nullptr;
+  int backend_pid_ = 0;
+  std::unordered_set<std::string> prepared_;
+};
+
+// The DSN with any password removed, for logs and error messages.
+std::string redact_dsn(const std::string& dsn);
+// Quotes a validated identifier for SQL ("name").
+std::string quote_ident(std::string_view name);
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,60 @@
+// A bounded pool of connections for writes. Connections are opened on demand, checked for a
+// link the server closed while they sat idle, and dropped after any failure.
+//
+// ConnectionPool is safe for concurrent access from multiple threads without external
+// synchronization; a leased Connection belongs to the leasing thread until the lease ends.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "db/connection.h"
+
+namespace syncconfig::internal {
+
+class ConnectionPool {
+ public:
+  class Lease {
+   public:
+    Lease(ConnectionPool* pool, std::unique_ptr<Connection> conn)
+        : pool_(pool), conn_(std::move(conn)) {}
+    ~Lease() {
+      if (conn_) pool_->release(std::move(conn_));
+    }
+    Lease(Lease&&) = default;
+    Connection& operator*() { return *conn_; }
+    Connection* operator->() { return conn_.get(); }
+
+   private:
+    ConnectionPool* pool_;
+    std::unique_ptr<Connection> conn_;
+  };
+
+  ConnectionPool(std::string dsn, std::size_t max_size, const char* application_name);
+  // Throws Error: kShutdown after close(), kTimeout when no connection frees up before the
+  // deadline, kUnavailable/kTimeout when a new connection cannot be opened.
+  Lease acquire(Deadline deadline);
+  // Closes idle connections; leased ones are closed when returned. Idempotent.
+  void close();
+  // Whether `pid` is the server process of one of this pool's open connections.
+  bool owns_backend(int pid) const;
+
+ private:
+  void release(std::unique_ptr<Connection> conn);
+
+  const std::string dsn_;
+  const std::size_t max_size_;
+  const char* application_name_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_set<int> backend_pids_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::size_t open_ = 0;  // Idle + leased.
+  bool closed_ = false;
+};
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,273 @@
+// Store: validates calls, writes through the pool, reads from the cache, and wires the cache to
+// the dispatcher (callbacks) and the sync worker (notifications, heartbeat, reconnects).
+#include "syncconfig/store.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+
+#include "cache/cache.h"
+#include "cache/conversions.h"
+#include "db/connection.h"
+#include "db/connection_pool.h"
+#include "db/table_sql.h"
+#include "sync/counters.h"
+#include "sync/dispatcher.h"
+#include "sync/sync_worker.h"
+#include "sync/table_reader.h"
+#include "util/validation.h"
+
+namespace syncconfig {
+
+using internal::Deadline;
+using internal::deadline_after;
+
+namespace {
+
+constexpr const char* kWriterApplicationName = "syncconfig";
+
+void validate_options(const Options& o) {
+  internal::validate_identifier("table_name", o.table_name, 40);
+  internal::validate_identifier("channel", o.channel, 63);
+  internal::validate_identifier("schema", o.schema, 63);
+  auto positive = [](const char* field, std::chrono::milliseconds d) {
+    if (d.count() <= 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid {}: {} ms, it must be positive", field, d.count()));
+    }
+  };
+  positive("heartbeat_interval", o.heartbeat_interval);
+  positive("reconnect_interval", o.reconnect_interval);
+  positive("db_timeout", o.db_timeout);
+  positive("tombstone_retention", o.tombstone_retention);
+  if (o.pool_size < 1 || o.pool_size > 1000) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("invalid pool_size: {}, it must be 1..1000", o.pool_size));
+  }
+  // jsonb cannot hold more than 255 MB.
+  if (o.max_value_bytes < 1 || o.max_value_bytes > (255u << 20)) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("invalid max_value_bytes: {}, it must be 1..{}", o.max_value_bytes,
+                            255u << 20));
+  }
+}
+
+// Creates the table and the protocol's objects if missing, in one transaction that concurrent
+// starters take turns on.
+void ensure_schema(internal::Connection& conn, const internal::TableSql& sql,
+                   const std::string& channel, Deadline deadline) {
+  conn.exec_script("BEGIN", deadline);
+  try {
+    conn.exec(sql.setup_lock, {}, deadline);
+    conn.exec_script(sql.setup, deadline);
+    internal::Result r = conn.exec(sql.trigger_channel, {sql.qualified_table}, deadline);
+    if (r.rows() == 0) {
+      conn.exec_script(sql.create_triggers, deadline);
+    } else if (r.text(0, 0) != channel) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid channel '{}': table {} already notifies channel '{}', and "
+                              "all instances of a table must use the same channel",
+                              channel, sql.qualified_table, r.text(0, 0)));
+    }
+    conn.exec_script("COMMIT", deadline);
+  } catch (...) {
+    if (conn.ok()) {
+      try {
+        conn.exec_script("ROLLBACK", deadline);
+      } catch (const Error&) {
+      }
+    }
+    throw;
+  }
+}
+
+Error with_context(const Error& e, std::string_view what) {
+  return Error(e.code(), fmt::format("{}: {}", what, e.message()));
+}
+
+std::string quoted(std::string_view key) {
+  return nlohmann::json(std::string(key))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+class Store::Impl {
+ public:
+  Impl(std::string dsn, Options options)
+      : options_(std::move(options)),
+        logger_(options_.logger ? options_.logger : spdlog::default_logger()),
+        dsn_(std::move(dsn)),
+        sql_(options_.schema, options_.table_name, options_.channel),
+        dispatcher_(logger_, counters_.callback_errors),
+        cache_(dispatcher_),
+        pool_(dsn_, options_.pool_size, kWriterApplicationName) {
+    internal::SyncContext ctx{dsn_, options_, &sql_, &cache_, &counters_, logger_, [this](int pid) {
+                                return pool_.owns_backend(pid);
+                              }};
+    Deadline deadline = deadline_after(options_.db_timeout);
+    std::unique_ptr<internal::Connection> conn = internal::open_listener(ctx, deadline);
+    ensure_schema(*conn, sql_, options_.channel, deadline);
+    internal::load_all(*conn, sql_, cache_, /*initial=*/true, deadline_after(options_.db_timeout));
+    worker_ = std::make_unique<internal::SyncWorker>(std::move(ctx), std::move(conn));
+    logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
+                  internal::redact_dsn(dsn_), cache_.size(),
+                  options_.enable_notification ? "on" : "off");
+  }
+
+  ~Impl() { shutdown(); }
+
+  void check_open() const {
+    if (closed_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
+  }
+
+  void set(std::string_view key, const nlohmann::json& value) {
+    check_open();
+    internal::validate_key(key);
+    std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
+    Deadline deadline = deadline_after(options_.db_timeout);
+    try {
+      auto conn = pool_.acquire(deadline);
+      internal::Result r =
+          conn->exec_prepared("syncconfig_upsert", sql_.upsert, {key, text}, deadline);
+      int64_t revision = r.int64(0, 0);
+      std::optional<internal::ParsedValue> stored = internal::parse_value(key, r.text(0, 1));
+      if (stored) {
+        cache_.upsert(std::string(key), std::move(*stored), revision, ChangeOrigin::kLocal,
+                      /*local_write=*/true);
+      }
+    } catch (const Error& e) {
+      throw with_context(e, fmt::format("set({}) failed", quoted(key)));
+    }
+    counters_.writes.fetch_add(1);
+  }
+
+  bool remove(std::string_view key) {
+    check_open();
+    internal::validate_key(key);
+    Deadline deadline = deadline_after(options_.db_timeout);
+    try {
+      auto conn = pool_.acquire(deadline);
+      internal::Result r = conn->exec_prepared("syncconfig_remove", sql_.remove, {key}, deadline);
+      if (r.rows() != 1 || r.is_null(0, 0)) return false;
+      cache_.remove(key, r.int64(0, 0), ChangeOrigin::kLocal, /*local_write=*/true);
+    } catch (const Error& e) {
+      throw with_context(e, fmt::format("remove({}) failed", quoted(key)));
+    }
+    counters_.deletes.fetch_add(1);
+    return true;
+  }
+
+  void sync() {
+    check_open();
+    worker_->request_sync();
+  }
+
+  void shutdown() {
+    std::lock_guard lock(shutdown_mu_);
+    if (closed_.exchange(true)) return;
+    if (worker_) worker_->stop();
+    dispatcher_.stop();
+    pool_.close();
+    logger_->debug("syncconfig: {} shut down", sql_.qualified_table);
+  }
+
+  Stats stats() const {
+    Stats s;
+    internal::CacheDigest d = cache_.digest();
+    s.keys = d.count;
+    s.crc = d.crc;
+    s.revision = cache_.watermark();
+    s.connected = counters_.connected.load();
+    s.writes = counters_.writes.load();
+    s.deletes = counters_.deletes.load();
+    s.notifications_applied = counters_.notifications_applied.load();
+    s.notifications_ignored = counters_.notifications_ignored.load();
+    s.resyncs = counters_.resyncs.load();
+    s.catch_ups = counters_.catch_ups.load();
+    s.crc_mismatches = counters_.crc_mismatches.load();
+    s.reconnects = counters_.reconnects.load();
+    s.callback_errors = counters_.callback_errors.load();
+    return s;
+  }
+
+  // Declaration order is construction order: the dispatcher outlives the cache that feeds it,
+  // and the worker (which uses both) is stopped first.
+  Options options_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::string dsn_;
+  internal::TableSql sql_;
+  internal::Counters counters_;
+  internal::Dispatcher dispatcher_;
+  internal::Cache cache_;
+  internal::ConnectionPool pool_;
+  std::unique_ptr<internal::SyncWorker> worker_;
+  std::mutex shutdown_mu_;
+  std::atomic<bool> closed_{false};
+};
+
+std::unique_ptr<Store> Store::open(const std::string& dsn, Options options) {
+  validate_options(options);
+  return std::unique_ptr<Store>(new Store(std::make_unique<Impl>(dsn, std::move(options))));
+}
+
+std::unique_ptr<Store> Store::open(const PoolManager& pools, const std::string& pool_name,
+                                   Options options) {
+  PoolDefinition pool = pools.get(pool_name);
+  options.schema = pool.schema;
+  return open(pool.dsn, std::move(options));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() { shutdown(); }
+
+void Store::set(std::string_view key, const nlohmann::json& value) { impl_->set(key, value); }
+bool Store::remove(std::string_view key) { return impl_->remove(key); }
+
+std::optional<nlohmann::json> Store::get(std::string_view key) const {
+  return impl_->cache_.get(key);
+}
+bool Store::contains(std::string_view key) const {
+  return impl_->cache_.read(key, [](const nlohmann::json&) {});
+}
+std::size_t Store::size() const { return impl_->cache_.size(); }
+std::map<std::string, nlohmann::json> Store::get_all(std::string_view prefix) const {
+  return impl_->cache_.get_all(prefix);
+}
+
+std::string Store::get_string(std::string_view key, std::string default_value) const {
+  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+    if (auto s = internal::to_string_value(v)) default_value = std::move(*s);
+  });
+  return default_value;
+}
+int64_t Store::get_int(std::string_view key, int64_t default_value) const {
+  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+    if (auto i = internal::to_int(v)) default_value = *i;
+  });
+  return default_value;
+}
+double Store::get_double(std::string_view key, double default_value) const {
+  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+    if (auto d = internal::to_double(v)) default_value = *d;
+  });
+  return default_value;
+}
+bool Store::get_bool(std::string_view key, bool default_value) const {
+  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+    if (auto b = internal::to_bool(v)) default_value = *b;
+  });
+  return default_value;
+}
+
+SubscriptionId Store::subscribe(Callback callback) {
+  return impl_->dispatcher_.subscribe(std::move(callback));
+}
+void Store::unsubscribe(SubscriptionId id) { impl_->dispatcher_.unsubscribe(id); }
+uint32_t Store::get_crc() const { return impl_->cache_.crc(); }
+void Store::sync() { impl_->sync(); }
+Stats Store::stats() const { return impl_->stats(); }
+void Store::shutdown() { impl_->shutdown(); }
+
+}  // namespace syncconfig

@@ -1,0 +1,22 @@
+// Counters shared by the store's parts; read into syncconfig::Stats.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace syncconfig::internal {
+
+struct Counters {
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint64_t> deletes{0};
+  std::atomic<uint64_t> notifications_applied{0};
+  std::atomic<uint64_t> notifications_ignored{0};
+  std::atomic<uint64_t> resyncs{0};
+  std::atomic<uint64_t> catch_ups{0};
+  std::atomic<uint64_t> crc_mismatches{0};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> callback_errors{0};
+  std::atomic<bool> connected{false};
+};
+
+}  // namespace syncconfig::internal

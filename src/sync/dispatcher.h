@@ -1,0 +1,60 @@
+// Dispatcher: runs subscriber callbacks on one thread of its own, in the order changes were
+// applied to the cache. Owns that thread: stop() (also run by the destructor) signals it under the
+// mutex and joins it.
+//
+// Dispatcher is safe for concurrent access from multiple threads without external
+// synchronization.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "cache/cache.h"
+
+namespace syncconfig::internal {
+
+class Dispatcher : public ChangeSink {
+ public:
+  Dispatcher(std::shared_ptr<spdlog::logger> logger, std::atomic<uint64_t>& callback_errors);
+  ~Dispatcher() override;
+
+  // Queues a change for the callbacks. Dropped when nobody is subscribed or after stop().
+  void push(Change change) override;
+  SubscriptionId subscribe(Callback callback);
+  // After it returns, `id`'s callback is not called again. Waits for a running call of it to
+  // finish, unless called from the dispatcher thread itself.
+  void unsubscribe(SubscriptionId id);
+  // Stops and joins the thread; pending changes are dropped. Idempotent. Called from the
+  // dispatcher thread (a callback), it stops the thread without joining; the destructor joins.
+  void stop();
+  bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  // Blocks until every change queued so far has been delivered (for tests and shutdown paths).
+  void drain();
+
+ private:
+  void run();
+
+  std::shared_ptr<spdlog::logger> logger_;
+  std::atomic<uint64_t>& callback_errors_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;       // Work queued or stop requested.
+  std::condition_variable idle_cv_;  // A callback finished or the queue drained.
+  std::deque<Change> queue_;
+  std::map<SubscriptionId, std::shared_ptr<Callback>> callbacks_;
+  SubscriptionId next_id_ = 1;
+  SubscriptionId running_ = 0;  // Id of the callback being called, 0 if none.
+  uint64_t pushed_ = 0, delivered_ = 0;
+  bool stopping_ = false;
+  std::atomic<bool> has_subscribers_{false};
+  std::thread thread_;
+};
+
+}  // namespace syncconfig::internal

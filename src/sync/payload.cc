@@ -1,0 +1,57 @@
+#include "sync/payload.h"
+
+#include <nlohmann/json.hpp>
+
+#include "util/validation.h"
+
+namespace syncconfig::internal {
+
+std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
+  auto fail = [&](const char* reason) -> std::optional<Notice> {
+    *why = reason;
+    return std::nullopt;
+  };
+  nlohmann::json j = nlohmann::json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return fail("not a JSON object");
+  auto sc = j.find("sc");
+  if (sc == j.end() || !sc->is_number_integer() || sc->get<int64_t>() != 1) {
+    return fail("not a syncconfig payload (no \"sc\": 1)");
+  }
+  auto op = j.find("op");
+  auto r = j.find("r");
+  auto x = j.find("x");
+  if (op == j.end() || !op->is_string()) return fail("missing \"op\"");
+  if (r == j.end() || !r->is_number_integer() || r->get<int64_t>() <= 0) {
+    return fail("missing or invalid revision \"r\"");
+  }
+  if (x == j.end() || !x->is_number_integer()) return fail("missing transaction id \"x\"");
+  Notice n;
+  n.revision = r->get<int64_t>();
+  n.txid = x->get<int64_t>();
+  const auto& o = op->get_ref<const std::string&>();
+  if (o == "t") {
+    n.op = Notice::Op::kTruncate;
+    return n;
+  }
+  if (o == "u") {
+    n.op = Notice::Op::kUpsert;
+  } else if (o == "d") {
+    n.op = Notice::Op::kDelete;
+  } else {
+    return fail("unknown \"op\"");
+  }
+  auto k = j.find("k");
+  if (k == j.end() || !k->is_string()) return fail("missing key \"k\"");
+  n.key = k->get<std::string>();
+  if (n.key.empty() || n.key.size() > kMaxKeyBytes) return fail("invalid key");
+  if (n.op == Notice::Op::kUpsert) {
+    auto v = j.find("val");
+    if (v != j.end()) {
+      if (!v->is_string()) return fail("\"val\" is not a string");
+      n.value_text = v->get<std::string>();
+    }
+  }
+  return n;
+}
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,26 @@
+// The NOTIFY payload written by the table's triggers (see db/table_sql.cc):
+//   {"sc": 1, "op": "u"|"d"|"t", "r": revision, "x": txid, "k": key, "val": "<jsonb text>"}
+// "val" is present on upserts whose payload fits NOTIFY's 8000-byte limit.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace syncconfig::internal {
+
+struct Notice {
+  enum class Op { kUpsert, kDelete, kTruncate };
+  Op op = Op::kUpsert;
+  int64_t revision = 0;
+  int64_t txid = 0;
+  std::string key;                        // Empty for kTruncate.
+  std::optional<std::string> value_text;  // kUpsert only, when it fit.
+};
+
+// Parses a payload. Anything else (foreign or malformed) gives std::nullopt and a reason in
+// *why; it must never throw or crash, whatever the input.
+std::optional<Notice> parse_notice(std::string_view payload, std::string* why);
+
+}  // namespace syncconfig::internal

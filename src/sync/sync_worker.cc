@@ -1,0 +1,326 @@
+#include "sync/sync_worker.h"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "sync/table_reader.h"
+
+namespace syncconfig::internal {
+namespace {
+
+constexpr const char* kApplicationName = "syncconfig-listener";
+using std::chrono::steady_clock;
+
+}  // namespace
+
+std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline) {
+  auto conn = std::make_unique<Connection>(ctx.dsn, deadline, kApplicationName);
+  if (ctx.options.enable_notification) {
+    conn->exec_script("LISTEN " + quote_ident(ctx.options.channel), deadline);
+  }
+  return conn;
+}
+
+SyncWorker::SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn)
+    : ctx_(std::move(ctx)), conn_(std::move(conn)) {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) {
+    throw Error(ErrorCode::kInternal, fmt::format("eventfd failed: {}", std::strerror(errno)));
+  }
+  ctx_.counters->connected.store(conn_ && conn_->ok());
+  next_heartbeat_ = steady_clock::now() + ctx_.options.heartbeat_interval;
+  next_reconnect_ = steady_clock::now();
+  thread_ = std::thread([this] { run(); });
+}
+
+SyncWorker::~SyncWorker() {
+  stop();
+  ::close(wake_fd_);
+}
+
+void SyncWorker::wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+}
+
+void SyncWorker::stop() {
+  std::call_once(stop_once_, [this] {
+    stopping_.store(true);
+    wake();
+    if (thread_.joinable()) thread_.join();
+    conn_.reset();
+    ctx_.counters->connected.store(false);
+    // Anyone still waiting on sync() learns the store is gone.
+    std::lock_guard lock(requests_mu_);
+    for (auto& p : requests_) {
+      p->set_exception(
+          std::make_exception_ptr(Error(ErrorCode::kShutdown, "the store is shut down")));
+    }
+    requests_.clear();
+  });
+}
+
+void SyncWorker::request_sync() {
+  auto promise = std::make_shared<std::promise<void>>();
+  std::future<void> done = promise->get_future();
+  {
+    std::lock_guard lock(requests_mu_);
+    if (stopping_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
+    requests_.push_back(promise);
+  }
+  wake();
+  // A reconnect plus a full read, each bounded by db_timeout.
+  auto limit = ctx_.options.db_timeout * 3;
+  if (done.wait_for(limit) != std::future_status::ready) {
+    throw Error(ErrorCode::kTimeout, "sync() did not finish in time");
+  }
+  done.get();
+}
+
+void SyncWorker::drop_connection(const std::string& why) {
+  if (conn_) {
+    ctx_.logger->warn("syncconfig: lost the listener connection ({}); reconnecting", why);
+  }
+  conn_.reset();
+  ctx_.counters->connected.store(false);
+  ever_lost_ = true;
+  group_txid_ = -1;
+  group_max_revision_ = 0;
+  next_reconnect_ = steady_clock::now();  // First attempt right away, then every interval.
+}
+
+bool SyncWorker::try_connect() {
+  try {
+    Deadline deadline = deadline_after(ctx_.options.db_timeout);
+    conn_ = open_listener(ctx_, deadline);
+    // LISTEN is in place: whatever commits from now on is notified; read what came before.
+    ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
+                            deadline_after(ctx_.options.db_timeout));
+    (r.full ? ctx_.counters->resyncs : ctx_.counters->catch_ups).fetch_add(1);
+    ctx_.counters->connected.store(true);
+    if (ever_lost_) ctx_.counters->reconnects.fetch_add(1);
+    ctx_.logger->info(
+        "syncconfig: listener connected to {} ({} after {} failed attempts, {} keys changed)",
+        ctx_.sql->qualified_table, r.full ? "full reload" : "caught up", failed_attempts_,
+        r.changed);
+    failed_attempts_ = 0;
+    return true;
+  } catch (const Error& e) {
+    conn_.reset();
+    // Log the first failure and then every tenth, to keep a long outage readable.
+    if (failed_attempts_++ % 10 == 0) {
+      ctx_.logger->warn("syncconfig: connecting the listener failed: {}; retrying every {} ms",
+                        e.message(), ctx_.options.reconnect_interval.count());
+    }
+    next_reconnect_ = steady_clock::now() + ctx_.options.reconnect_interval;
+    return false;
+  }
+}
+
+void SyncWorker::serve_requests() {
+  std::deque<std::shared_ptr<std::promise<void>>> batch;
+  {
+    std::lock_guard lock(requests_mu_);
+    batch.swap(requests_);
+  }
+  if (batch.empty()) return;
+  std::exception_ptr failure;
+  try {
+    if (!conn_ && !try_connect()) {
+      throw Error(ErrorCode::kUnavailable, "sync() failed: the database is unreachable");
+    }
+    load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
+             deadline_after(ctx_.options.db_timeout));
+    ctx_.counters->resyncs.fetch_add(1);
+  } catch (const Error& e) {
+    failure = std::current_exception();
+    if (!conn_ || !conn_->ok()) drop_connection(e.message());
+  }
+  for (auto& p : batch) {
+    if (failure) {
+      p->set_exception(failure);
+    } else {
+      p->set_value();
+    }
+  }
+}
+
+void SyncWorker::handle(const Notification& n) {
+  if (n.channel != ctx_.options.channel) return;
+  std::string why;
+  std::optional<Notice> notice = parse_notice(n.payload, &why);
+  std::optional<ParsedValue> inline_value;
+  if (notice && notice->value_text) {
+    inline_value = parse_value(notice->key, *notice->value_text);
+    if (!inline_value) {
+      notice.reset();
+      why = "\"val\" is not JSON";
+    }
+  }
+  if (!notice) {
+    // Checked before anything else so that a foreign payload cannot disturb the protocol state.
+    ctx_.counters->notifications_ignored.fetch_add(1);
+    if (malformed_logged_++ % 100 == 0) {
+      ctx_.logger->warn("syncconfig: ignored a foreign payload on channel '{}' ({}): {:.200}",
+                        n.channel, why, n.payload);
+    }
+    return;
+  }
+  if (notice->txid != group_txid_) {
+    // The previous transaction is complete: everything up to its last revision is applied.
+    if (group_max_revision_ > 0) ctx_.cache->advance_watermark(group_max_revision_);
+    group_txid_ = notice->txid;
+    group_max_revision_ = 0;
+  }
+  if (notice->revision <= ctx_.cache->watermark()) {
+    ctx_.counters->notifications_ignored.fetch_add(1);  // Already read by a catch-up.
+    return;
+  }
+  group_max_revision_ = std::max(group_max_revision_, notice->revision);
+  // A write of this instance's own pool is reported as local, whichever path applies it first.
+  const ChangeOrigin origin = ctx_.is_own_backend && ctx_.is_own_backend(n.backend_pid)
+                                  ? ChangeOrigin::kLocal
+                                  : ChangeOrigin::kRemote;
+  bool applied = false;
+  switch (notice->op) {
+    case Notice::Op::kTruncate:
+      ctx_.cache->truncate(notice->revision, origin);
+      applied = true;
+      break;
+    case Notice::Op::kDelete:
+      applied = ctx_.cache->remove(notice->key, notice->revision, origin, /*local_write=*/false);
+      break;
+    case Notice::Op::kUpsert:
+      if (inline_value) {
+        applied = ctx_.cache->upsert(std::move(notice->key), std::move(*inline_value),
+                                     notice->revision, origin, /*local_write=*/false);
+      } else {
+        // Too large for the payload: read the row. It may be newer than the notification, never
+        // older; if it is gone, its deletion's notification follows.
+        Result r = conn_->exec(ctx_.sql->select_one, {notice->key},
+                               deadline_after(ctx_.options.db_timeout));
+        if (r.rows() == 1) {
+          if (auto v = parse_value(notice->key, r.text(0, 0))) {
+            applied = ctx_.cache->upsert(std::move(notice->key), std::move(*v), r.int64(0, 1),
+                                         origin, /*local_write=*/false);
+          }
+        }
+      }
+      break;
+  }
+  (applied ? ctx_.counters->notifications_applied : ctx_.counters->notifications_ignored)
+      .fetch_add(1);
+}
+
+void SyncWorker::heartbeat() {
+  // Catch up and compare with the table in one snapshot. A local write landing between the
+  // snapshot and the comparison makes it inconclusive; then try again with a new snapshot.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/true,
+                            deadline_after(ctx_.options.db_timeout));
+    if (r.full) {
+      ctx_.counters->resyncs.fetch_add(1);
+      return;
+    }
+    if (r.changed > 0) ctx_.counters->catch_ups.fetch_add(1);
+    CacheDigest mine = ctx_.cache->digest();
+    if (mine.max_revision > r.snapshot_revision) continue;
+    if (mine.count == r.digest->count && mine.md5_sum == r.digest->md5_sum) {
+      ctx_.logger->debug("syncconfig: heartbeat: {} keys in sync (crc {:08x})", mine.count,
+                         mine.crc);
+      return;
+    }
+    ctx_.counters->crc_mismatches.fetch_add(1);
+    ctx_.logger->warn(
+        "syncconfig: heartbeat: cache differs from {} ({} keys cached, {} in the table){}",
+        ctx_.sql->qualified_table, mine.count, r.digest->count,
+        ctx_.options.sync_on_mismatch ? "; resyncing" : "; sync_on_mismatch is off");
+    if (ctx_.options.sync_on_mismatch) {
+      ReadResult full = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
+                                 deadline_after(ctx_.options.db_timeout));
+      ctx_.counters->resyncs.fetch_add(1);
+      ctx_.logger->info("syncconfig: resync repaired {} keys", full.changed);
+    }
+    return;
+  }
+  ctx_.logger->debug("syncconfig: heartbeat inconclusive (local writes raced it); next time");
+}
+
+void SyncWorker::prune_tombstones() {
+  // Tombstones older than the retention are not needed by any instance that is less far behind;
+  // one further behind does a full reload instead (it sees the compaction mark).
+  Deadline deadline = deadline_after(ctx_.options.db_timeout);
+  double seconds = std::chrono::duration<double>(ctx_.options.tombstone_retention).count();
+  Result r = conn_->exec(ctx_.sql->prune_candidates, {std::to_string(seconds)}, deadline);
+  if (r.rows() != 1 || r.is_null(0, 0)) return;
+  std::string upto(r.text(0, 0));
+  conn_->exec_script("BEGIN", deadline);
+  try {
+    conn_->exec(ctx_.sql->prune, {upto}, deadline);
+    conn_->exec(ctx_.sql->record_compaction, {upto}, deadline);
+    conn_->exec_script("COMMIT", deadline);
+  } catch (const Error&) {
+    if (conn_->ok()) conn_->exec_script("ROLLBACK", deadline);
+    throw;
+  }
+}
+
+void SyncWorker::run() {
+  while (!stopping_.load()) {
+    try {
+      auto now = steady_clock::now();
+      if (!conn_ && now >= next_reconnect_) try_connect();
+
+      // Sleep until a notification, a wake-up (stop, sync request), the heartbeat or the next
+      // reconnect attempt.
+      auto until = conn_ ? next_heartbeat_ : std::min(next_heartbeat_, next_reconnect_);
+      auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
+      pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
+      if (conn_ && ctx_.options.enable_notification) fds[1].fd = conn_->socket();
+      int n = ::poll(fds, 2, static_cast<int>(std::clamp<int64_t>(wait_ms, 0, 60'000)));
+      if (n < 0 && errno != EINTR) {
+        ctx_.logger->error("syncconfig: poll failed: {}", std::strerror(errno));
+      }
+      if (stopping_.load()) break;
+      if (fds[0].revents & POLLIN) {
+        uint64_t count;
+        [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
+      }
+      serve_requests();
+      if (conn_ && (fds[1].revents & (POLLIN | POLLERR | POLLHUP))) {
+        if (!conn_->consume_input()) {
+          drop_connection("the server closed it");
+          continue;
+        }
+      }
+      if (steady_clock::now() >= next_heartbeat_) {
+        next_heartbeat_ = steady_clock::now() + ctx_.options.heartbeat_interval;
+        if (conn_ || try_connect()) {
+          heartbeat();
+          prune_tombstones();
+        }
+      }
+      // Any query above may have buffered notifications in libpq: apply them all now, or they
+      // would wait for the socket's next wake-up.
+      while (conn_) {
+        std::optional<Notification> note = conn_->next_notification();
+        if (!note) break;
+        handle(*note);
+      }
+    } catch (const Error& e) {
+      // Any failed query leaves the connection suspect: replace it and catch up.
+      drop_connection(e.message());
+    } catch (const std::exception& e) {
+      ctx_.logger->error("syncconfig: unexpected error in the sync thread: {}", e.what());
+      drop_connection(e.what());
+    }
+  }
+}
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,92 @@
+// SyncWorker: the store's background thread and its connection. It listens for notifications
+// and applies them, reconnects after a lost connection (catching up on what it missed), runs the
+// heartbeat that compares the cache with the table, and serves sync() requests.
+//
+// Owns its thread: stop() (also run by the destructor) sets the stop flag, wakes the thread
+// through an eventfd and joins it. Errors in the thread are logged, never thrown out of it.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cache/cache.h"
+#include "db/connection.h"
+#include "db/table_sql.h"
+#include "sync/counters.h"
+#include "sync/payload.h"
+#include "syncconfig/options.h"
+
+namespace syncconfig::internal {
+
+struct SyncContext {
+  std::string dsn;
+  Options options;
+  const TableSql* sql;
+  Cache* cache;
+  Counters* counters;
+  std::shared_ptr<spdlog::logger> logger;
+  // Whether a backend pid is one of this store's own write connections (its notifications are
+  // then reported with ChangeOrigin::kLocal). May be empty.
+  std::function<bool(int)> is_own_backend;
+};
+
+// Opens the worker's connection and, with notifications enabled, LISTENs on the channel (before
+// any read, so nothing committed afterwards can be missed).
+std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline);
+
+class SyncWorker {
+ public:
+  // `conn` comes from open_listener, and the cache has been loaded through it.
+  SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn);
+  ~SyncWorker();
+  SyncWorker(const SyncWorker&) = delete;
+  SyncWorker& operator=(const SyncWorker&) = delete;
+
+  // Full reload on the worker thread; waits for it. Throws kUnavailable/kTimeout/kShutdown.
+  void request_sync();
+  // Idempotent; returns once the thread has exited.
+  void stop();
+
+ private:
+  void run();
+  void wake();
+  bool try_connect();  // Connects and catches up; false (logged) on failure.
+  void drop_connection(const std::string& why);
+  void handle(const Notification& n);
+  void heartbeat();
+  void prune_tombstones();
+  void serve_requests();
+
+  SyncContext ctx_;
+  std::unique_ptr<Connection> conn_;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::once_flag stop_once_;
+
+  std::mutex requests_mu_;
+  std::deque<std::shared_ptr<std::promise<void>>> requests_;
+
+  // Notification grouping: one transaction's notifications arrive together; the watermark
+  // moves past a transaction when the next one starts (docs/protocol.md).
+  int64_t group_txid_ = -1;
+  int64_t group_max_revision_ = 0;
+
+  std::chrono::steady_clock::time_point next_heartbeat_;
+  std::chrono::steady_clock::time_point next_reconnect_;
+  bool ever_lost_ = false;
+  uint64_t failed_attempts_ = 0;
+  uint64_t malformed_logged_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,139 @@
+#include "sync/table_reader.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace syncconfig::internal {
+namespace {
+
+// Closes the snapshot transaction on every path; a failed ROLLBACK means the connection is gone
+// and will be replaced anyway.
+class SnapshotTransaction {
+ public:
+  SnapshotTransaction(Connection& conn, Deadline deadline) : conn_(conn), deadline_(deadline) {
+    conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
+  }
+  ~SnapshotTransaction() {
+    if (!done_ && conn_.ok()) {
+      try {
+        conn_.exec_script("ROLLBACK", deadline_);
+      } catch (const Error&) {
+      }
+    }
+  }
+  void commit() {
+    conn_.exec_script("COMMIT", deadline_);
+    done_ = true;
+  }
+
+ private:
+  Connection& conn_;
+  Deadline deadline_;
+  bool done_ = false;
+};
+
+std::vector<Row> parse_rows(const Result& r) {
+  std::vector<Row> rows;
+  rows.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) {
+    std::string_view key = r.text(i, 0);
+    auto value = parse_value(key, r.text(i, 1));
+    if (!value) continue;  // PostgreSQL's jsonb text is always JSON.
+    rows.push_back(Row{std::string(key), std::move(*value), r.int64(i, 2)});
+  }
+  return rows;
+}
+
+int64_t snapshot_revision(Connection& conn, const TableSql& sql, Deadline deadline) {
+  return conn.exec(sql.snapshot_revision, {}, deadline).int64(0, 0);
+}
+
+ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
+                              Deadline deadline) {
+  SnapshotTransaction tx(conn, deadline);
+  ReadResult out;
+  out.full = true;
+  out.snapshot_revision = snapshot_revision(conn, sql, deadline);
+  Result r = conn.exec(sql.select_all, {}, deadline);
+  tx.commit();
+  out.changed = cache.replace_all(parse_rows(r), out.snapshot_revision, mode);
+  return out;
+}
+
+}  // namespace
+
+ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool initial,
+                    Deadline deadline) {
+  return load_all_with_mode(conn, sql, cache,
+                            initial ? ReplaceMode::kInitial : ReplaceMode::kResync, deadline);
+}
+
+ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
+                    Deadline deadline) {
+  const int64_t watermark = cache.watermark();
+  ReadResult out;
+  std::vector<Row> rows;
+  struct Tombstone {
+    int64_t revision;
+    std::string key;
+    char kind;
+  };
+  std::vector<Tombstone> tombstones;
+  {
+    SnapshotTransaction tx(conn, deadline);
+    out.snapshot_revision = snapshot_revision(conn, sql, deadline);
+    int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+    if (out.snapshot_revision < watermark || compacted > watermark) {
+      tx.commit();
+      // Revisions went backwards (the table was recreated) or deletions we would need were
+      // pruned: only a full reload is exact.
+      ReadResult full = load_all_with_mode(
+          conn, sql, cache,
+          out.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync, deadline);
+      if (with_digest) {
+        full.digest.reset();  // Compared against a fresh reload there is nothing to learn.
+      }
+      return full;
+    }
+    std::string since = std::to_string(watermark);
+    rows = parse_rows(conn.exec(sql.select_since, {since}, deadline));
+    Result t = conn.exec(sql.tombstones_since, {since}, deadline);
+    for (int i = 0; i < t.rows(); ++i) {
+      tombstones.push_back({t.int64(i, 0), std::string(t.text(i, 1)), t.text(i, 2)[0]});
+    }
+    if (with_digest) {
+      Result d = conn.exec(sql.table_digest, {}, deadline);
+      out.digest = TableDigest{static_cast<std::size_t>(d.int64(0, 0)),
+                               std::stoull(std::string(d.text(0, 1)))};
+    }
+    tx.commit();
+  }
+  // Apply in revision order: a row and a tombstone of the same key resolve as they committed.
+  std::sort(rows.begin(), rows.end(),
+            [](const Row& a, const Row& b) { return a.revision < b.revision; });
+  std::size_t ri = 0, ti = 0;
+  while (ri < rows.size() || ti < tombstones.size()) {
+    bool take_row = ti == tombstones.size() ||
+                    (ri < rows.size() && rows[ri].revision < tombstones[ti].revision);
+    if (take_row) {
+      Row& row = rows[ri++];
+      out.changed += cache.upsert(std::move(row.key), std::move(row.value), row.revision,
+                                  ChangeOrigin::kResync, /*local_write=*/false);
+    } else {
+      const Tombstone& tomb = tombstones[ti++];
+      if (tomb.kind == 't') {
+        cache.truncate(tomb.revision, ChangeOrigin::kResync);
+      } else {
+        out.changed += cache.remove(tomb.key, tomb.revision, ChangeOrigin::kResync,
+                                    /*local_write=*/false);
+      }
+    }
+  }
+  cache.advance_watermark(out.snapshot_revision);
+  return out;
+}
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,36 @@
+// Reads the table into the cache: the full load (start-up, resync) and the incremental catch-up
+// (after a reconnect, at each heartbeat). Each reads one REPEATABLE READ snapshot, so what it
+// applies is the state after some commit, never a mix.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "cache/cache.h"
+#include "db/connection.h"
+#include "db/table_sql.h"
+
+namespace syncconfig::internal {
+
+struct TableDigest {
+  std::size_t count = 0;
+  uint64_t md5_sum = 0;
+};
+
+struct ReadResult {
+  int64_t snapshot_revision = 0;
+  bool full = false;                  // A full reload was done (or needed and done).
+  std::size_t changed = 0;            // Keys whose cached value changed.
+  std::optional<TableDigest> digest;  // When requested: the table's digest in the snapshot.
+};
+
+// Loads every row; replaces the cache's content (ChangeOrigin::kResync unless `initial`).
+ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool initial,
+                    Deadline deadline);
+
+// Applies everything committed after the cache's watermark. Falls back to load_all when the
+// tombstones it would need were pruned or the table's revisions went backwards (recreated).
+ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
+                    Deadline deadline);
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,23 @@
+// Checks of everything a caller hands the store before it can reach SQL or the table.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+namespace syncconfig::internal {
+
+constexpr std::size_t kMaxKeyBytes = 255;
+
+// Throws Error(kInvalidArgument) unless `key` is 1..255 bytes of valid UTF-8 without NUL.
+void validate_key(std::string_view key);
+// Throws Error(kInvalidArgument) naming `field` unless `name` is a safe SQL identifier:
+// [a-z_][a-z0-9_]* of at most `max_bytes` bytes.
+void validate_identifier(std::string_view field, std::string_view name, std::size_t max_bytes);
+// Serializes `value` for the database. Throws Error(kInvalidArgument) for NaN/Infinity, invalid
+// UTF-8 in strings, a discarded value, or text longer than `max_bytes`.
+std::string serialize_value(std::string_view key, const nlohmann::json& value,
+                            std::size_t max_bytes);
+bool is_valid_utf8(std::string_view s);
+
+}  // namespace syncconfig::internal

@@ -1,0 +1,364 @@
+// Several instances on one table: propagation, ordering, large values, plain SQL, callbacks.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "test_support.h"
+
+namespace syncconfig::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct Pair {
+  std::string table = unique_name("t_sync");
+  std::unique_ptr<Store> a = Store::open(dsn(), test_options(table));
+  std::unique_ptr<Store> b = Store::open(dsn(), test_options(table));
+};
+
+// Every key and value in the table, through a raw connection.
+std::map<std::string, json> table_content(const std::string& table) {
+  Sql sql(dsn());
+  std::string all = sql.scalar("SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM " + table);
+  std::map<std::string, json> out;
+  json parsed = json::parse(all);
+  for (auto& [k, v] : parsed.items()) out.emplace(k, v);
+  return out;
+}
+
+TEST(Sync, a_write_on_one_instance_reaches_get_and_callbacks_of_another) {
+  Pair p;
+  Recorder seen;
+  p.b->subscribe(seen.callback());
+  p.a->set("feature:new_ui", true);
+  // The heartbeat is 30 s away: only the notification can deliver this in time.
+  ASSERT_TRUE(wait_until([&] { return p.b->get_bool("feature:new_ui", false); }, 5s));
+  ASSERT_TRUE(wait_until([&] { return seen.has("feature:new_ui", json(true)); }, 5s));
+  EXPECT_EQ(seen.changes().back().origin, ChangeOrigin::kRemote);
+
+  EXPECT_TRUE(p.a->remove("feature:new_ui"));
+  ASSERT_TRUE(wait_until([&] { return !p.b->contains("feature:new_ui"); }, 5s));
+  ASSERT_TRUE(wait_until([&] { return seen.has("feature:new_ui", std::nullopt); }, 5s));
+  EXPECT_EQ(p.b->stats().resyncs, 0u);
+}
+
+TEST(Sync, crc_is_equal_on_instances_in_sync_and_differs_when_data_differs) {
+  Pair p;
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
+  p.a->set("x", json{{"deep", {1, 2, 3}}});
+  p.a->set("y", "text");
+  ASSERT_TRUE(wait_until([&] { return p.b->size() == 2; }));
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
+  uint32_t before = p.a->get_crc();
+  p.a->set("y", "other");
+  EXPECT_NE(p.a->get_crc(), before);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_string("y") == "other"; }));
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
+  // A store opened later, from the table alone, agrees too.
+  auto c = Store::open(dsn(), test_options(p.table));
+  EXPECT_EQ(c->get_crc(), p.a->get_crc());
+}
+
+TEST(Sync, large_values_sync_beyond_the_notify_payload_limit) {
+  Pair p;
+  std::string kb100(100 * 1024, 'a');
+  json mb1 = json::array();
+  for (int i = 0; i < 20000; ++i) mb1.push_back(json{{"index", i}, {"pad", std::string(30, 'p')}});
+  ASSERT_GT(mb1.dump().size(), 1000000u);
+  p.a->set("k100", kb100);
+  p.a->set("k1m", mb1);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_string("k100") == kb100; }, 10s));
+  ASSERT_TRUE(wait_until([&] { return p.b->get("k1m") == mb1; }, 10s));
+  // Multi-byte characters: 4000 x 'é' is 8000 bytes, over the limit though only 4000 chars.
+  std::string accents;
+  for (int i = 0; i < 4000; ++i) accents += "\xc3\xa9";
+  p.a->set("accents", accents);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_string("accents") == accents; }, 10s));
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
+}
+
+TEST(Sync, writes_made_with_plain_sql_reach_every_instance) {
+  Pair p;
+  Sql sql(dsn());
+  sql.exec("INSERT INTO " + p.table + " (key, value) VALUES ('plain', '\"inserted\"')");
+  ASSERT_TRUE(wait_until([&] {
+    return p.a->get_string("plain") == "inserted" && p.b->get_string("plain") == "inserted";
+  }));
+  sql.exec("UPDATE " + p.table + " SET value = '\"updated\"' WHERE key = 'plain'");
+  ASSERT_TRUE(wait_until([&] {
+    return p.a->get_string("plain") == "updated" && p.b->get_string("plain") == "updated";
+  }));
+  sql.exec("INSERT INTO " + p.table +
+           " (key, value) SELECT 'bulk' || i, to_jsonb(i) FROM generate_series(1, 100) i");
+  ASSERT_TRUE(wait_until([&] { return p.a->size() == 101 && p.b->size() == 101; }));
+  sql.exec("DELETE FROM " + p.table + " WHERE key LIKE 'bulk%' AND (value::int % 2) = 0");
+  ASSERT_TRUE(wait_until([&] { return p.a->size() == 51 && p.b->size() == 51; }));
+  EXPECT_FALSE(p.b->contains("bulk2"));
+  EXPECT_EQ(p.b->get_int("bulk3"), 3);
+  // Renaming a key is a deletion of the old key and a write of the new one.
+  sql.exec("UPDATE " + p.table + " SET key = 'renamed' WHERE key = 'plain'");
+  ASSERT_TRUE(wait_until(
+      [&] { return !p.b->contains("plain") && p.b->get_string("renamed") == "updated"; }));
+  // Several statements in one transaction arrive as one.
+  sql.exec("BEGIN; INSERT INTO " + p.table + " (key, value) VALUES ('tx1', '1'); UPDATE " +
+           p.table + " SET value = '2' WHERE key = 'tx1'; DELETE FROM " + p.table +
+           " WHERE key = 'bulk1'; COMMIT;");
+  ASSERT_TRUE(wait_until([&] { return p.b->get_int("tx1") == 2 && !p.b->contains("bulk1"); }));
+  // A rolled-back write never shows.
+  sql.exec("BEGIN; UPDATE " + p.table + " SET value = '99' WHERE key = 'tx1'; ROLLBACK;");
+  sql.exec("INSERT INTO " + p.table + " (key, value) VALUES ('marker', '1')");
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("marker"); }));
+  EXPECT_EQ(p.b->get_int("tx1"), 2);
+  // ON CONFLICT DO NOTHING changes nothing.
+  sql.exec("INSERT INTO " + p.table + " (key, value) VALUES ('tx1', '5') ON CONFLICT DO NOTHING");
+  // TRUNCATE fires no row trigger, yet reaches every instance.
+  sql.exec("TRUNCATE " + p.table);
+  ASSERT_TRUE(wait_until([&] { return p.a->size() == 0 && p.b->size() == 0; }));
+  sql.exec("BEGIN; INSERT INTO " + p.table + " (key, value) VALUES ('before', '1'); TRUNCATE " +
+           p.table + "; INSERT INTO " + p.table + " (key, value) VALUES ('after', '1'); COMMIT;");
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("after"); }));
+  EXPECT_FALSE(p.b->contains("before"));
+  EXPECT_EQ(p.a->get_all(), table_content(p.table));
+  EXPECT_EQ(p.b->get_all(), table_content(p.table));
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
+}
+
+TEST(Sync, concurrent_writers_on_overlapping_keys_never_roll_an_instance_back) {
+  std::string table = unique_name("t_race");
+  constexpr int kInstances = 4;
+  constexpr int kKeys = 8;
+  constexpr int kWritesPerInstance = 150;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kInstances; ++i) stores.push_back(Store::open(dsn(), test_options(table)));
+
+  // Per instance and key, the revisions its callbacks reported, in order.
+  std::vector<std::map<std::string, std::vector<int64_t>>> observed(kInstances);
+  std::vector<std::mutex> observed_mu(kInstances);
+  for (int i = 0; i < kInstances; ++i) {
+    stores[i]->subscribe([&, i](const Change& c) {
+      std::lock_guard lock(observed_mu[i]);
+      observed[i][c.key].push_back(c.revision);
+    });
+  }
+  // Readers: per instance and key, the "n" counters of values written by writer 0 must never
+  // go back, since writer 0 writes increasing counters one at a time.
+  std::atomic<bool> stop{false};
+  std::atomic<int> rollbacks{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < kInstances; ++i) {
+    readers.emplace_back([&, i] {
+      std::map<std::string, int64_t> last;
+      while (!stop.load()) {
+        for (int k = 0; k < kKeys; ++k) {
+          std::string key = "k" + std::to_string(k);
+          auto v = stores[i]->get(key);
+          if (!v || !v->is_object() || (*v)["w"] != 0) continue;
+          int64_t n = (*v)["n"];
+          auto it = last.find(key);
+          if (it != last.end() && n < it->second) {
+            // Another writer may have written in between; writer 0's older value can only
+            // reappear through a rollback.
+            rollbacks.fetch_add(1);
+          }
+          last[key] = n;
+        }
+      }
+    });
+  }
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kInstances; ++i) {
+    writers.emplace_back([&, i] {
+      std::mt19937 rng(i);
+      for (int n = 0; n < kWritesPerInstance; ++n) {
+        std::string key = "k" + std::to_string(rng() % kKeys);
+        if (rng() % 10 == 0) {
+          stores[i]->remove(key);
+        } else {
+          stores[i]->set(key, json{{"w", i}, {"n", n}});
+        }
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  auto expected = table_content(table);
+  for (int i = 0; i < kInstances; ++i) {
+    ASSERT_TRUE(wait_until([&] { return stores[i]->get_all() == expected; }, 10s))
+        << "instance " << i << " did not converge";
+  }
+  stop.store(true);
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(rollbacks.load(), 0);
+  for (int i = 0; i < kInstances; ++i) {
+    EXPECT_EQ(stores[i]->get_crc(), stores[0]->get_crc());
+    std::lock_guard lock(observed_mu[i]);
+    for (const auto& [key, revisions] : observed[i]) {
+      for (size_t r = 1; r < revisions.size(); ++r) {
+        EXPECT_LT(revisions[r - 1], revisions[r])
+            << "instance " << i << " key " << key << " went back in revision";
+      }
+    }
+  }
+}
+
+TEST(Sync, callbacks_see_local_writes_in_order_and_may_call_the_store) {
+  std::string table = unique_name("t_cb");
+  auto store = Store::open(dsn(), test_options(table));
+  std::vector<int64_t> values;
+  std::mutex mu;
+  std::atomic<bool> reentered{false};
+  store->subscribe([&](const Change& c) {
+    if (c.key == "counter") {
+      // Calling back into the store from a callback must not deadlock.
+      EXPECT_TRUE(store->contains("counter") || !c.value);
+      if (c.value && c.value->get<int>() == 50) {
+        store->set("from_callback", true);
+        reentered = true;
+      }
+      std::lock_guard lock(mu);
+      values.push_back(c.value ? c.value->get<int64_t>() : -1);
+      EXPECT_EQ(c.origin, ChangeOrigin::kLocal);
+    }
+  });
+  for (int i = 1; i <= 100; ++i) store->set("counter", i);
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return values.size() == 100;
+  }));
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(values[i], i + 1);
+  ASSERT_TRUE(wait_until([&] { return store->get_bool("from_callback"); }));
+  EXPECT_TRUE(reentered.load());
+}
+
+TEST(Sync, a_write_that_does_not_change_the_value_fires_no_callback) {
+  Pair p;
+  Recorder on_a, on_b;
+  p.a->subscribe(on_a.callback());
+  p.b->subscribe(on_b.callback());
+  p.a->set("same", 1);
+  p.a->set("same", 1);
+  p.a->set("marker", 1);
+  ASSERT_TRUE(wait_until([&] { return on_b.has("marker", json(1)); }));
+  ASSERT_TRUE(wait_until([&] { return on_a.has("marker", json(1)); }));
+  // Once on each instance: the second write and the echo of A's own write change nothing.
+  EXPECT_EQ(on_a.size(), 2u);
+  EXPECT_EQ(on_b.size(), 2u);
+}
+
+TEST(Sync, a_throwing_callback_is_logged_and_the_store_keeps_working) {
+  Pair p;
+  p.b->subscribe([](const Change&) { throw std::runtime_error("boom"); });
+  Recorder after;
+  p.b->subscribe(after.callback());
+  p.a->set("k", 1);
+  ASSERT_TRUE(wait_until([&] { return after.has("k", json(1)); }));
+  p.a->set("k", 2);
+  ASSERT_TRUE(wait_until([&] { return after.has("k", json(2)); }));
+  EXPECT_EQ(p.b->get_int("k"), 2);
+  EXPECT_EQ(p.b->stats().callback_errors, 2u);
+}
+
+TEST(Sync, after_unsubscribe_returns_the_callback_is_not_called_again) {
+  auto store = Store::open(dsn(), test_options(unique_name("t_unsub")));
+  std::atomic<int> calls{0};
+  std::atomic<bool> unsubscribed{false};
+  std::atomic<bool> called_after{false};
+  SubscriptionId id = store->subscribe([&](const Change&) {
+    calls.fetch_add(1);
+    std::this_thread::sleep_for(1ms);  // Widen the window in which unsubscribe races a call.
+    if (unsubscribed.load()) called_after = true;
+  });
+  std::thread writer([&] {
+    for (int i = 0; i < 200; ++i) store->set("k", i);
+  });
+  ASSERT_TRUE(wait_until([&] { return calls.load() > 5; }));
+  store->unsubscribe(id);
+  // The flag is set after unsubscribe returned: a call that started before has finished.
+  unsubscribed = true;
+  writer.join();
+  store->set("k", "final");
+  Recorder later;
+  store->subscribe(later.callback());
+  store->set("k", "later");
+  ASSERT_TRUE(wait_until([&] { return later.has("k", json("later")); }));
+  EXPECT_FALSE(called_after.load());
+}
+
+TEST(Sync, a_callback_may_unsubscribe_itself) {
+  auto store = Store::open(dsn(), test_options(unique_name("t_selfunsub")));
+  std::atomic<int> calls{0};
+  SubscriptionId id = 0;
+  std::atomic<bool> ready{false};
+  id = store->subscribe([&](const Change&) {
+    while (!ready.load()) std::this_thread::yield();
+    calls.fetch_add(1);
+    store->unsubscribe(id);
+  });
+  ready = true;
+  store->set("a", 1);
+  store->set("b", 1);
+  Recorder marker;
+  store->subscribe(marker.callback());
+  store->set("c", 1);
+  ASSERT_TRUE(wait_until([&] { return marker.has("c", json(1)); }));
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(Sync, foreign_and_malformed_payloads_on_the_channel_are_ignored) {
+  Pair p;
+  Sql sql(dsn());
+  std::string channel = p.table + "_ch";
+  for (const char* payload :
+       {"garbage", "", "{}", "[1,2]", "{\"sc\":1}", "{\"sc\":1,\"op\":\"u\",\"r\":\"x\"}",
+        "{\"sc\":1,\"op\":\"z\",\"r\":5,\"x\":1,\"k\":\"a\"}",
+        "{\"sc\":1,\"op\":\"u\",\"r\":5,\"x\":1,\"k\":\"a\",\"val\":\"not json\"}",
+        "{\"key\":\"x\",\"value\":1}"}) {
+    sql.exec("SELECT pg_notify('" + channel + "', '" + std::string(payload) + "')");
+  }
+  p.a->set("after", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_int("after") == 1; }));
+  EXPECT_FALSE(p.b->contains("a"));
+  EXPECT_GE(p.b->stats().notifications_ignored, 8u);
+}
+
+TEST(Sync, many_instances_in_one_process_all_receive_a_change) {
+  std::string table = unique_name("t_many");
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < 20; ++i) stores.push_back(Store::open(dsn(), test_options(table)));
+  stores[7]->set("broadcast", "hello");
+  for (auto& s : stores) {
+    ASSERT_TRUE(wait_until([&] { return s->get_string("broadcast") == "hello"; }));
+  }
+  for (auto& s : stores) EXPECT_EQ(s->get_crc(), stores[0]->get_crc());
+}
+
+TEST(Sync, gets_from_many_threads_while_writes_arrive) {
+  Pair p;
+  p.a->set("hot", 0);
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("hot"); }));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> readers;
+  std::atomic<int64_t> reads{0};
+  for (int t = 0; t < 4; ++t) {
+    readers.emplace_back([&] {
+      int64_t last = 0;
+      while (!stop.load()) {
+        int64_t v = p.b->get_int("hot", -1);
+        EXPECT_GE(v, last);  // A single writer's increasing values only move forward.
+        last = v;
+        reads.fetch_add(1);
+      }
+    });
+  }
+  for (int i = 1; i <= 100; ++i) p.a->set("hot", i);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_int("hot") == 100; }));
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_GT(reads.load(), 100);
+}
+
+}  // namespace
+}  // namespace syncconfig::testing

@@ -1,0 +1,79 @@
+#include "test_support.h"
+
+#include <atomic>
+#include <mutex>
+
+namespace syncconfig::testing {
+
+EmbeddedPostgres& cluster() {
+  // Stopped by its destructor at exit, after every test (and its stores) has finished.
+  static EmbeddedPostgres pg;
+  static std::once_flag once;
+  std::call_once(once, [] { pg.start(); });
+  return pg;
+}
+
+std::string unique_name(const std::string& stem) {
+  static std::atomic<int> counter{0};
+  return stem + "_" + std::to_string(counter.fetch_add(1));
+}
+
+Options test_options(const std::string& table) {
+  Options o;
+  o.table_name = table;
+  o.channel = table + "_ch";
+  o.heartbeat_interval = std::chrono::seconds(30);
+  o.reconnect_interval = std::chrono::milliseconds(200);
+  o.db_timeout = std::chrono::seconds(5);
+  return o;
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return condition();
+}
+
+Sql::Sql(const std::string& dsn) : conn_(PQconnectdb(dsn.c_str())) {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    ADD_FAILURE() << "connecting failed: " << PQerrorMessage(conn_);
+  }
+}
+
+Sql::~Sql() { PQfinish(conn_); }
+
+std::string Sql::try_exec(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  std::string error;
+  auto status = PQresultStatus(r);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    error = PQresultErrorMessage(r);
+    if (error.empty()) error = PQerrorMessage(conn_);
+  }
+  PQclear(r);
+  return error;
+}
+
+void Sql::exec(const std::string& sql) {
+  std::string error = try_exec(sql);
+  EXPECT_EQ(error, "") << "SQL: " << sql;
+}
+
+std::string Sql::scalar(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  std::string out = "<none>";
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    ADD_FAILURE() << "SQL failed: " << sql << ": " << PQresultErrorMessage(r);
+  } else if (PQntuples(r) > 0) {
+    out = PQgetisnull(r, 0, 0) ? "<null>" : PQgetvalue(r, 0, 0);
+  }
+  PQclear(r);
+  return out;
+}
+
+int Sql::backend_pid() { return PQbackendPID(conn_); }
+
+}  // namespace syncconfig::testing
