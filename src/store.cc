@@ -122,6 +122,25 @@ class Store::Impl {
     if (closed_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
   }
 
+  // Runs f(connection) with a pooled connection. A connection that broke under the call (server
+  // restart, terminated session) is replaced once: re-running an upsert is harmless, and a
+  // re-run remove() reports what it then finds.
+  template <class F>
+  auto with_connection(Deadline deadline, F&& f) {
+    for (int attempt = 0;; ++attempt) {
+      auto conn = pool_.acquire(deadline);
+      try {
+        return f(*conn);
+      } catch (const Error& e) {
+        if (attempt == 0 && e.code() == ErrorCode::kUnavailable && !conn->ok() &&
+            internal::Clock::now() < deadline) {
+          continue;
+        }
+        throw;
+      }
+    }
+  }
+
   void set(std::string_view key, const nlohmann::json& value) {
     check_open();
     internal::validate_key(key);
@@ -148,8 +167,9 @@ class Store::Impl {
     internal::validate_key(key);
     Deadline deadline = deadline_after(options_.db_timeout);
     try {
-      auto conn = pool_.acquire(deadline);
-      internal::Result r = conn->exec_prepared("syncconfig_remove", sql_.remove, {key}, deadline);
+      internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+        return conn.exec_prepared("syncconfig_remove", sql_.remove, {key}, deadline);
+      });
       if (r.rows() != 1 || r.is_null(0, 0)) return false;
       cache_.remove(key, r.int64(0, 0), ChangeOrigin::kLocal, /*local_write=*/true);
     } catch (const Error& e) {

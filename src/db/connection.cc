@@ -109,13 +109,14 @@ std::string Connection::error_message() const {
 
 bool Connection::probe() {
   if (!ok()) return false;
+  // An idle connection that is not listening has nothing to receive: readable means the server
+  // ended the session (restart, pg_terminate_backend) and its farewell is waiting to be read.
   pollfd p{PQsocket(conn_), POLLIN, 0};
-  if (::poll(&p, 1, 0) > 0) {
-    if (!consume_input()) return false;
-    // Drop anything unexpected (an error report of a terminated session, say).
-    while (PGnotify* n = PQnotifies(conn_)) PQfreemem(n);
+  if (::poll(&p, 1, 0) != 0) {
+    close();
+    return false;
   }
-  return ok();
+  return true;
 }
 
 bool Connection::consume_input() {

@@ -71,8 +71,8 @@ class Connection {
 
   // Whether the connection is usable. A connection is closed after any timeout or lost link.
   bool ok() const;
-  // Checks without blocking whether the server closed the link while the connection sat idle
-  // (e.g. the server restarted). Returns ok() afterwards.
+  // Checks without blocking whether the server ended the session while the connection sat idle
+  // (e.g. the server restarted); closes it if so. Only for connections that do not LISTEN.
   bool probe();
   int socket() const;
   // The server process serving this connection (kept after the connection closes).

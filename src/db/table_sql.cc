@@ -160,10 +160,12 @@ CREATE TRIGGER syncconfig_truncate AFTER TRUNCATE ON {t}
       "ORDER BY revision",
       tomb);
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE kind = 'c'", tomb);
-  snapshot_revision = fmt::format(
-      "SELECT greatest((SELECT coalesce(max(revision), 0) FROM {}), "
-      "(SELECT coalesce(max(revision), 0) FROM {}))",
-      t, tomb);
+  const std::string writer_key =
+      fmt::format("{}, '{}'::regclass::oid::integer", kWriterLockClass, t);
+  snapshot_lock = fmt::format("SELECT pg_advisory_lock({})", writer_key);
+  snapshot_unlock = fmt::format("SELECT pg_advisory_unlock({})", writer_key);
+  snapshot_revision =
+      fmt::format("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}", seq);
   table_digest = fmt::format(
       "SELECT count(*), coalesce(sum(('x' || substr(md5(convert_to(key, 'UTF8') || "
       "'\\x00'::bytea || convert_to(value::text, 'UTF8')), 1, 8))::bit(32)::bigint), 0)::text "

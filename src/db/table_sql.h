@@ -23,14 +23,16 @@ struct TableSql {
   std::string trigger_channel;  // $1 = table regclass text: the channel its trigger notifies.
   std::string create_triggers;  // Drops and creates the triggers for `channel`.
 
-  std::string upsert;             // $1 key, $2 json text -> revision, value::text
-  std::string remove;             // $1 key -> revision or NULL
-  std::string select_all;         // -> key, value::text, revision
-  std::string select_since;       // $1 revision -> key, value::text, revision
-  std::string select_one;         // $1 key -> value::text, revision
-  std::string tombstones_since;   // $1 revision -> revision, key, kind ('d' or 't')
-  std::string compacted;          // -> revision through which tombstones were pruned (0 if none)
-  std::string snapshot_revision;  // -> highest revision visible in this snapshot
+  std::string upsert;            // $1 key, $2 json text -> revision, value::text
+  std::string remove;            // $1 key -> revision or NULL
+  std::string select_all;        // -> key, value::text, revision
+  std::string select_since;      // $1 revision -> key, value::text, revision
+  std::string select_one;        // $1 key -> value::text, revision
+  std::string tombstones_since;  // $1 revision -> revision, key, kind ('d' or 't')
+  std::string compacted;         // -> revision through which tombstones were pruned (0 if none)
+  std::string snapshot_lock;     // Session-level writer lock: no revision is in flight under it.
+  std::string snapshot_unlock;
+  std::string snapshot_revision;  // -> the last revision drawn (0 if none)
   std::string table_digest;       // -> count, sum of md5 prefixes (as text)
   std::string prune_candidates;   // $1 retention seconds -> max prunable revision or NULL
   std::string prune;              // $1 revision: delete tombstones <= $1 ...

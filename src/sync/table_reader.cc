@@ -9,30 +9,49 @@
 namespace syncconfig::internal {
 namespace {
 
-// Closes the snapshot transaction on every path; a failed ROLLBACK means the connection is gone
-// and will be replaced anyway.
-class SnapshotTransaction {
+// A REPEATABLE READ snapshot together with the revision it is complete to. The writer lock is
+// held only while the snapshot is taken: no write is in flight then, so every revision drawn so
+// far is either visible in the snapshot or aborted, and every later write gets a higher one.
+// Rolls back on every path; a failed ROLLBACK means the connection is gone (and with it the
+// session lock) and will be replaced anyway.
+class Snapshot {
  public:
-  SnapshotTransaction(Connection& conn, Deadline deadline) : conn_(conn), deadline_(deadline) {
-    conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
+  Snapshot(Connection& conn, const TableSql& sql, Deadline deadline)
+      : conn_(conn), deadline_(deadline) {
+    conn_.exec(sql.snapshot_lock, {}, deadline_);
+    try {
+      conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
+      open_ = true;
+      // The first statement fixes the snapshot.
+      revision_ = conn_.exec(sql.snapshot_revision, {}, deadline_).int64(0, 0);
+    } catch (...) {
+      release(sql);
+      throw;
+    }
+    release(sql);
   }
-  ~SnapshotTransaction() {
-    if (!done_ && conn_.ok()) {
+  ~Snapshot() {
+    if (open_ && conn_.ok()) {
       try {
         conn_.exec_script("ROLLBACK", deadline_);
       } catch (const Error&) {
       }
     }
   }
+  int64_t revision() const { return revision_; }
   void commit() {
     conn_.exec_script("COMMIT", deadline_);
-    done_ = true;
+    open_ = false;
   }
 
  private:
+  void release(const TableSql& sql) {
+    if (conn_.ok()) conn_.exec(sql.snapshot_unlock, {}, deadline_);
+  }
   Connection& conn_;
   Deadline deadline_;
-  bool done_ = false;
+  bool open_ = false;
+  int64_t revision_ = 0;
 };
 
 std::vector<Row> parse_rows(const Result& r) {
@@ -47,16 +66,12 @@ std::vector<Row> parse_rows(const Result& r) {
   return rows;
 }
 
-int64_t snapshot_revision(Connection& conn, const TableSql& sql, Deadline deadline) {
-  return conn.exec(sql.snapshot_revision, {}, deadline).int64(0, 0);
-}
-
 ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
                               Deadline deadline) {
-  SnapshotTransaction tx(conn, deadline);
+  Snapshot tx(conn, sql, deadline);
   ReadResult out;
   out.full = true;
-  out.snapshot_revision = snapshot_revision(conn, sql, deadline);
+  out.snapshot_revision = tx.revision();
   Result r = conn.exec(sql.select_all, {}, deadline);
   tx.commit();
   out.changed = cache.replace_all(parse_rows(r), out.snapshot_revision, mode);
@@ -83,8 +98,8 @@ ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool wi
   };
   std::vector<Tombstone> tombstones;
   {
-    SnapshotTransaction tx(conn, deadline);
-    out.snapshot_revision = snapshot_revision(conn, sql, deadline);
+    Snapshot tx(conn, sql, deadline);
+    out.snapshot_revision = tx.revision();
     int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
     if (out.snapshot_revision < watermark || compacted > watermark) {
       tx.commit();

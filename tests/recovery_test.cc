@@ -1,0 +1,250 @@
+// Failures: a killed listener, a restarted or stopped server, changes that sent no notification,
+// pruned tombstones and a recreated table. Every instance must end equal to the table.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "test_support.h"
+
+namespace syncconfig::testing {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+// A login role whose sessions a test can cut off (NOLOGIN + terminate) and later let back in,
+// to hold one instance away from the database while others keep writing.
+class BlockableRole {
+ public:
+  explicit BlockableRole(EmbeddedPostgres& pg) : pg_(pg), name_(unique_name("blockable")) {
+    Sql(pg_.dsn()).exec("CREATE ROLE " + name_ + " LOGIN SUPERUSER");
+  }
+  std::string dsn() const {
+    return "postgresql://" + name_ + "@127.0.0.1:" + std::to_string(pg_.port()) + "/postgres";
+  }
+  void block() {
+    Sql sql(pg_.dsn());
+    sql.exec("ALTER ROLE " + name_ + " NOLOGIN");
+    sql.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + name_ +
+             "'");
+  }
+  void unblock() { Sql(pg_.dsn()).exec("ALTER ROLE " + name_ + " LOGIN"); }
+
+ private:
+  EmbeddedPostgres& pg_;
+  std::string name_;
+};
+
+std::map<std::string, json> table_content(const std::string& dsn, const std::string& table) {
+  Sql sql(dsn);
+  json parsed =
+      json::parse(sql.scalar("SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM " + table));
+  std::map<std::string, json> out;
+  for (auto& [k, v] : parsed.items()) out.emplace(k, v);
+  return out;
+}
+
+TEST(Recovery, a_killed_listener_reconnects_and_catches_up_without_a_full_reload) {
+  std::string table = unique_name("t_kill");
+  Sql sql(dsn());
+  auto a = Store::open(dsn(), test_options(table));
+  sql.exec("INSERT INTO " + table +
+           " (key, value) SELECT 'k' || i, to_jsonb(i) FROM generate_series(1, 20000) i");
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), test_options(table));
+  ASSERT_EQ(b->size(), 20000u);
+  Recorder seen;
+  b->subscribe(seen.callback());
+
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  // Committed while B is away: no notification will ever reach it.
+  a->set("during", "outage");
+  a->remove("k5");
+  sql.exec("UPDATE " + table + " SET value = '\"sql\"' WHERE key = 'k6'");
+  sql.exec("DELETE FROM " + table + " WHERE key IN ('k7', 'k8')");
+  // B's writes fail meanwhile, with an error that says retrying helps.
+  try {
+    b->set("from_b", 1);
+    FAIL() << "a write succeeded without a database";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.retryable()) << e.what();
+  }
+  EXPECT_EQ(b->get_int("k5"), 5);  // Reads keep serving the cache.
+
+  role.unblock();
+  ASSERT_TRUE(wait_until([&] { return b->get_string("during") == "outage"; }, 10s));
+  EXPECT_FALSE(b->contains("k5"));
+  EXPECT_EQ(b->get_string("k6"), "sql");
+  EXPECT_FALSE(b->contains("k7"));
+  EXPECT_EQ(b->get_all(), table_content(dsn(), table));
+  EXPECT_EQ(b->get_crc(), a->get_crc());
+  Stats stats = b->stats();
+  EXPECT_GE(stats.reconnects, 1u);
+  EXPECT_GE(stats.catch_ups, 1u);
+  EXPECT_EQ(stats.resyncs, 0u) << "a short outage must not reload the whole table";
+  ASSERT_TRUE(wait_until([&] { return seen.has("k5", std::nullopt); }));
+  EXPECT_TRUE(seen.has("during", json("outage")));
+  // And it listens again.
+  a->set("after", 1);
+  ASSERT_TRUE(wait_until([&] { return b->get_int("after") == 1; }));
+}
+
+TEST(Recovery, a_server_restart_is_survived_by_listeners_and_writers) {
+  EmbeddedPostgres pg;
+  pg.start();
+  std::string table = unique_name("t_restart");
+  auto a = Store::open(pg.dsn(), test_options(table));
+  auto b = Store::open(pg.dsn(), test_options(table));
+  a->set("before", 1);
+  ASSERT_TRUE(wait_until([&] { return b->get_int("before") == 1; }));
+
+  pg.restart();
+  // Straight after the restart, likely before the instances reconnect.
+  Sql(pg.dsn()).exec("INSERT INTO " + table + " (key, value) VALUES ('while_away', 'true')");
+  ASSERT_TRUE(
+      wait_until([&] { return b->get_bool("while_away") && a->get_bool("while_away"); }, 10s));
+  // The writer's pooled connections died with the server; a write finds a fresh one.
+  a->set("after", 2);
+  ASSERT_TRUE(wait_until([&] { return b->get_int("after") == 2; }));
+  EXPECT_GE(b->stats().reconnects, 1u);
+  EXPECT_EQ(b->get_all(), table_content(pg.dsn(), table));
+}
+
+TEST(Recovery, while_the_database_is_down_reads_serve_the_cache_and_writes_fail_in_time) {
+  EmbeddedPostgres pg;
+  pg.start();
+  Options o = test_options(unique_name("t_down"));
+  o.db_timeout = 1s;
+  auto store = Store::open(pg.dsn(), o);
+  auto other = Store::open(pg.dsn(), o);
+  store->set("k", "cached");
+  pg.stop();
+  ASSERT_TRUE(wait_until([&] { return !store->stats().connected; }));
+  EXPECT_EQ(store->get_string("k"), "cached");
+  auto start = std::chrono::steady_clock::now();
+  try {
+    store->set("k", "new");
+    FAIL() << "a write succeeded without a database";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable) << e.what();
+    EXPECT_TRUE(e.retryable());
+    EXPECT_NE(std::string(e.what()).find("set(\"k\")"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, o.db_timeout + 500ms);
+  EXPECT_EQ(store->get_string("k"), "cached");
+  EXPECT_THROW(store->sync(), Error);
+
+  pg.start();
+  ASSERT_TRUE(wait_until([&] { return store->stats().connected; }, 10s));
+  other->set("k", "after");
+  ASSERT_TRUE(wait_until([&] { return store->get_string("k") == "after"; }));
+  store->set("k2", 2);
+  ASSERT_TRUE(wait_until([&] { return other->get_int("k2") == 2; }));
+}
+
+TEST(Recovery, the_heartbeat_repairs_changes_that_sent_no_notification) {
+  std::string table = unique_name("t_silent");
+  Options o = test_options(table);
+  o.heartbeat_interval = 200ms;
+  auto store = Store::open(dsn(), o);
+  store->set("changed", 1);
+  store->set("deleted", 1);
+  Recorder seen;
+  store->subscribe(seen.callback());
+  // Replication-role sessions skip ordinary triggers: no revision, no notification.
+  Sql(dsn()).exec("SET session_replication_role = replica; UPDATE " + table +
+                  " SET value = '2' WHERE key = 'changed'; DELETE FROM " + table +
+                  " WHERE key = 'deleted'; INSERT INTO " + table +
+                  " (key, value) VALUES ('inserted', '3')");
+  ASSERT_TRUE(wait_until([&] { return store->get_int("changed") == 2; }, 10s));
+  EXPECT_FALSE(store->contains("deleted"));
+  EXPECT_EQ(store->get_int("inserted"), 3);
+  EXPECT_EQ(store->get_all(), table_content(dsn(), table));
+  Stats stats = store->stats();
+  EXPECT_GE(stats.crc_mismatches, 1u);
+  EXPECT_GE(stats.resyncs, 1u);
+  ASSERT_TRUE(wait_until([&] { return seen.has("inserted", json(3)); }));
+  for (const Change& c : seen.changes()) EXPECT_EQ(c.origin, ChangeOrigin::kResync);
+}
+
+TEST(Recovery, with_sync_on_mismatch_off_the_heartbeat_reports_but_does_not_repair) {
+  std::string table = unique_name("t_nosync");
+  Options o = test_options(table);
+  o.heartbeat_interval = 100ms;
+  o.sync_on_mismatch = false;
+  auto store = Store::open(dsn(), o);
+  store->set("k", 1);
+  Sql(dsn()).exec("SET session_replication_role = replica; UPDATE " + table +
+                  " SET value = '2' WHERE key = 'k'");
+  ASSERT_TRUE(wait_until([&] { return store->stats().crc_mismatches >= 2; }, 10s));
+  EXPECT_EQ(store->get_int("k"), 1);
+  EXPECT_EQ(store->stats().resyncs, 0u);
+  store->sync();
+  EXPECT_EQ(store->get_int("k"), 2);
+}
+
+TEST(Recovery, an_instance_away_longer_than_tombstone_retention_reloads_fully) {
+  std::string table = unique_name("t_pruned");
+  Options fast = test_options(table);
+  fast.heartbeat_interval = 100ms;
+  fast.tombstone_retention = 1ms;
+  auto a = Store::open(dsn(), fast);
+  a->set("doomed", 1);
+  a->set("kept", 1);
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), test_options(table));
+  ASSERT_TRUE(b->contains("doomed"));
+
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  a->remove("doomed");
+  Sql sql(dsn());
+  // Wait until a's heartbeat has pruned the deletion's tombstone.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return sql.scalar("SELECT count(*) FROM " + table + "_tombstones WHERE kind = 'd'") ==
+                   "0" &&
+               sql.scalar("SELECT count(*) FROM " + table + "_tombstones WHERE kind = 'c'") == "1";
+      },
+      10s));
+  role.unblock();
+  ASSERT_TRUE(wait_until([&] { return !b->contains("doomed"); }, 10s));
+  EXPECT_TRUE(b->contains("kept"));
+  EXPECT_GE(b->stats().resyncs, 1u);
+}
+
+TEST(Recovery, a_recreated_table_is_detected_and_reloaded) {
+  std::string table = unique_name("t_recreated");
+  Options o = test_options(table);
+  o.heartbeat_interval = 200ms;
+  auto a = Store::open(dsn(), o);
+  for (int i = 0; i < 20; ++i) a->set("k" + std::to_string(i), i);
+  Sql(dsn()).exec("DROP TABLE " + table + "; DROP TABLE " + table + "_tombstones; DROP SEQUENCE " +
+                  table + "_revision_seq");
+  // A new instance recreates everything; revisions start again from 1.
+  auto b = Store::open(dsn(), o);
+  b->set("fresh", true);
+  ASSERT_TRUE(wait_until([&] { return a->get_bool("fresh") && a->size() == 1; }, 10s));
+  EXPECT_EQ(a->get_all(), table_content(dsn(), table));
+  b->set("fresh2", true);
+  ASSERT_TRUE(wait_until([&] { return a->get_bool("fresh2"); }, 5s));
+}
+
+TEST(Recovery, shutdown_is_prompt_while_the_database_is_down) {
+  EmbeddedPostgres pg;
+  pg.start();
+  Options o = test_options(unique_name("t_downstop"));
+  o.reconnect_interval = 10s;
+  auto store = Store::open(pg.dsn(), o);
+  pg.stop();
+  ASSERT_TRUE(wait_until([&] { return !store->stats().connected; }));
+  auto start = std::chrono::steady_clock::now();
+  store.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+}
+
+}  // namespace
+}  // namespace syncconfig::testing
