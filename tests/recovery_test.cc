@@ -47,6 +47,7 @@ std::map<std::string, json> table_content(const std::string& dsn, const std::str
 }
 
 TEST(Recovery, a_killed_listener_reconnects_and_catches_up_without_a_full_reload) {
+  Recorder seen;
   std::string table = unique_name("t_kill");
   Sql sql(dsn());
   auto a = Store::open(dsn(), test_options(table));
@@ -55,7 +56,6 @@ TEST(Recovery, a_killed_listener_reconnects_and_catches_up_without_a_full_reload
   BlockableRole role(cluster());
   auto b = Store::open(role.dsn(), test_options(table));
   ASSERT_EQ(b->size(), 20000u);
-  Recorder seen;
   b->subscribe(seen.callback());
 
   role.block();
@@ -146,13 +146,13 @@ TEST(Recovery, while_the_database_is_down_reads_serve_the_cache_and_writes_fail_
 }
 
 TEST(Recovery, the_heartbeat_repairs_changes_that_sent_no_notification) {
+  Recorder seen;
   std::string table = unique_name("t_silent");
   Options o = test_options(table);
   o.heartbeat_interval = 200ms;
   auto store = Store::open(dsn(), o);
   store->set("changed", 1);
   store->set("deleted", 1);
-  Recorder seen;
   store->subscribe(seen.callback());
   // Replication-role sessions skip ordinary triggers: no revision, no notification.
   Sql(dsn()).exec("SET session_replication_role = replica; UPDATE " + table +

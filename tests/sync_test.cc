@@ -31,8 +31,8 @@ std::map<std::string, json> table_content(const std::string& table) {
 }
 
 TEST(Sync, a_write_on_one_instance_reaches_get_and_callbacks_of_another) {
-  Pair p;
   Recorder seen;
+  Pair p;
   p.b->subscribe(seen.callback());
   p.a->set("feature:new_ui", true);
   // The heartbeat is 30 s away: only the notification can deliver this in time.
@@ -192,6 +192,7 @@ TEST(Sync, concurrent_writers_on_overlapping_keys_never_roll_an_instance_back) {
   stop.store(true);
   for (auto& t : readers) t.join();
   EXPECT_EQ(rollbacks.load(), 0);
+  for (auto& s : stores) s->shutdown();  // Callbacks use `observed`.
   for (int i = 0; i < kInstances; ++i) {
     EXPECT_EQ(stores[i]->get_crc(), stores[0]->get_crc());
     std::lock_guard lock(observed_mu[i]);
@@ -231,11 +232,12 @@ TEST(Sync, callbacks_see_local_writes_in_order_and_may_call_the_store) {
   for (int i = 0; i < 100; ++i) EXPECT_EQ(values[i], i + 1);
   ASSERT_TRUE(wait_until([&] { return store->get_bool("from_callback"); }));
   EXPECT_TRUE(reentered.load());
+  store->shutdown();  // The callback uses locals declared after the store.
 }
 
 TEST(Sync, a_write_that_does_not_change_the_value_fires_no_callback) {
-  Pair p;
   Recorder on_a, on_b;
+  Pair p;
   p.a->subscribe(on_a.callback());
   p.b->subscribe(on_b.callback());
   p.a->set("same", 1);
@@ -249,9 +251,9 @@ TEST(Sync, a_write_that_does_not_change_the_value_fires_no_callback) {
 }
 
 TEST(Sync, a_throwing_callback_is_logged_and_the_store_keeps_working) {
+  Recorder after;
   Pair p;
   p.b->subscribe([](const Change&) { throw std::runtime_error("boom"); });
-  Recorder after;
   p.b->subscribe(after.callback());
   p.a->set("k", 1);
   ASSERT_TRUE(wait_until([&] { return after.has("k", json(1)); }));
@@ -262,6 +264,7 @@ TEST(Sync, a_throwing_callback_is_logged_and_the_store_keeps_working) {
 }
 
 TEST(Sync, after_unsubscribe_returns_the_callback_is_not_called_again) {
+  Recorder later;
   auto store = Store::open(dsn(), test_options(unique_name("t_unsub")));
   std::atomic<int> calls{0};
   std::atomic<bool> unsubscribed{false};
@@ -280,14 +283,15 @@ TEST(Sync, after_unsubscribe_returns_the_callback_is_not_called_again) {
   unsubscribed = true;
   writer.join();
   store->set("k", "final");
-  Recorder later;
   store->subscribe(later.callback());
   store->set("k", "later");
   ASSERT_TRUE(wait_until([&] { return later.has("k", json("later")); }));
   EXPECT_FALSE(called_after.load());
+  store->shutdown();
 }
 
 TEST(Sync, a_callback_may_unsubscribe_itself) {
+  Recorder marker;
   auto store = Store::open(dsn(), test_options(unique_name("t_selfunsub")));
   std::atomic<int> calls{0};
   SubscriptionId id = 0;
@@ -300,11 +304,11 @@ TEST(Sync, a_callback_may_unsubscribe_itself) {
   ready = true;
   store->set("a", 1);
   store->set("b", 1);
-  Recorder marker;
   store->subscribe(marker.callback());
   store->set("c", 1);
   ASSERT_TRUE(wait_until([&] { return marker.has("c", json(1)); }));
   EXPECT_EQ(calls.load(), 1);
+  store->shutdown();
 }
 
 TEST(Sync, foreign_and_malformed_payloads_on_the_channel_are_ignored) {

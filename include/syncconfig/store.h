@@ -93,7 +93,7 @@ class Store {
   std::map<std::string, nlohmann::json> get_all(std::string_view prefix = {}) const;
 
   // Typed getters: the default when the key is absent or its value does not convert. They never
-  // throw. Conversions (see docs/api.md):
+  // throw. Conversions (also in README.md):
   //   get_string: a JSON string. Any other type gives the default.
   //   get_int:    an integer that fits int64; a float with an integral value in range (42.0);
   //               a string holding exactly such a number ("123", " 7" is refused).

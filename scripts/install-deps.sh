@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages syncconfig builds, tests and runs with; skips what is present.
+set -euo pipefail
+packages=(
+  build-essential cmake pkg-config
+  libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
+  nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "Installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian's postgresql package starts a system cluster; syncconfig never needs it.
