@@ -246,5 +246,52 @@ TEST(Recovery, shutdown_is_prompt_while_the_database_is_down) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
 }
 
+TEST(Recovery, shutdown_interrupts_a_sync_blocked_by_a_long_writer) {
+  std::string table = unique_name("t_blocked");
+  Options o = test_options(table);
+  o.db_timeout = 30s;
+  auto store = Store::open(dsn(), o);
+  store->set("k", 1);
+  // An open transaction that wrote the table holds its writer lock: a snapshot waits for it.
+  Sql holder(dsn());
+  holder.exec("BEGIN; UPDATE " + table + " SET value = '2' WHERE key = 'k'");
+  std::atomic<bool> finished{false};
+  ErrorCode code = ErrorCode::kInternal;
+  std::thread syncer([&] {
+    try {
+      store->sync();
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    finished = true;
+  });
+  Sql watcher(dsn());
+  ASSERT_TRUE(wait_until([&] {
+    return watcher.scalar(
+               "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT "
+               "granted") != "0";
+  }));
+  auto start = std::chrono::steady_clock::now();
+  store->shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+  syncer.join();
+  EXPECT_TRUE(finished.load());
+  EXPECT_EQ(code, ErrorCode::kShutdown);
+  holder.exec("ROLLBACK");
+}
+
+TEST(Recovery, an_unreachable_database_fails_open_quickly_without_leaking_the_password) {
+  // Port 1 on loopback: nothing listens there.
+  try {
+    Store::open("postgresql://someone:s3cr3t-pw@127.0.0.1:1/db", test_options("t_unreach"));
+    FAIL() << "opened an unreachable database";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable) << e.what();
+    EXPECT_TRUE(e.retryable());
+    EXPECT_EQ(std::string(e.what()).find("s3cr3t-pw"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace syncconfig::testing

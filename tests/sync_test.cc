@@ -38,7 +38,13 @@ TEST(Sync, a_write_on_one_instance_reaches_get_and_callbacks_of_another) {
   // The heartbeat is 30 s away: only the notification can deliver this in time.
   ASSERT_TRUE(wait_until([&] { return p.b->get_bool("feature:new_ui", false); }, 5s));
   ASSERT_TRUE(wait_until([&] { return seen.has("feature:new_ui", json(true)); }, 5s));
-  EXPECT_EQ(seen.changes().back().origin, ChangeOrigin::kRemote);
+  Change arrived = seen.changes().back();
+  EXPECT_EQ(arrived.origin, ChangeOrigin::kRemote);
+  // The notification carries when the change was made, for lag metrics.
+  ASSERT_TRUE(arrived.written_at.has_value());
+  auto lag = std::chrono::system_clock::now() - *arrived.written_at;
+  EXPECT_GE(lag, -1s);  // Same machine, same clock; allow for rounding.
+  EXPECT_LT(lag, 5s);
 
   EXPECT_TRUE(p.a->remove("feature:new_ui"));
   ASSERT_TRUE(wait_until([&] { return !p.b->contains("feature:new_ui"); }, 5s));

@@ -14,6 +14,7 @@
 // typed getters return their default.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -41,6 +42,9 @@ struct Change {
   std::optional<nlohmann::json> value;  // std::nullopt: the key was deleted.
   int64_t revision = 0;                 // Commit-ordered revision of the change in the table.
   ChangeOrigin origin = ChangeOrigin::kLocal;
+  // For a change applied from a notification: when the writing transaction made it, by the
+  // database server's clock (the lag until now() is the propagation delay). Empty otherwise.
+  std::optional<std::chrono::system_clock::time_point> written_at;
 };
 
 using Callback = std::function<void(const Change&)>;

@@ -63,7 +63,7 @@ void Cache::note_revision(int64_t revision) {
 }
 
 bool Cache::upsert(std::string key, ParsedValue value, int64_t revision, ChangeOrigin origin,
-                   bool local_write) {
+                   bool local_write, std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   if (local_write && revision <= watermark_) return false;
   auto [it, inserted] = map_.try_emplace(std::move(key));
@@ -78,11 +78,12 @@ bool Cache::upsert(std::string key, ParsedValue value, int64_t revision, ChangeO
   e.hash = value.hash;
   e.live = true;
   add_sums(e.hash);
-  sink_.push(Change{it->first, e.value, revision, origin});
+  sink_.push(Change{it->first, e.value, revision, origin, written_at});
   return true;
 }
 
-bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write) {
+bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
+                   std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   if (local_write && revision <= watermark_) return false;
   auto it = map_.find(key);
@@ -102,19 +103,19 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, 
   e.value = nullptr;
   e.hash = {};
   tombstones_.emplace_back(revision, it->first);
-  if (was_live) sink_.push(Change{it->first, std::nullopt, revision, origin});
+  if (was_live) sink_.push(Change{it->first, std::nullopt, revision, origin, written_at});
   prune_tombstones();
   return true;
 }
 
-void Cache::truncate(int64_t revision, ChangeOrigin origin) {
+void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   note_revision(revision);
   for (auto it = map_.begin(); it != map_.end();) {
     if (it->second.revision < revision) {
       if (it->second.live) {
         sub_sums(it->second.hash);
-        sink_.push(Change{it->first, std::nullopt, revision, origin});
+        sink_.push(Change{it->first, std::nullopt, revision, origin, written_at});
       }
       it = map_.erase(it);
     } else {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -31,6 +32,8 @@
 #include "syncconfig/store.h"
 
 namespace syncconfig::internal {
+
+using WriteTime = std::chrono::system_clock::time_point;
 
 class ChangeSink {
  public:
@@ -91,12 +94,15 @@ class Cache {
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
   // tombstone); for the result of this instance's own write (`local_write`, applied by the
   // writing thread) also only if newer than the watermark. Returns whether applied.
+  // `written_at` is passed on in the reported Change.
   bool upsert(std::string key, ParsedValue value, int64_t revision, ChangeOrigin origin,
-              bool local_write);
+              bool local_write, std::optional<WriteTime> written_at = std::nullopt);
   // Deletion at `revision`, same rules. Returns whether applied.
-  bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write);
+  bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
+              std::optional<WriteTime> written_at = std::nullopt);
   // TRUNCATE at `revision`: drops every entry older than it.
-  void truncate(int64_t revision, ChangeOrigin origin);
+  void truncate(int64_t revision, ChangeOrigin origin,
+                std::optional<WriteTime> written_at = std::nullopt);
   // Raises the watermark (never lowers it) and forgets tombstones at or below it.
   void advance_watermark(int64_t revision);
   // Makes the cache equal to `rows`, a consistent snapshot of the whole table at revision

@@ -17,6 +17,13 @@ std::optional<int64_t> from_double(double d) {
   return static_cast<int64_t>(d);
 }
 
+std::optional<int64_t> parse_int(std::string_view s) {
+  int64_t i = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return i;
+}
+
 std::optional<double> parse_double(std::string_view s) {
   if (s.empty()) return std::nullopt;
   double d = 0;
@@ -44,11 +51,17 @@ std::optional<int64_t> to_int(const nlohmann::json& v) {
     case nlohmann::json::value_t::number_float:
       return from_double(v.get<double>());
     case nlohmann::json::value_t::string: {
-      const auto& s = v.get_ref<const std::string&>();
-      int64_t i = 0;
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-      if (!s.empty() && ec == std::errc() && end == s.data() + s.size()) return i;
-      if (auto d = parse_double(s)) return from_double(*d);  // "42.0", "1e3"
+      std::string_view s = v.get_ref<const std::string&>();
+      if (auto i = parse_int(s)) return i;
+      // "42.0", "42.000": an integer with a zero fraction, parsed exactly.
+      if (auto dot = s.find('.'); dot != std::string_view::npos &&
+                                  s.find_first_not_of('0', dot + 1) == std::string_view::npos) {
+        return parse_int(s.substr(0, dot));
+      }
+      // "1e3" and the like go through double, which is exact only up to 2^53.
+      if (auto d = parse_double(s); d && std::fabs(*d) <= 9007199254740992.0) {
+        return from_double(*d);
+      }
       return std::nullopt;
     }
     default:

@@ -1,5 +1,5 @@
 // Conversion rules of the typed getters (Store::get_int and friends), documented in store.h and
-// docs/api.md. Each returns std::nullopt when the value does not convert; none throws.
+// README.md. Each returns std::nullopt when the value does not convert; none throws.
 #pragma once
 
 #include <cstdint>

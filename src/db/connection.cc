@@ -14,17 +14,6 @@ int remaining_ms(Deadline deadline) {
   return left.count() < 0 ? 0 : static_cast<int>(left.count());
 }
 
-// Waits until `fd` is ready for `events`. Returns false on timeout.
-bool wait_fd(int fd, short events, Deadline deadline) {
-  for (;;) {
-    pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, remaining_ms(deadline));
-    if (n > 0) return true;
-    if (n == 0) return false;
-    if (errno != EINTR) return true;  // Let libpq report the actual error.
-  }
-}
-
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
@@ -58,7 +47,23 @@ int64_t Result::int64(int row, int col) const {
   return std::stoll(std::string(t));
 }
 
-Connection::Connection(const std::string& dsn, Deadline deadline, const char* application_name) {
+bool Connection::wait_socket(short events, Deadline deadline) {
+  for (;;) {
+    pollfd p[2] = {{PQsocket(conn_), events, 0}, {interrupt_fd_, POLLIN, 0}};
+    int n = ::poll(p, interrupt_fd_ >= 0 ? 2 : 1, remaining_ms(deadline));
+    if (n > 0 && (p[1].revents & POLLIN)) {
+      close();
+      throw Error(ErrorCode::kShutdown, "interrupted: the store is shutting down");
+    }
+    if (n > 0) return true;
+    if (n == 0) return false;
+    if (errno != EINTR) return true;  // Let libpq report the actual error.
+  }
+}
+
+Connection::Connection(const std::string& dsn, Deadline deadline, const char* application_name,
+                       int interrupt_fd)
+    : interrupt_fd_(interrupt_fd) {
   const char* keys[] = {"dbname", "application_name", "client_encoding", nullptr};
   const char* values[] = {dsn.c_str(), application_name, "UTF8", nullptr};
   conn_ = PQconnectStartParams(keys, values, /*expand_dbname=*/1);
@@ -78,7 +83,7 @@ Connection::Connection(const std::string& dsn, Deadline deadline, const char* ap
                   fmt::format("connecting to {} failed: {}", redact_dsn(dsn), message));
     }
     short events = status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-    if (!wait_fd(PQsocket(conn_), events, deadline)) {
+    if (!wait_socket(events, deadline)) {
       close();
       throw Error(ErrorCode::kTimeout, fmt::format("connecting to {} timed out", redact_dsn(dsn)));
     }
@@ -147,11 +152,11 @@ void Connection::wait_for_result(Deadline deadline, std::string_view what) {
       close();
       throw Error(ErrorCode::kUnavailable, fmt::format("{} failed: {}", what, message));
     }
-    if (!wait_fd(PQsocket(conn_), POLLIN | POLLOUT, deadline)) break;  // Checked below.
+    if (!wait_socket(POLLIN | POLLOUT, deadline)) break;  // Checked below.
     if (PQconsumeInput(conn_) == 0) break;
   }
   while (PQisBusy(conn_)) {
-    if (Clock::now() >= deadline || !wait_fd(PQsocket(conn_), POLLIN, deadline)) {
+    if (Clock::now() >= deadline || !wait_socket(POLLIN, deadline)) {
       // Ask the server to stop, then drop the connection: its state is unknown.
       if (PGcancel* cancel = PQgetCancel(conn_)) {
         char buf[256];

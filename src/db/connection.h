@@ -54,7 +54,11 @@ class Connection {
  public:
   // Connects to `dsn` (URI or key=value) within `deadline`, with client_encoding UTF8. Throws
   // Error(kUnavailable or kTimeout) with the DSN's password removed from the message.
-  Connection(const std::string& dsn, Deadline deadline, const char* application_name);
+  // `interrupt_fd`, if not -1, is polled alongside the socket by every wait of this connection:
+  // once it is readable, waits end with Error(kShutdown) and the connection is closed. It lets
+  // an owner stop a thread blocked on the server without waiting for the deadline.
+  Connection(const std::string& dsn, Deadline deadline, const char* application_name,
+             int interrupt_fd = -1);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -75,6 +79,7 @@ class Connection {
   // (e.g. the server restarted); closes it if so. Only for connections that do not LISTEN.
   bool probe();
   int socket() const;
+  void set_interrupt_fd(int fd) { interrupt_fd_ = fd; }
   // The server process serving this connection (kept after the connection closes).
   int backend_pid() const { return backend_pid_; }
   // Reads whatever the server sent. Returns false if the connection broke.
@@ -84,12 +89,15 @@ class Connection {
   std::string error_message() const;
 
  private:
+  // Waits for the socket; false on timeout. Throws kShutdown when interrupted.
+  bool wait_socket(short events, Deadline deadline);
   void wait_for_result(Deadline deadline, std::string_view what);
   Result collect(std::string_view what);
   void close();
 
   PGconn* conn_ = nullptr;
   int backend_pid_ = 0;
+  int interrupt_fd_ = -1;
   std::unordered_set<std::string> prepared_;
 };
 

@@ -75,12 +75,14 @@ DECLARE
   payload text;
   rev bigint;
   xid bigint := txid_current();
+  -- When the change was made (for lag metrics); the commit follows within the transaction.
+  now_us bigint := floor(extract(epoch FROM clock_timestamp()) * 1000000);
 BEGIN
   IF TG_OP <> 'DELETE' THEN
-    payload := json_build_object('sc', 1, 'op', 'u', 'r', NEW.revision, 'x', xid,
+    payload := json_build_object('sc', 1, 'op', 'u', 'r', NEW.revision, 'x', xid, 't', now_us,
                                  'k', NEW.key, 'val', NEW.value::text)::text;
     IF octet_length(payload) >= 8000 THEN
-      payload := json_build_object('sc', 1, 'op', 'u', 'r', NEW.revision, 'x', xid,
+      payload := json_build_object('sc', 1, 'op', 'u', 'r', NEW.revision, 'x', xid, 't', now_us,
                                    'k', NEW.key)::text;
     END IF;
     PERFORM pg_notify(TG_ARGV[0], payload);
@@ -89,7 +91,7 @@ BEGIN
     {lock}
     rev := nextval({seq_literal});
     INSERT INTO {tomb} (revision, key, kind) VALUES (rev, OLD.key, 'd');
-    PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 'd', 'r', rev, 'x', xid,
+    PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 'd', 'r', rev, 'x', xid, 't', now_us,
                                                     'k', OLD.key)::text);
   END IF;
   RETURN NULL;
@@ -98,12 +100,13 @@ END $fn$;
 CREATE OR REPLACE FUNCTION {fn_truncate}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   rev bigint;
+  now_us bigint := floor(extract(epoch FROM clock_timestamp()) * 1000000);
 BEGIN
   {lock}
   rev := nextval({seq_literal});
   INSERT INTO {tomb} (revision, key, kind) VALUES (rev, NULL, 't');
   PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 't', 'r', rev,
-                                                  'x', txid_current())::text);
+                                                  'x', txid_current(), 't', now_us)::text);
   RETURN NULL;
 END $fn$;
 

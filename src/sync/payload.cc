@@ -28,6 +28,9 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
   Notice n;
   n.revision = r->get<int64_t>();
   n.txid = x->get<int64_t>();
+  if (auto t = j.find("t"); t != j.end() && t->is_number_integer()) {
+    n.written_at_us = t->get<int64_t>();
+  }
   const auto& o = op->get_ref<const std::string&>();
   if (o == "t") {
     n.op = Notice::Op::kTruncate;
@@ -43,7 +46,11 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
   auto k = j.find("k");
   if (k == j.end() || !k->is_string()) return fail("missing key \"k\"");
   n.key = k->get<std::string>();
-  if (n.key.empty() || n.key.size() > kMaxKeyBytes) return fail("invalid key");
+  // The column holds up to 255 characters (up to 4 bytes each); set() is stricter (255 bytes),
+  // but rows written with plain SQL may use the column's whole width.
+  if (n.key.empty() || n.key.size() > 4 * kMaxKeyBytes || n.key.find('\0') != std::string::npos) {
+    return fail("invalid key");
+  }
   if (n.op == Notice::Op::kUpsert) {
     auto v = j.find("val");
     if (v != j.end()) {

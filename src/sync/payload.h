@@ -1,5 +1,6 @@
 // The NOTIFY payload written by the table's triggers (see db/table_sql.cc):
-//   {"sc": 1, "op": "u"|"d"|"t", "r": revision, "x": txid, "k": key, "val": "<jsonb text>"}
+//   {"sc": 1, "op": "u"|"d"|"t", "r": revision, "x": txid, "t": unix time in microseconds,
+//    "k": key, "val": "<jsonb text>"}
 // "val" is present on upserts whose payload fits NOTIFY's 8000-byte limit.
 #pragma once
 
@@ -17,6 +18,7 @@ struct Notice {
   int64_t txid = 0;
   std::string key;                        // Empty for kTruncate.
   std::optional<std::string> value_text;  // kUpsert only, when it fit.
+  std::optional<int64_t> written_at_us;   // When the trigger ran (unix microseconds).
 };
 
 // Parses a payload. Anything else (foreign or malformed) gives std::nullopt and a reason in

@@ -19,8 +19,9 @@ using std::chrono::steady_clock;
 
 }  // namespace
 
-std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline) {
-  auto conn = std::make_unique<Connection>(ctx.dsn, deadline, kApplicationName);
+std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline,
+                                          int interrupt_fd) {
+  auto conn = std::make_unique<Connection>(ctx.dsn, deadline, kApplicationName, interrupt_fd);
   if (ctx.options.enable_notification) {
     conn->exec_script("LISTEN " + quote_ident(ctx.options.channel), deadline);
   }
@@ -30,9 +31,11 @@ std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadl
 SyncWorker::SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn)
     : ctx_(std::move(ctx)), conn_(std::move(conn)) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) {
+  stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0 || stop_fd_ < 0) {
     throw Error(ErrorCode::kInternal, fmt::format("eventfd failed: {}", std::strerror(errno)));
   }
+  if (conn_) conn_->set_interrupt_fd(stop_fd_);
   ctx_.counters->connected.store(conn_ && conn_->ok());
   next_heartbeat_ = steady_clock::now() + ctx_.options.heartbeat_interval;
   next_reconnect_ = steady_clock::now();
@@ -42,6 +45,7 @@ SyncWorker::SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn)
 SyncWorker::~SyncWorker() {
   stop();
   ::close(wake_fd_);
+  ::close(stop_fd_);
 }
 
 void SyncWorker::wake() {
@@ -52,6 +56,8 @@ void SyncWorker::wake() {
 void SyncWorker::stop() {
   std::call_once(stop_once_, [this] {
     stopping_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(stop_fd_, &one, sizeof one);
     wake();
     if (thread_.joinable()) thread_.join();
     conn_.reset();
@@ -84,7 +90,7 @@ void SyncWorker::request_sync() {
 }
 
 void SyncWorker::drop_connection(const std::string& why) {
-  if (conn_) {
+  if (conn_ && !stopping_.load()) {
     ctx_.logger->warn("syncconfig: lost the listener connection ({}); reconnecting", why);
   }
   conn_.reset();
@@ -98,7 +104,7 @@ void SyncWorker::drop_connection(const std::string& why) {
 bool SyncWorker::try_connect() {
   try {
     Deadline deadline = deadline_after(ctx_.options.db_timeout);
-    conn_ = open_listener(ctx_, deadline);
+    conn_ = open_listener(ctx_, deadline, stop_fd_);
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
     ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
                             deadline_after(ctx_.options.db_timeout));
@@ -114,7 +120,7 @@ bool SyncWorker::try_connect() {
   } catch (const Error& e) {
     conn_.reset();
     // Log the first failure and then every tenth, to keep a long outage readable.
-    if (failed_attempts_++ % 10 == 0) {
+    if (failed_attempts_++ % 10 == 0 && !stopping_.load()) {
       ctx_.logger->warn("syncconfig: connecting the listener failed: {}; retrying every {} ms",
                         e.message(), ctx_.options.reconnect_interval.count());
     }
@@ -187,19 +193,24 @@ void SyncWorker::handle(const Notification& n) {
   const ChangeOrigin origin = ctx_.is_own_backend && ctx_.is_own_backend(n.backend_pid)
                                   ? ChangeOrigin::kLocal
                                   : ChangeOrigin::kRemote;
+  std::optional<WriteTime> written_at;
+  if (notice->written_at_us) {
+    written_at = WriteTime(std::chrono::microseconds(*notice->written_at_us));
+  }
   bool applied = false;
   switch (notice->op) {
     case Notice::Op::kTruncate:
-      ctx_.cache->truncate(notice->revision, origin);
+      ctx_.cache->truncate(notice->revision, origin, written_at);
       applied = true;
       break;
     case Notice::Op::kDelete:
-      applied = ctx_.cache->remove(notice->key, notice->revision, origin, /*local_write=*/false);
+      applied = ctx_.cache->remove(notice->key, notice->revision, origin, /*local_write=*/false,
+                                   written_at);
       break;
     case Notice::Op::kUpsert:
       if (inline_value) {
         applied = ctx_.cache->upsert(std::move(notice->key), std::move(*inline_value),
-                                     notice->revision, origin, /*local_write=*/false);
+                                     notice->revision, origin, /*local_write=*/false, written_at);
       } else {
         // Too large for the payload: read the row. It may be newer than the notification, never
         // older; if it is gone, its deletion's notification follows.
@@ -208,7 +219,7 @@ void SyncWorker::handle(const Notification& n) {
         if (r.rows() == 1) {
           if (auto v = parse_value(notice->key, r.text(0, 0))) {
             applied = ctx_.cache->upsert(std::move(notice->key), std::move(*v), r.int64(0, 1),
-                                         origin, /*local_write=*/false);
+                                         origin, /*local_write=*/false, written_at);
           }
         }
       }

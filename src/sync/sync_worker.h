@@ -40,12 +40,14 @@ struct SyncContext {
 };
 
 // Opens the worker's connection and, with notifications enabled, LISTENs on the channel (before
-// any read, so nothing committed afterwards can be missed).
-std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline);
+// any read, so nothing committed afterwards can be missed). See Connection for interrupt_fd.
+std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline,
+                                          int interrupt_fd = -1);
 
 class SyncWorker {
  public:
-  // `conn` comes from open_listener, and the cache has been loaded through it.
+  // `conn` comes from open_listener, and the cache has been loaded through it. Its database
+  // calls cannot be interrupted by stop(); the worker's later connections can.
   SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn);
   ~SyncWorker();
   SyncWorker(const SyncWorker&) = delete;
@@ -68,7 +70,8 @@ class SyncWorker {
 
   SyncContext ctx_;
   std::unique_ptr<Connection> conn_;
-  int wake_fd_ = -1;
+  int wake_fd_ = -1;  // Written to wake the loop (sync request, stop).
+  int stop_fd_ = -1;  // Written once by stop(): also interrupts a database call in progress.
   std::atomic<bool> stopping_{false};
   std::once_flag stop_once_;
 

@@ -80,12 +80,18 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
 }
 
 namespace {
-// Iterative walk: a deeply nested value must not overflow the stack here.
+// Iterative walk: a deeply nested value must not overflow the stack here. Serializing and
+// copying a value recurse once per level, so depth is limited too.
 void check_finite(std::string_view key, const nlohmann::json& value) {
-  std::vector<const nlohmann::json*> stack{&value};
+  std::vector<std::pair<const nlohmann::json*, std::size_t>> stack{{&value, 1}};
   while (!stack.empty()) {
-    const nlohmann::json* v = stack.back();
+    auto [v, depth] = stack.back();
     stack.pop_back();
+    if (depth > kMaxValueDepth) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid value for key {}: nested deeper than {} levels",
+                              nlohmann::json(std::string(key)).dump(), kMaxValueDepth));
+    }
     if (v->is_number_float() && !std::isfinite(v->get<double>())) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("invalid value for key {}: NaN and Infinity are not JSON",
@@ -97,7 +103,7 @@ void check_finite(std::string_view key, const nlohmann::json& value) {
                               nlohmann::json(std::string(key)).dump()));
     }
     if (v->is_structured()) {
-      for (const auto& child : *v) stack.push_back(&child);
+      for (const auto& child : *v) stack.emplace_back(&child, depth + 1);
     }
   }
 }

@@ -8,6 +8,7 @@
 namespace syncconfig::internal {
 
 constexpr std::size_t kMaxKeyBytes = 255;
+constexpr std::size_t kMaxValueDepth = 1000;
 
 // Throws Error(kInvalidArgument) unless `key` is 1..255 bytes of valid UTF-8 without NUL.
 void validate_key(std::string_view key);
@@ -15,7 +16,8 @@ void validate_key(std::string_view key);
 // [a-z_][a-z0-9_]* of at most `max_bytes` bytes.
 void validate_identifier(std::string_view field, std::string_view name, std::size_t max_bytes);
 // Serializes `value` for the database. Throws Error(kInvalidArgument) for NaN/Infinity, invalid
-// UTF-8 in strings, a discarded value, or text longer than `max_bytes`.
+// UTF-8 in strings, a discarded value, nesting deeper than kMaxValueDepth, or text longer than
+// `max_bytes`.
 std::string serialize_value(std::string_view key, const nlohmann::json& value,
                             std::size_t max_bytes);
 bool is_valid_utf8(std::string_view s);

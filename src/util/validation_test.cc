@@ -232,24 +232,58 @@ TEST(SerializeValue, a_discarded_value_is_refused) {
   invalid_argument_message([&] { serialize_value("k", discarded, kBig); });
 }
 
-TEST(SerializeValue, ten_thousand_levels_of_nesting_do_not_crash) {
+// Builds [[[...[1]...]]] nested `depth` levels deep (without recursion).
+json nested_arrays(int depth) {
   json v = 1;
-  for (int i = 0; i < 10000; ++i) {
+  for (int i = 0; i < depth; ++i) {
     json wrapper = json::array();
     wrapper.push_back(std::move(v));
     v = std::move(wrapper);
   }
-  std::string text = serialize_value("k", v, 1 << 20);
-  EXPECT_EQ(text, std::string(10000, '[') + "1" + std::string(10000, ']'));
+  return v;
+}
 
-  // A NaN at the bottom is still found.
+TEST(SerializeValue, deeply_nested_values_serialize_or_are_refused_without_crashing) {
+  for (int depth : {10000, 100000}) {
+    SCOPED_TRACE(depth);
+    json v = nested_arrays(depth);
+    try {
+      std::string text = serialize_value("k", v, std::size_t{1} << 30);
+      EXPECT_EQ(text, std::string(depth, '[') + "1" + std::string(depth, ']'));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    }
+  }
+}
+
+TEST(SerializeValue,
+     a_hundred_thousand_levels_with_nan_at_the_bottom_are_refused_without_crashing) {
   json bad = std::numeric_limits<double>::quiet_NaN();
-  for (int i = 0; i < 10000; ++i) {
+  for (int i = 0; i < 100000; ++i) {
     json wrapper = json::object();
     wrapper["a"] = std::move(bad);
     bad = std::move(wrapper);
   }
-  invalid_argument_message([&] { serialize_value("k", bad, 1 << 20); });
+  EXPECT_TRUE(HasSubstr(invalid_argument_message([&] { serialize_value("k", bad, kBig); }),
+                        "nested deeper than 1000 levels"));
+}
+
+TEST(SerializeValue, nan_below_the_depth_limit_is_found) {
+  json bad = std::numeric_limits<double>::quiet_NaN();
+  for (int i = 0; i < 900; ++i) {
+    json wrapper = json::array();
+    wrapper.push_back(std::move(bad));
+    bad = std::move(wrapper);
+  }
+  EXPECT_TRUE(HasSubstr(invalid_argument_message([&] { serialize_value("k", bad, kBig); }), "NaN"));
+}
+
+TEST(SerializeValue, a_thousand_levels_are_accepted_and_one_more_is_refused) {
+  EXPECT_EQ(serialize_value("k", nested_arrays(999), kBig),
+            std::string(999, '[') + "1" + std::string(999, ']'));
+  EXPECT_TRUE(
+      HasSubstr(invalid_argument_message([&] { serialize_value("k", nested_arrays(1000), kBig); }),
+                "nested deeper"));
 }
 
 TEST(SerializeValue, text_at_the_size_limit_is_accepted_and_one_byte_more_is_refused) {
