@@ -5,6 +5,7 @@ packages=(
   build-essential cmake pkg-config
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
+  libyaml-cpp-dev libcpp-httplib-dev libcli11-dev   # the service: YAML, HTTP, command line
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 missing=()

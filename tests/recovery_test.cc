@@ -79,7 +79,9 @@ TEST(Recovery, a_killed_listener_reconnects_and_catches_up_without_a_full_reload
   EXPECT_FALSE(b->contains("k5"));
   EXPECT_EQ(b->get_string("k6"), "sql");
   EXPECT_FALSE(b->contains("k7"));
-  EXPECT_EQ(b->get_all(), table_content(dsn(), table));
+  auto expected = table_content(dsn(), table);
+  EXPECT_EQ(b->get_all(), expected);
+  ASSERT_TRUE(wait_until([&] { return a->get_all() == expected; }));
   EXPECT_EQ(b->get_crc(), a->get_crc());
   Stats stats = b->stats();
   EXPECT_GE(stats.reconnects, 1u);
@@ -133,7 +135,7 @@ TEST(Recovery, while_the_database_is_down_reads_serve_the_cache_and_writes_fail_
     EXPECT_TRUE(e.retryable());
     EXPECT_NE(std::string(e.what()).find("set(\"k\")"), std::string::npos) << e.what();
   }
-  EXPECT_LT(std::chrono::steady_clock::now() - start, o.db_timeout + 500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, o.db_timeout + 1s);
   EXPECT_EQ(store->get_string("k"), "cached");
   EXPECT_THROW(store->sync(), Error);
 
@@ -243,7 +245,7 @@ TEST(Recovery, shutdown_is_prompt_while_the_database_is_down) {
   ASSERT_TRUE(wait_until([&] { return !store->stats().connected; }));
   auto start = std::chrono::steady_clock::now();
   store.reset();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
 }
 
 TEST(Recovery, shutdown_interrupts_a_sync_blocked_by_a_long_writer) {
@@ -273,7 +275,7 @@ TEST(Recovery, shutdown_interrupts_a_sync_blocked_by_a_long_writer) {
   }));
   auto start = std::chrono::steady_clock::now();
   store->shutdown();
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   syncer.join();
   EXPECT_TRUE(finished.load());
   EXPECT_EQ(code, ErrorCode::kShutdown);

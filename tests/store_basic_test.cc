@@ -325,7 +325,7 @@ TEST(StoreBasic, shutdown_is_idempotent_prompt_and_keeps_reads) {
   auto start = std::chrono::steady_clock::now();
   store->shutdown();
   auto took = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(took, 500ms);
+  EXPECT_LT(took, 1s);
   store->shutdown();
   EXPECT_EQ(store->get_string("k"), "v");
   try {

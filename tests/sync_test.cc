@@ -128,8 +128,8 @@ TEST(Sync, writes_made_with_plain_sql_reach_every_instance) {
            p.table + "; INSERT INTO " + p.table + " (key, value) VALUES ('after', '1'); COMMIT;");
   ASSERT_TRUE(wait_until([&] { return p.b->contains("after"); }));
   EXPECT_FALSE(p.b->contains("before"));
-  EXPECT_EQ(p.a->get_all(), table_content(p.table));
-  EXPECT_EQ(p.b->get_all(), table_content(p.table));
+  auto expected = table_content(p.table);
+  ASSERT_TRUE(wait_until([&] { return p.a->get_all() == expected && p.b->get_all() == expected; }));
   EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
 }
 

@@ -163,7 +163,8 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
         sub_sums(e.hash);
         ++changed;
         if (!initial_load) {
-          sink_.push(Change{it->first, std::nullopt, snapshot_revision, ChangeOrigin::kResync});
+          sink_.push(Change{it->first, std::nullopt, snapshot_revision, ChangeOrigin::kResync,
+                            std::nullopt});
         }
       }
       it = map_.erase(it);
@@ -187,7 +188,7 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
     add_sums(e.hash);
     ++changed;
     if (!initial_load) {
-      sink_.push(Change{it->first, e.value, e.revision, ChangeOrigin::kResync});
+      sink_.push(Change{it->first, e.value, e.revision, ChangeOrigin::kResync, std::nullopt});
     }
   }
   note_revision(snapshot_revision);

@@ -47,6 +47,12 @@ int64_t Result::int64(int row, int col) const {
   return std::stoll(std::string(t));
 }
 
+void Connection::fail_link(std::string_view what) {
+  std::string message = error_message();
+  close();
+  throw Error(ErrorCode::kUnavailable, fmt::format("{} failed: {}", what, message));
+}
+
 bool Connection::wait_socket(short events, Deadline deadline) {
   for (;;) {
     pollfd p[2] = {{PQsocket(conn_), events, 0}, {interrupt_fd_, POLLIN, 0}};
@@ -148,9 +154,7 @@ void Connection::wait_for_result(Deadline deadline, std::string_view what) {
     int flushed = PQflush(conn_);
     if (flushed == 0) break;
     if (flushed < 0) {
-      std::string message = error_message();
-      close();
-      throw Error(ErrorCode::kUnavailable, fmt::format("{} failed: {}", what, message));
+      fail_link(what);
     }
     if (!wait_socket(POLLIN | POLLOUT, deadline)) break;  // Checked below.
     if (PQconsumeInput(conn_) == 0) break;
@@ -167,9 +171,7 @@ void Connection::wait_for_result(Deadline deadline, std::string_view what) {
       throw Error(ErrorCode::kTimeout, fmt::format("{} timed out", what));
     }
     if (PQconsumeInput(conn_) == 0) {
-      std::string message = error_message();
-      close();
-      throw Error(ErrorCode::kUnavailable, fmt::format("{} failed: {}", what, message));
+      fail_link(what);
     }
   }
 }
@@ -233,9 +235,7 @@ Result Connection::exec(std::string_view sql, const Params& params, Deadline dea
   std::string query(sql);
   if (PQsendQueryParams(conn_, query.c_str(), static_cast<int>(params.size()), nullptr,
                         c.values.data(), c.lengths.data(), nullptr, 0) == 0) {
-    std::string message = error_message();
-    close();
-    throw Error(ErrorCode::kUnavailable, fmt::format("sending query failed: {}", message));
+    fail_link("sending query");
   }
   wait_for_result(deadline, "query");
   return collect("query");
@@ -247,9 +247,7 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
   if (!prepared_.contains(name)) {
     std::string query(sql);
     if (PQsendPrepare(conn_, name, query.c_str(), static_cast<int>(params.size()), nullptr) == 0) {
-      std::string message = error_message();
-      close();
-      throw Error(ErrorCode::kUnavailable, fmt::format("sending query failed: {}", message));
+      fail_link("sending query");
     }
     wait_for_result(deadline, "preparing a statement");
     collect("preparing a statement");
@@ -258,9 +256,7 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
   CParams c(params);
   if (PQsendQueryPrepared(conn_, name, static_cast<int>(params.size()), c.values.data(),
                           c.lengths.data(), nullptr, 0) == 0) {
-    std::string message = error_message();
-    close();
-    throw Error(ErrorCode::kUnavailable, fmt::format("sending query failed: {}", message));
+    fail_link("sending query");
   }
   wait_for_result(deadline, "query");
   return collect("query");
@@ -270,9 +266,7 @@ void Connection::exec_script(std::string_view sql, Deadline deadline) {
   if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
   std::string query(sql);
   if (PQsendQuery(conn_, query.c_str()) == 0) {
-    std::string message = error_message();
-    close();
-    throw Error(ErrorCode::kUnavailable, fmt::format("sending query failed: {}", message));
+    fail_link("sending query");
   }
   wait_for_result(deadline, "query");
   collect("query");

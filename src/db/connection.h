@@ -89,6 +89,8 @@ class Connection {
   std::string error_message() const;
 
  private:
+  // The link broke while doing `what`: closes and throws Error(kUnavailable).
+  [[noreturn]] void fail_link(std::string_view what);
   // Waits for the socket; false on timeout. Throws kShutdown when interrupted.
   bool wait_socket(short events, Deadline deadline);
   void wait_for_result(Deadline deadline, std::string_view what);

@@ -1,0 +1,78 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+
+#include "cli/commands.h"
+
+namespace syncconfig::cli {
+namespace {
+
+// The self-pipe: [0] read by wait(), [1] written by the handler and request_stop().
+int stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int signo) {
+  int saved = errno;
+  unsigned char byte = static_cast<unsigned char>(signo);
+  // Non-blocking: if the pipe is full, a wake-up is already pending.
+  [[maybe_unused]] ssize_t n = ::write(stop_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+}  // namespace
+
+void print_error(std::string_view message) { std::cerr << "syncconfig: " << message << std::endl; }
+
+int exit_code_for(const Error& error) {
+  return error.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+std::optional<std::string> env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+StopSignal::StopSignal() {
+  if (::pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    throw Error(ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));
+  }
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+StopSignal::~StopSignal() {
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  ::close(stop_pipe[0]);
+  ::close(stop_pipe[1]);
+  stop_pipe[0] = stop_pipe[1] = -1;
+}
+
+int StopSignal::wait() {
+  for (;;) {
+    pollfd p{stop_pipe[0], POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno == EINTR) continue;
+    unsigned char byte = 0;
+    ssize_t n = ::read(stop_pipe[0], &byte, 1);
+    if (n == 1) return byte;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    return 0;
+  }
+}
+
+void StopSignal::request_stop() {
+  if (stop_pipe[1] >= 0) on_stop_signal(0);
+}
+
+}  // namespace syncconfig::cli

@@ -1,0 +1,154 @@
+// syncconfig: command line parsing and dispatch. See commands.h for the exit codes.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "config/service_config.h"
+
+namespace {
+
+using namespace syncconfig::cli;
+
+const std::map<std::string, spdlog::level::level_enum> kLevels = {
+    {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug}, {"info", spdlog::level::info},
+    {"warn", spdlog::level::warn},   {"error", spdlog::level::err},   {"off", spdlog::level::off}};
+
+void add_log_level(CLI::App* command, std::string& level, const char* default_level) {
+  command
+      ->add_option("--log-level", level,
+                   std::string("Log level on stderr: trace, debug, info, warn, error or off "
+                               "(default ") +
+                       default_level + ")")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+}
+
+void add_connection(CLI::App* command, ConnectionArgs& c) {
+  command->add_option("--dsn", c.dsn,
+                      "PostgreSQL connection string or URI (default: env SYNCCONFIG_DSN)");
+  command->add_option("--config", c.config, "Service-definitions YAML file (instead of --dsn)");
+  command->add_option("--store", c.store,
+                      "With --config: the sync_config_pg service to use (default: the first)");
+  command->add_option("--table", c.table, "With --dsn: table name (default sync_config)");
+  command->add_option("--channel", c.channel,
+                      "With --dsn: NOTIFY channel (default config_changes)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A reader that went away must surface as a write error, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{
+      "syncconfig: a JSON key/value configuration store kept in sync across instances through "
+      "PostgreSQL LISTEN/NOTIFY.\n"
+      "Exit codes: 0 success, 1 key not found, 2 usage or configuration error, 3 database or "
+      "runtime error.",
+      "syncconfig"};
+  app.require_subcommand(1);
+
+  std::string log_level;
+  ServeArgs serve;
+  OperatorArgs op;
+
+  CLI::App* serve_cmd =
+      app.add_subcommand("serve", "Serve the stores over HTTP until SIGINT/SIGTERM");
+  serve_cmd->add_option("--config", serve.config,
+                        "Service-definitions YAML file: serve each sync_config_pg service");
+  serve_cmd->add_option("--dsn", serve.dsn,
+                        "Serve one store on this database (default: env SYNCCONFIG_DSN; "
+                        "neither: an embedded PostgreSQL)");
+  serve_cmd
+      ->add_option("--data-dir", serve.data_dir,
+                   "Embedded PostgreSQL's data directory, created on first use and reused")
+      ->capture_default_str();
+  serve_cmd->add_option("--listen", serve.listen, "HOST:PORT to listen on (port 0: any free)")
+      ->capture_default_str();
+  serve_cmd->add_option("--token", serve.token,
+                        "Require 'Authorization: Bearer TOKEN' (default: env SYNCCONFIG_TOKEN)");
+  add_log_level(serve_cmd, log_level, "info");
+
+  struct OperatorCommand {
+    const char* name;
+    const char* help;
+    Operation operation;
+  };
+  const OperatorCommand commands[] = {
+      {"get", "Print a key's value as JSON (exit 1 if absent)", Operation::kGet},
+      {"set", "Set a key to a JSON value", Operation::kSet},
+      {"delete", "Delete a key (exit 1 if absent)", Operation::kDelete},
+      {"list", "Print every key and value as one JSON object", Operation::kList},
+      {"watch", "Print one JSON line per change until SIGINT/SIGTERM", Operation::kWatch},
+      {"crc", "Print the store's checksum (equal on instances in sync)", Operation::kCrc},
+  };
+  std::map<CLI::App*, Operation> operations;
+  for (const OperatorCommand& c : commands) {
+    CLI::App* cmd = app.add_subcommand(c.name, c.help);
+    operations[cmd] = c.operation;
+    if (c.operation == Operation::kGet || c.operation == Operation::kSet ||
+        c.operation == Operation::kDelete) {
+      cmd->add_option("KEY", op.key, "The key")->required();
+    }
+    if (c.operation == Operation::kSet) {
+      cmd->add_option("JSON", op.value,
+                      "The value as JSON text: '\"text\"', 42, -5, true, '{\"a\":1}'")
+          ->required();
+    }
+    if (c.operation == Operation::kList || c.operation == Operation::kWatch) {
+      cmd->add_option("--prefix", op.prefix, "Only keys starting with this");
+    }
+    add_connection(cmd, op.connection);
+    add_log_level(cmd, log_level, "warn");
+  }
+  CLI::App* demo_cmd = app.add_subcommand(
+      "demo", "Show three instances syncing on an embedded PostgreSQL (about 5 seconds)");
+  add_log_level(demo_cmd, log_level, "warn");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string first = argc > 1 ? argv[1] : "";
+    auto subcommands =
+        app.get_subcommands([&](const CLI::App* c) { return c->get_name() == first; });
+    if (!first.empty() && first[0] != '-' && subcommands.empty()) {
+      print_error("unknown command '" + first +
+                  "' (commands: serve, get, set, delete, list, watch, crc, demo)");
+    } else {
+      print_error(e.what());
+    }
+    std::cerr << "Run 'syncconfig --help' or 'syncconfig COMMAND --help' for usage." << std::endl;
+    return kExitUsage;
+  }
+
+  CLI::App* chosen = app.get_subcommands().front();
+  // Logs go to stderr: stdout carries the commands' JSON output.
+  auto logger = spdlog::stderr_color_mt("syncconfig");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  if (log_level.empty()) log_level = chosen == serve_cmd ? "info" : "warn";
+  spdlog::set_level(kLevels.at(log_level));
+
+  try {
+    if (chosen == serve_cmd) return run_serve(serve);
+    if (chosen == demo_cmd) return run_demo();
+    op.operation = operations.at(chosen);
+    return run_operator(op);
+  } catch (const UsageError& e) {
+    print_error(e.what());
+    return kExitUsage;
+  } catch (const syncconfig::service::ConfigError& e) {
+    print_error(e.what());
+    return kExitUsage;
+  } catch (const syncconfig::Error& e) {
+    print_error(e.what());
+    return exit_code_for(e);
+  } catch (const std::exception& e) {
+    print_error(e.what());
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,134 @@
+// `syncconfig serve`: the stores of a service-definitions file, of one DSN, or of an embedded
+// PostgreSQL, served over HTTP until SIGINT/SIGTERM.
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <utility>
+#include <vector>
+
+#include "cli/commands.h"
+#include "config/service_config.h"
+#include "db/connection.h"
+#include "http/http_server.h"
+#include "syncconfig/syncconfig.h"
+
+namespace syncconfig::cli {
+namespace {
+
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+
+// "HOST:PORT" or "[IPV6]:PORT"; PORT 0 picks a free port.
+ListenAddress parse_listen(const std::string& text) {
+  auto bad = [&] {
+    return UsageError("--listen " + text + ": expected HOST:PORT (e.g. 127.0.0.1:8080, [::1]:0)");
+  };
+  std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) throw bad();
+  ListenAddress address;
+  address.host = text.substr(0, colon);
+  if (address.host.front() == '[') {
+    if (address.host.size() < 3 || address.host.back() != ']') throw bad();
+    address.host = address.host.substr(1, address.host.size() - 2);
+  } else if (address.host.find(':') != std::string::npos) {
+    throw bad();  // An IPv6 address needs brackets.
+  }
+  std::string port = text.substr(colon + 1);
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), address.port);
+  if (ec != std::errc() || end != port.data() + port.size() || address.port < 0 ||
+      address.port > 65535) {
+    throw bad();
+  }
+  return address;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+const char* signal_name(int signo) {
+  switch (signo) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    default:
+      return "a stop request";
+  }
+}
+
+}  // namespace
+
+int run_serve(const ServeArgs& args) {
+  // First, so that a signal arriving during startup shuts down cleanly after it.
+  StopSignal stop;
+  ListenAddress address = parse_listen(args.listen);
+  std::string token = args.token.empty() ? env("SYNCCONFIG_TOKEN").value_or("") : args.token;
+
+  // Declaration order is teardown order, reversed: server, then stores, then the database.
+  std::unique_ptr<EmbeddedPostgres> embedded;
+  std::vector<std::pair<std::string, std::unique_ptr<Store>>> stores;
+  if (!args.config.empty()) {
+    if (!args.dsn.empty()) throw UsageError("--dsn and --config cannot be used together");
+    service::ServiceConfig config = service::load_service_config(args.config);
+    PoolManager pools;
+    for (const service::PoolEntry& p : config.pools) {
+      pools.register_named(p.name, p.dsn, p.schema);
+      spdlog::info("pool '{}': {} (schema {})", p.name, internal::redact_dsn(p.dsn), p.schema);
+    }
+    for (const service::StoreEntry& s : config.stores) {
+      spdlog::info("opening store '{}': table {}.{} on pool '{}', channel {}", s.name,
+                   s.options.schema, s.options.table_name, s.pool, s.options.channel);
+      stores.emplace_back(s.name, Store::open(pools, s.pool, s.options));
+    }
+  } else {
+    std::string dsn = args.dsn.empty() ? env("SYNCCONFIG_DSN").value_or("") : args.dsn;
+    if (dsn.empty()) {
+      EmbeddedPostgresOptions options;
+      options.data_dir = std::filesystem::absolute(
+          args.data_dir.empty() ? std::string(".syncconfig") : args.data_dir);
+      spdlog::info("no --dsn, --config or SYNCCONFIG_DSN: using an embedded PostgreSQL in {}",
+                   options.data_dir.string());
+      embedded = std::make_unique<EmbeddedPostgres>(options);
+      embedded->start();
+      dsn = embedded->dsn();
+      spdlog::info("embedded PostgreSQL ready at {}", internal::redact_dsn(dsn));
+    }
+    spdlog::info("opening store 'default' at {}", internal::redact_dsn(dsn));
+    stores.emplace_back("default", Store::open(dsn, Options{}));
+  }
+
+  std::vector<service::ServedStore> served;
+  for (auto& [name, store] : stores) served.push_back({name, store.get()});
+  service::HttpOptions http;
+  http.host = address.host;
+  http.port = address.port;
+  http.token = token;
+  if (token.empty() && !is_loopback(address.host)) {
+    spdlog::warn(
+        "listening on {} without a token (--token or SYNCCONFIG_TOKEN): anyone who can "
+        "reach it can change the configuration",
+        address.host);
+  }
+  service::HttpServer server(std::move(served), http);
+  server.start();
+  std::string url_host =
+      address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
+  std::cout << "listening on http://" << url_host << ":" << server.port() << std::endl;
+
+  int signo = stop.wait();
+  spdlog::info("{} received: finishing requests in flight and shutting down", signal_name(signo));
+  server.stop();
+  for (auto it = stores.rbegin(); it != stores.rend(); ++it) it->second->shutdown();
+  stores.clear();
+  if (embedded) embedded->stop();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace syncconfig::cli

@@ -1,0 +1,121 @@
+#include "http/metrics.h"
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <functional>
+#include <iterator>
+
+namespace syncconfig::service::detail {
+
+namespace {
+
+struct Sample {
+  std::string label;  // store="name", escaped.
+  Stats stats;
+  LagHistogram::Snapshot lag;
+  std::size_t streams = 0;
+};
+
+struct Family {
+  const char* name;
+  const char* type;
+  const char* help;
+  std::function<int64_t(const Sample&)> value;  // Every series is integral.
+};
+
+}  // namespace
+
+std::string escape_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds) {
+  std::vector<Sample> samples;
+  samples.reserve(feeds.size());
+  for (const auto& feed : feeds) {
+    Sample s;
+    s.label = fmt::format("store=\"{}\"", escape_label_value(feed->name()));
+    s.stats = feed->store().stats();
+    s.lag = feed->lag().snapshot();
+    s.streams = feed->open_streams();
+    samples.push_back(std::move(s));
+  }
+
+  auto u = [](uint64_t v) { return static_cast<int64_t>(v); };
+  const std::vector<Family> families = {
+      {"syncconfig_writes_total", "counter", "Successful writes (set) through this instance.",
+       [&](const Sample& s) { return u(s.stats.writes); }},
+      {"syncconfig_deletes_total", "counter", "Deletes (remove) that deleted a key.",
+       [&](const Sample& s) { return u(s.stats.deletes); }},
+      {"syncconfig_notifications_applied_total", "counter", "Notifications applied to the cache.",
+       [&](const Sample& s) { return u(s.stats.notifications_applied); }},
+      {"syncconfig_notifications_ignored_total", "counter",
+       "Notifications ignored (duplicates, stale echoes, malformed payloads).",
+       [&](const Sample& s) { return u(s.stats.notifications_ignored); }},
+      {"syncconfig_resyncs_total", "counter", "Full reloads from the table.",
+       [&](const Sample& s) { return u(s.stats.resyncs); }},
+      {"syncconfig_catch_ups_total", "counter",
+       "Incremental catch-ups by revision (after a reconnect, a heartbeat).",
+       [&](const Sample& s) { return u(s.stats.catch_ups); }},
+      {"syncconfig_crc_mismatches_total", "counter",
+       "Heartbeats that found the cache different from the table.",
+       [&](const Sample& s) { return u(s.stats.crc_mismatches); }},
+      {"syncconfig_reconnects_total", "counter", "Reconnections of the listener.",
+       [&](const Sample& s) { return u(s.stats.reconnects); }},
+      {"syncconfig_callback_errors_total", "counter", "Change callbacks that threw.",
+       [&](const Sample& s) { return u(s.stats.callback_errors); }},
+      {"syncconfig_keys", "gauge", "Keys in the cache.",
+       [&](const Sample& s) { return u(s.stats.keys); }},
+      {"syncconfig_connected", "gauge", "1 when the listener holds a live connection, else 0.",
+       [&](const Sample& s) { return int64_t{s.stats.connected ? 1 : 0}; }},
+      {"syncconfig_crc", "gauge", "Checksum of the cache (equal on instances in sync).",
+       [&](const Sample& s) { return u(s.stats.crc); }},
+      {"syncconfig_revision", "gauge", "Highest revision this instance is complete to.",
+       [&](const Sample& s) { return s.stats.revision; }},
+      {"syncconfig_watch_streams", "gauge", "Open /watch streams.",
+       [&](const Sample& s) { return u(s.streams); }},
+  };
+
+  std::string out;
+  auto it = std::back_inserter(out);
+  for (const auto& f : families) {
+    fmt::format_to(it, "# HELP {} {}\n# TYPE {} {}\n", f.name, f.help, f.name, f.type);
+    for (const auto& s : samples) fmt::format_to(it, "{}{{{}}} {}\n", f.name, s.label, f.value(s));
+  }
+
+  const char* lag = "syncconfig_notification_lag_seconds";
+  fmt::format_to(it,
+                 "# HELP {0} Time from the writing transaction to the change being applied here "
+                 "(changes that came through a notification).\n# TYPE {0} histogram\n",
+                 lag);
+  for (const auto& s : samples) {
+    for (std::size_t i = 0; i < LagHistogram::kBounds.size(); ++i) {
+      fmt::format_to(it, "{}_bucket{{{},le=\"{}\"}} {}\n", lag, s.label, LagHistogram::kBounds[i],
+                     s.lag.cumulative[i]);
+    }
+    fmt::format_to(it, "{}_bucket{{{},le=\"+Inf\"}} {}\n", lag, s.label, s.lag.count);
+    fmt::format_to(it, "{}_sum{{{}}} {}\n", lag, s.label, s.lag.sum);
+    fmt::format_to(it, "{}_count{{{}}} {}\n", lag, s.label, s.lag.count);
+  }
+  return out;
+}
+
+}  // namespace syncconfig::service::detail

@@ -1,0 +1,806 @@
+// The HTTP API (src/http/http_server.h) against real stores on a real PostgreSQL, through real
+// sockets: routes, errors, auth, health, metrics, several stores, /watch streams (live, resumed,
+// reset) and a database outage.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/http_server.h"
+#include "test_support.h"
+
+namespace syncconfig::testing {
+namespace {
+
+using nlohmann::json;
+using service::HttpOptions;
+using service::HttpServer;
+using service::ServedStore;
+using namespace std::chrono_literals;
+
+// A client that sends paths exactly as written (no re-encoding of '%').
+std::unique_ptr<httplib::Client> client_for(int port) {
+  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
+  c->set_url_encode(false);
+  c->set_read_timeout(10, 0);
+  return c;
+}
+
+json body_of(const httplib::Result& r) { return json::parse(r->body); }
+
+// A server on a free port with a store on a fresh table, and a client.
+class Served {
+ public:
+  explicit Served(HttpOptions options = {}, const std::string& stem = "t_http")
+      : table_(unique_name(stem)), store_(Store::open(dsn(), test_options(table_))) {
+    options.port = 0;
+    server_ = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_.get()}},
+                                           std::move(options));
+    server_->start();
+    client_ = client_for(server_->port());
+  }
+
+  Store& store() { return *store_; }
+  HttpServer& server() { return *server_; }
+  httplib::Client& http() { return *client_; }
+  int port() const { return server_->port(); }
+  const std::string& table() const { return table_; }
+
+ private:
+  std::string table_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+struct SseEvent {
+  std::string id;
+  std::string event;
+  std::string data;
+};
+
+// A /watch stream read on its own thread; events are parsed as they arrive.
+class WatchClient {
+ public:
+  WatchClient(int port, std::string path, httplib::Headers headers = {})
+      : client_(client_for(port)) {
+    client_->set_read_timeout(30, 0);
+    thread_ = std::thread([this, path = std::move(path), headers = std::move(headers)] {
+      auto result = client_->Get(
+          path, headers,
+          [this](const httplib::Response& response) {
+            std::lock_guard lock(mu_);
+            status_ = response.status;
+            content_type_ = response.get_header_value("Content-Type");
+            cv_.notify_all();
+            return true;
+          },
+          [this](const char* data, size_t size) {
+            std::lock_guard lock(mu_);
+            buffer_.append(data, size);
+            parse();
+            cv_.notify_all();
+            return !closing_;
+          });
+      std::lock_guard lock(mu_);
+      finished_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~WatchClient() { close(); }
+
+  // Disconnects (idempotent).
+  void close() {
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    client_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool wait_for_events(std::size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return events_.size() >= n || finished_; });
+    return events_.size() >= n;
+  }
+  bool wait_finished(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return finished_; });
+  }
+  std::vector<SseEvent> events() const {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+  // Only the `event: change` ones.
+  std::vector<SseEvent> changes() const {
+    std::vector<SseEvent> out;
+    for (auto& e : events()) {
+      if (e.event == "change") out.push_back(e);
+    }
+    return out;
+  }
+  int status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+  std::string content_type() const {
+    std::lock_guard lock(mu_);
+    return content_type_;
+  }
+
+ private:
+  void parse() {  // Under mu_.
+    for (std::size_t end; (end = buffer_.find("\n\n")) != std::string::npos;) {
+      std::string block = buffer_.substr(0, end);
+      buffer_.erase(0, end + 2);
+      SseEvent e;
+      std::size_t pos = 0;
+      while (pos <= block.size()) {
+        std::size_t eol = block.find('\n', pos);
+        if (eol == std::string::npos) eol = block.size();
+        std::string line = block.substr(pos, eol - pos);
+        pos = eol + 1;
+        if (line.empty() || line[0] == ':') continue;  // Comment (keepalive).
+        std::size_t colon = line.find(": ");
+        std::string field = line.substr(0, colon);
+        std::string value = colon == std::string::npos ? "" : line.substr(colon + 2);
+        if (field == "id") e.id = value;
+        if (field == "event") e.event = value;
+        if (field == "data") e.data = value;
+      }
+      if (!e.event.empty()) events_.push_back(std::move(e));
+    }
+  }
+
+  std::unique_ptr<httplib::Client> client_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::string buffer_;
+  std::vector<SseEvent> events_;
+  int status_ = 0;
+  std::string content_type_;
+  bool closing_ = false;
+  bool finished_ = false;
+  std::thread thread_;
+};
+
+std::string key_of(const SseEvent& e) { return json::parse(e.data).at("key"); }
+
+// ---------------------------------------------------------------------------------------------
+// Settings routes
+
+TEST(HttpSettings, a_put_value_is_returned_by_get) {
+  Served s;
+  auto put =
+      s.http().Put("/settings/app_name", R"({"name": "demo", "n": 1e3})", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200) << put->body;
+  // The stored value as PostgreSQL normalized it.
+  EXPECT_EQ(body_of(put), (json{{"key", "app_name"}, {"value", {{"name", "demo"}, {"n", 1000}}}}));
+  EXPECT_EQ(s.store().get("app_name"), (json{{"name", "demo"}, {"n", 1000}}));
+
+  auto get = s.http().Get("/settings/app_name");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200);
+  EXPECT_EQ(get->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(body_of(get), (json{{"name", "demo"}, {"n", 1000}}));
+}
+
+TEST(HttpSettings, get_settings_lists_every_key_or_those_with_the_prefix) {
+  Served s;
+  s.store().set("feature:a", true);
+  s.store().set("feature:b", false);
+  s.store().set("limit", 10);
+
+  auto all = s.http().Get("/settings");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->status, 200);
+  EXPECT_EQ(body_of(all), (json{{"feature:a", true}, {"feature:b", false}, {"limit", 10}}));
+
+  auto some = s.http().Get("/settings?prefix=feature%3A");
+  ASSERT_TRUE(some);
+  EXPECT_EQ(body_of(some), (json{{"feature:a", true}, {"feature:b", false}}));
+
+  auto none = s.http().Get("/settings?prefix=nothing");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(body_of(none), json::object());
+}
+
+TEST(HttpSettings, an_absent_key_is_404_with_an_error_naming_it) {
+  Served s;
+  auto r = s.http().Get("/settings/missing");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_NE(body_of(r).at("error").get<std::string>().find("missing"), std::string::npos);
+}
+
+TEST(HttpSettings, delete_is_200_then_404) {
+  Served s;
+  s.store().set("gone", 1);
+  auto first = s.http().Delete("/settings/gone");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  EXPECT_EQ(body_of(first), (json{{"key", "gone"}, {"deleted", true}}));
+  EXPECT_FALSE(s.store().contains("gone"));
+
+  auto second = s.http().Delete("/settings/gone");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 404);
+  EXPECT_TRUE(body_of(second).contains("error"));
+}
+
+TEST(HttpSettings, percent_encoded_keys_are_decoded_exactly_once) {
+  Served s;
+  auto put = s.http().Put("/settings/feature%3Anew_ui", "true", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(s.store().get("feature:new_ui"), json(true));
+  // Encoded or not, the same key.
+  auto plain = s.http().Get("/settings/feature:new_ui");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_EQ(plain->body, "true");
+
+  // "%2525" is "%25" once decoded, "%" if decoded twice.
+  auto pct = s.http().Put("/settings/discount%2525", "5", "application/json");
+  ASSERT_TRUE(pct);
+  EXPECT_EQ(pct->status, 200) << pct->body;
+  EXPECT_EQ(body_of(pct).at("key"), "discount%25");
+  EXPECT_EQ(s.store().get("discount%25"), json(5));
+  EXPECT_FALSE(s.store().contains("discount%"));
+}
+
+TEST(HttpSettings, a_key_may_contain_slashes_encoded_or_not) {
+  Served s;
+  auto raw = s.http().Put("/settings/service/db/url", R"("postgres://x")", "application/json");
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(raw->status, 200) << raw->body;
+  EXPECT_EQ(s.store().get_string("service/db/url"), "postgres://x");
+
+  auto encoded = s.http().Get("/settings/service%2Fdb%2Furl");
+  ASSERT_TRUE(encoded);
+  EXPECT_EQ(encoded->status, 200);
+  EXPECT_EQ(body_of(encoded), "postgres://x");
+
+  auto del = s.http().Delete("/settings/service/db/url");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+}
+
+TEST(HttpSettings, a_body_that_is_not_json_is_400_and_writes_nothing) {
+  Served s;
+  auto r = s.http().Put("/settings/x", "{not json", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(body_of(r).at("error").get<std::string>().find("not valid JSON"), std::string::npos);
+  EXPECT_FALSE(s.store().contains("x"));
+
+  auto empty = s.http().Put("/settings/x", "", "application/json");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 400);
+}
+
+TEST(HttpSettings, an_invalid_key_is_400_with_the_store_error) {
+  Served s;
+  auto r = s.http().Put("/settings/" + std::string(300, 'k'), "1", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_FALSE(body_of(r).at("error").get<std::string>().empty());
+  EXPECT_EQ(s.store().size(), 0u);
+}
+
+TEST(HttpSettings, json_nested_too_deep_is_400_and_does_not_crash) {
+  Served s;
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto r = s.http().Put("/settings/deep", deep, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(body_of(r).at("error").get<std::string>().find("512"), std::string::npos);
+  EXPECT_FALSE(s.store().contains("deep"));
+
+  std::string nested = std::string(500, '[') + "\"[{\"" + std::string(500, ']');
+  auto ok = s.http().Put("/settings/nested", nested, "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(s.store().get("nested"), json::parse(nested));
+}
+
+TEST(HttpSettings, a_body_over_the_limit_is_413) {
+  HttpOptions o;
+  o.max_body_bytes = 1024;
+  Served s(o);
+  auto r = s.http().Put("/settings/big", "\"" + std::string(4096, 'x') + "\"", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_NE(body_of(r).at("error").get<std::string>().find("1024"), std::string::npos);
+  EXPECT_FALSE(s.store().contains("big"));
+
+  // Just under the limit passes, and the server still answers.
+  auto ok = s.http().Put("/settings/big", "\"" + std::string(1000, 'x') + "\"", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST(HttpSettings, unknown_routes_are_404_and_wrong_methods_405_in_json) {
+  Served s;
+  auto r = s.http().Get("/nothing/here");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_TRUE(body_of(r).contains("error"));
+
+  auto post = s.http().Post("/settings/x", "1", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->get_header_value("Allow"), "GET, PUT, DELETE");
+  EXPECT_TRUE(body_of(post).contains("error"));
+}
+
+TEST(HttpSettings, a_very_long_path_does_not_crash_the_server) {
+  Served s;
+  auto r = s.http().Get("/settings/" + std::string(8000, 'k'));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  auto longer = s.http().Get("/settings/" + std::string(20000, 'k'));  // Over httplib's limit.
+  if (longer) {
+    EXPECT_GE(longer->status, 400);
+  }
+  auto health = s.http().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+TEST(HttpAuth, with_a_token_every_route_requires_the_exact_bearer_header) {
+  HttpOptions o;
+  o.token = "s3cret";
+  Served s(o);
+  s.store().set("x", 1);
+
+  for (const char* path : {"/settings/x", "/settings", "/health", "/metrics"}) {
+    auto none = s.http().Get(path);
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->status, 401) << path;
+    EXPECT_EQ(body_of(none), (json{{"error", "unauthorized"}})) << path;
+
+    auto wrong = s.http().Get(path, {{"Authorization", "Bearer wrong"}});
+    ASSERT_TRUE(wrong);
+    EXPECT_EQ(wrong->status, 401) << path;
+
+    for (const char* almost : {"Bearer s3cre", "Bearer s3cretX", "s3cret", "Basic s3cret"}) {
+      auto r = s.http().Get(path, {{"Authorization", almost}});
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 401) << path << " with " << almost;
+    }
+
+    auto right = s.http().Get(path, {{"Authorization", "Bearer s3cret"}});
+    ASSERT_TRUE(right);
+    EXPECT_EQ(right->status, 200) << path;
+  }
+
+  auto put = s.http().Put("/settings/y", "2", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 401);
+  EXPECT_FALSE(s.store().contains("y"));
+}
+
+TEST(HttpLog, the_access_log_names_method_path_and_status_never_bodies_or_tokens) {
+  std::ostringstream out;
+  auto logger = std::make_shared<spdlog::logger>(
+      "http_test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_level(spdlog::level::debug);
+  HttpOptions o;
+  o.token = "tok3n";
+  o.logger = logger;
+  Served s(o);
+  auto r = s.http().Put("/settings/logged", {{"Authorization", "Bearer tok3n"}},
+                        R"("very-private-value")", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  s.server().stop();  // Joins the workers: every log line is written.
+  const std::string log = out.str();
+  EXPECT_NE(log.find("PUT /settings/logged 200"), std::string::npos) << log;
+  EXPECT_EQ(log.find("very-private-value"), std::string::npos) << log;
+  EXPECT_EQ(log.find("tok3n"), std::string::npos) << log;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health and metrics
+
+TEST(HttpHealth, health_reports_the_store_crc_count_and_revision) {
+  Served s;
+  s.store().set("a", 1);
+  s.store().set("b", "two");
+  // The revision the store is complete to moves on its own (its writes' notifications arrive
+  // later): equal to the store's once it settles.
+  ASSERT_TRUE(wait_until([&] {
+    auto h = s.http().Get("/health");
+    return h && body_of(h).at("revision").get<int64_t>() == s.store().stats().revision;
+  }));
+  auto r = s.http().Get("/health");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  json h = body_of(r);
+  EXPECT_EQ(h.at("status"), "healthy");
+  EXPECT_EQ(h.at("count"), 2);
+  EXPECT_EQ(h.at("crc").get<uint32_t>(), s.store().get_crc());
+  EXPECT_EQ(h.at("connected"), true);
+  EXPECT_EQ(h.at("stores").at("main").at("crc").get<uint32_t>(), s.store().get_crc());
+}
+
+TEST(HttpMetrics, metrics_are_prometheus_text_with_gauges_counters_and_the_lag_histogram) {
+  Served s;
+  // A write from another instance arrives through a notification: it feeds the lag histogram.
+  auto other = Store::open(dsn(), test_options(s.table()));
+  other->set("remote", 1);
+  s.store().set("local", 2);
+  ASSERT_TRUE(wait_until([&] {
+    auto r = s.http().Get("/metrics");
+    return r && r->body.find("syncconfig_notification_lag_seconds_count{store=\"main\"} 0") ==
+                    std::string::npos;
+  }));
+
+  auto r = s.http().Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
+  const std::string& m = r->body;
+  for (const char* line : {
+           "# TYPE syncconfig_keys gauge",
+           "syncconfig_keys{store=\"main\"} 2",
+           "syncconfig_connected{store=\"main\"} 1",
+           "# TYPE syncconfig_writes_total counter",
+           "syncconfig_writes_total{store=\"main\"} 1",
+           "syncconfig_deletes_total{store=\"main\"} 0",
+           "syncconfig_notifications_applied_total{store=\"main\"}",
+           "syncconfig_notifications_ignored_total{store=\"main\"}",
+           "syncconfig_resyncs_total{store=\"main\"}",
+           "syncconfig_crc_mismatches_total{store=\"main\"}",
+           "syncconfig_reconnects_total{store=\"main\"}",
+           "syncconfig_callback_errors_total{store=\"main\"}",
+           "# TYPE syncconfig_notification_lag_seconds histogram",
+           "syncconfig_notification_lag_seconds_bucket{store=\"main\",le=\"0.0005\"}",
+           "syncconfig_notification_lag_seconds_bucket{store=\"main\",le=\"5\"}",
+           "syncconfig_notification_lag_seconds_bucket{store=\"main\",le=\"+Inf\"}",
+           "syncconfig_notification_lag_seconds_sum{store=\"main\"}",
+           "syncconfig_notification_lag_seconds_count{store=\"main\"}",
+       }) {
+    EXPECT_NE(m.find(line), std::string::npos) << "missing: " << line << "\n" << m;
+  }
+  EXPECT_NE(m.find("syncconfig_crc{store=\"main\"} " + std::to_string(s.store().get_crc())),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several stores
+
+TEST(HttpStores, each_served_store_has_its_own_routes_and_the_first_is_the_default) {
+  auto a = Store::open(dsn(), test_options(unique_name("t_http_a")));
+  auto b = Store::open(dsn(), test_options(unique_name("t_http_b")));
+  HttpOptions o;
+  o.port = 0;
+  HttpServer server({{"a", a.get()}, {"b", b.get()}}, o);
+  server.start();
+  auto http = client_for(server.port());
+
+  auto put = http->Put("/stores/b/settings/x", "\"in b\"", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(b->get_string("x"), "in b");
+  EXPECT_FALSE(a->contains("x"));
+
+  a->set("x", "in a");
+  auto from_default = http->Get("/settings/x");
+  ASSERT_TRUE(from_default);
+  EXPECT_EQ(body_of(from_default), "in a");
+  auto from_a = http->Get("/stores/a/settings/x");
+  ASSERT_TRUE(from_a);
+  EXPECT_EQ(body_of(from_a), "in a");
+  auto from_b = http->Get("/stores/b/settings");
+  ASSERT_TRUE(from_b);
+  EXPECT_EQ(body_of(from_b), (json{{"x", "in b"}}));
+
+  auto unknown = http->Get("/stores/c/settings/x");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_NE(body_of(unknown).at("error").get<std::string>().find("'c'"), std::string::npos);
+
+  auto health = http->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(body_of(health).at("stores").at("b").at("count"), 1);
+  EXPECT_EQ(body_of(health).at("stores").at("b").at("crc").get<uint32_t>(), b->get_crc());
+
+  auto metrics = http->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("syncconfig_keys{store=\"a\"} 1"), std::string::npos);
+  EXPECT_NE(metrics->body.find("syncconfig_keys{store=\"b\"} 1"), std::string::npos);
+}
+
+TEST(HttpStores, unusable_store_lists_are_refused_when_constructing) {
+  auto a = Store::open(dsn(), test_options(unique_name("t_http_bad")));
+  EXPECT_THROW(HttpServer({}, {}), Error);
+  EXPECT_THROW(HttpServer({{"a", nullptr}}, {}), Error);
+  EXPECT_THROW(HttpServer({{"a", a.get()}, {"a", a.get()}}, {}), Error);
+  EXPECT_THROW(HttpServer({{"a/b", a.get()}}, {}), Error);
+  HttpOptions o;
+  o.max_watch_streams = o.threads;
+  EXPECT_THROW(HttpServer({{"a", a.get()}}, o), Error);
+}
+
+TEST(HttpServerLifecycle, a_busy_port_is_an_unavailable_error_naming_the_address) {
+  Served s;
+  HttpOptions o;
+  o.port = s.port();
+  HttpServer second({{"main", &s.store()}}, o);
+  try {
+    second.start();
+    FAIL() << "bound a port already in use";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find(std::to_string(s.port())), std::string::npos);
+  }
+  second.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// /watch
+
+HttpOptions watch_options() {
+  HttpOptions o;
+  o.watch_keepalive = 200ms;  // Keeps streams talking, so that clients can hang up quickly.
+  return o;
+}
+
+TEST(HttpWatch, a_write_by_another_instance_arrives_as_a_change_event) {
+  Served s(watch_options());
+  // Compression would hold events back in the compressor: streams are never compressed.
+  WatchClient w(s.port(), "/watch", {{"Accept-Encoding", "gzip, deflate, br"}});
+  ASSERT_TRUE(w.wait_for_events(1));  // `ready`, carrying the position.
+  EXPECT_EQ(w.status(), 200);
+  EXPECT_EQ(w.content_type(), "text/event-stream");
+  EXPECT_EQ(w.events()[0].event, "ready");
+
+  auto other = Store::open(dsn(), test_options(s.table()));
+  other->set("feature:x", json{{"on", true}});
+  ASSERT_TRUE(w.wait_for_events(2));
+  SseEvent e = w.events()[1];
+  EXPECT_EQ(e.event, "change");
+  json data = json::parse(e.data);
+  EXPECT_EQ(data.at("key"), "feature:x");
+  EXPECT_EQ(data.at("value"), (json{{"on", true}}));
+  EXPECT_EQ(data.at("deleted"), false);
+  EXPECT_GT(data.at("revision").get<int64_t>(), 0);
+  EXPECT_EQ(std::stoull(e.id), std::stoull(w.events()[0].id) + 1);
+
+  other->remove("feature:x");
+  ASSERT_TRUE(w.wait_for_events(3));
+  json deleted = json::parse(w.events()[2].data);
+  EXPECT_EQ(deleted.at("deleted"), true);
+  EXPECT_TRUE(deleted.at("value").is_null());
+}
+
+TEST(HttpWatch, a_prefix_filters_the_events) {
+  Served s(watch_options());
+  WatchClient w(s.port(), "/watch?prefix=feature%3A");
+  ASSERT_TRUE(w.wait_for_events(1));
+  s.store().set("other", 1);
+  s.store().set("feature:a", 2);
+  ASSERT_TRUE(w.wait_for_events(2));
+  ASSERT_EQ(w.changes().size(), 1u);
+  EXPECT_EQ(key_of(w.changes()[0]), "feature:a");
+}
+
+TEST(HttpWatch, resuming_with_last_event_id_replays_exactly_the_missed_changes_in_order) {
+  Served s(watch_options());
+  auto other = Store::open(dsn(), test_options(s.table()));
+  // Sees every change while the first client is away, so they are all in the history.
+  WatchClient witness(s.port(), "/watch");
+  ASSERT_TRUE(witness.wait_for_events(1));
+
+  std::string last_id;
+  {
+    WatchClient first(s.port(), "/watch");
+    ASSERT_TRUE(first.wait_for_events(1));
+    other->set("before", 0);
+    ASSERT_TRUE(first.wait_for_events(2));
+    last_id = first.events().back().id;
+  }
+  other->set("m1", 1);
+  other->set("m2", 2);
+  other->remove("before");
+  ASSERT_TRUE(witness.wait_for_events(5));
+
+  WatchClient resumed(s.port(), "/watch", {{"Last-Event-ID", last_id}});
+  ASSERT_TRUE(resumed.wait_for_events(3));
+  other->set("after", 3);  // A live change after the replay: no gap, no duplicate.
+  // Events come in sequence order: a duplicate or an extra one would show before this one.
+  ASSERT_TRUE(resumed.wait_for_events(4));
+
+  std::vector<SseEvent> got = resumed.events();
+  ASSERT_EQ(got.size(), 4u);
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].event, "change");
+    EXPECT_EQ(std::stoull(got[i].id), std::stoull(last_id) + 1 + i);
+    keys.push_back(key_of(got[i]));
+  }
+  EXPECT_EQ(keys, (std::vector<std::string>{"m1", "m2", "before", "after"}));
+  EXPECT_TRUE(json::parse(got[2].data).at("deleted").get<bool>());
+  // The same events, ids included, as the witness saw live.
+  ASSERT_TRUE(witness.wait_for_events(6));
+  std::vector<SseEvent> live = witness.changes();
+  ASSERT_EQ(live.size(), 5u);
+  for (std::size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(live[i + 1].id, got[i].id);
+    EXPECT_EQ(live[i + 1].data, got[i].data);
+  }
+}
+
+TEST(HttpWatch, resuming_with_the_since_parameter_works_like_last_event_id) {
+  Served s(watch_options());
+  WatchClient witness(s.port(), "/watch");
+  ASSERT_TRUE(witness.wait_for_events(1));
+  const std::string start = witness.events()[0].id;
+  s.store().set("a", 1);
+  s.store().set("b", 2);
+  ASSERT_TRUE(witness.wait_for_events(3));
+
+  WatchClient resumed(s.port(), "/watch?since=" + start);
+  ASSERT_TRUE(resumed.wait_for_events(2));
+  ASSERT_EQ(resumed.changes().size(), 2u);
+  EXPECT_EQ(key_of(resumed.changes()[0]), "a");
+  EXPECT_EQ(key_of(resumed.changes()[1]), "b");
+
+  auto bad = s.http().Get("/watch?since=abc");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+}
+
+TEST(HttpWatch, an_id_older_than_the_history_gets_a_reset_with_the_full_snapshot) {
+  HttpOptions o = watch_options();
+  o.watch_history = 2;
+  Served s(o);
+  WatchClient witness(s.port(), "/watch");
+  ASSERT_TRUE(witness.wait_for_events(1));
+  const std::string start = witness.events()[0].id;
+  // One at a time, so that the witness (live) never falls behind the two-change history.
+  for (int i = 0; i < 5; ++i) {
+    s.store().set("k" + std::to_string(i), i);
+    ASSERT_TRUE(witness.wait_for_events(2 + i));
+  }
+  ASSERT_EQ(witness.changes().size(), 5u);
+  const std::string newest = witness.events().back().id;
+
+  WatchClient resumed(s.port(), "/watch", {{"Last-Event-ID", start}});
+  ASSERT_TRUE(resumed.wait_for_events(1));
+  SseEvent reset = resumed.events()[0];
+  EXPECT_EQ(reset.event, "reset");
+  EXPECT_EQ(reset.id, newest);
+  json data = json::parse(reset.data);
+  EXPECT_EQ(data.at("seq").get<uint64_t>(), std::stoull(newest));
+  EXPECT_EQ(data.at("settings"), (json{{"k0", 0}, {"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}}));
+
+  // Live from there on.
+  s.store().set("k5", 5);
+  ASSERT_TRUE(resumed.wait_for_events(2));
+  EXPECT_EQ(resumed.events()[1].event, "change");
+  EXPECT_EQ(std::stoull(resumed.events()[1].id), std::stoull(newest) + 1);
+  EXPECT_EQ(key_of(resumed.events()[1]), "k5");
+}
+
+TEST(HttpWatch, an_id_from_another_server_run_or_unparsable_gets_a_reset) {
+  Served s(watch_options());
+  s.store().set("k", 1);
+  for (const char* id : {"1", "99999999999999999", "garbage"}) {
+    WatchClient w(s.port(), "/watch", {{"Last-Event-ID", id}});
+    ASSERT_TRUE(w.wait_for_events(1)) << id;
+    EXPECT_EQ(w.events()[0].event, "reset") << id;
+    EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"k", 1}})) << id;
+  }
+}
+
+TEST(HttpWatch, a_reset_snapshot_respects_the_prefix) {
+  Served s(watch_options());
+  s.store().set("app:a", 1);
+  s.store().set("db:b", 2);
+  WatchClient w(s.port(), "/watch?prefix=app:&since=0");
+  ASSERT_TRUE(w.wait_for_events(1));
+  EXPECT_EQ(w.events()[0].event, "reset");
+  EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"app:a", 1}}));
+}
+
+TEST(HttpWatch, streams_beyond_max_watch_streams_get_503) {
+  HttpOptions o = watch_options();
+  o.max_watch_streams = 1;
+  Served s(o);
+  WatchClient first(s.port(), "/watch");
+  ASSERT_TRUE(first.wait_for_events(1));
+  auto second = s.http().Get("/watch");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 503);
+  first.close();
+  // The slot is free again once the first stream is gone.
+  ASSERT_TRUE(wait_until([&] {
+    WatchClient again(s.port(), "/watch");
+    return again.wait_for_events(1, 2s) && again.status() == 200;
+  }));
+}
+
+TEST(HttpWatch, stop_returns_promptly_and_ends_open_streams) {
+  HttpOptions o;  // Default 15 s keepalive: the stream is idle when stop() comes.
+  Served s(o);
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));
+
+  auto begin = std::chrono::steady_clock::now();
+  s.server().stop();
+  auto took = std::chrono::steady_clock::now() - begin;
+  EXPECT_LT(took, 1s);
+  EXPECT_TRUE(w.wait_finished(1s));
+  s.server().stop();  // Idempotent.
+  EXPECT_FALSE(s.http().Get("/health"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A database outage
+
+TEST(HttpOutage, writes_get_503_and_health_degrades_while_the_database_is_down_then_recover) {
+  EmbeddedPostgres pg;
+  pg.start();
+  Options options = test_options(unique_name("t_http_outage"));
+  options.reconnect_interval = 200ms;
+  options.db_timeout = 2s;
+  auto store = Store::open(pg.dsn(), options);
+  store->set("cached", "yes");
+  HttpOptions o;
+  o.port = 0;
+  HttpServer server({{"main", store.get()}}, o);
+  server.start();
+  auto http = client_for(server.port());
+
+  pg.stop();
+  ASSERT_TRUE(wait_until([&] {
+    auto r = http->Get("/health");
+    return r && r->status == 503;
+  }));
+  auto health = http->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(body_of(health).at("status"), "degraded");
+  EXPECT_EQ(body_of(health).at("connected"), false);
+
+  auto put = http->Put("/settings/during", "1", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 503) << put->body;
+  EXPECT_TRUE(body_of(put).contains("error"));
+  auto cached = http->Get("/settings/cached");  // Reads keep serving the cache.
+  ASSERT_TRUE(cached);
+  EXPECT_EQ(cached->status, 200);
+  EXPECT_EQ(body_of(cached), "yes");
+
+  pg.start();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = http->Get("/health");
+        return r && r->status == 200;
+      },
+      20s));
+  auto after = http->Put("/settings/after", "2", "application/json");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200) << after->body;
+  EXPECT_EQ(store->get_int("after"), 2);
+  server.stop();
+}
+
+}  // namespace
+}  // namespace syncconfig::testing
