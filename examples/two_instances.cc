@@ -3,14 +3,14 @@
 //
 // Usage: two_instances [DSN]   (or SYNCCONFIG_DSN). Without one, an embedded PostgreSQL is
 // started in a temporary directory. Exits non-zero if the instances do not end in sync.
+#include <libpq-fe.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <optional>
-
-#include <libpq-fe.h>
 
 #include "syncconfig/syncconfig.h"
 
@@ -42,7 +42,8 @@ class Arrivals {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string dsn = argc > 1 ? argv[1] : (std::getenv("SYNCCONFIG_DSN") ? std::getenv("SYNCCONFIG_DSN") : "");
+  std::string dsn =
+      argc > 1 ? argv[1] : (std::getenv("SYNCCONFIG_DSN") ? std::getenv("SYNCCONFIG_DSN") : "");
   std::optional<syncconfig::EmbeddedPostgres> embedded;
   if (dsn.empty()) {
     std::cout << "No DSN given: starting an embedded PostgreSQL...\n";

@@ -41,6 +41,7 @@ void validate_options(const Options& o) {
   positive("reconnect_interval", o.reconnect_interval);
   positive("db_timeout", o.db_timeout);
   positive("tombstone_retention", o.tombstone_retention);
+  positive("load_timeout", o.load_timeout);
   if (o.pool_size < 1 || o.pool_size > 1000) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid pool_size: {}, it must be 1..1000", o.pool_size));
@@ -53,22 +54,32 @@ void validate_options(const Options& o) {
   }
 }
 
-// Creates the table and the protocol's objects if missing, in one transaction that concurrent
-// starters take turns on.
+[[noreturn]] void refuse_channel(const internal::TableSql& sql, const std::string& channel,
+                                 std::string_view installed) {
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("invalid channel '{}': table {} already notifies channel '{}', and all "
+                          "instances of a table must use the same channel",
+                          channel, sql.qualified_table, installed));
+}
+
+// Creates the table and the protocol's objects if missing or from another protocol version, in
+// one transaction that concurrent starters take turns on. When they are in place already, it
+// changes nothing: an instance then needs no more than read/write rights on the table.
 void ensure_schema(internal::Connection& conn, const internal::TableSql& sql,
                    const std::string& channel, Deadline deadline) {
+  internal::Result found = conn.exec(sql.installed, {sql.qualified_table}, deadline);
+  if (found.rows() == 1 && found.text(0, 1) == internal::kProtocolVersion) {
+    if (found.text(0, 0) != channel) refuse_channel(sql, channel, found.text(0, 0));
+    return;
+  }
   conn.exec_script("BEGIN", deadline);
   try {
     conn.exec(sql.setup_lock, {}, deadline);
     conn.exec_script(sql.setup, deadline);
-    internal::Result r = conn.exec(sql.trigger_channel, {sql.qualified_table}, deadline);
-    if (r.rows() == 0) {
+    internal::Result r = conn.exec(sql.installed, {sql.qualified_table}, deadline);
+    if (r.rows() == 1 && r.text(0, 0) != channel) refuse_channel(sql, channel, r.text(0, 0));
+    if (r.rows() == 0 || r.text(0, 1) != internal::kProtocolVersion) {
       conn.exec_script(sql.create_triggers, deadline);
-    } else if (r.text(0, 0) != channel) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("invalid channel '{}': table {} already notifies channel '{}', and "
-                              "all instances of a table must use the same channel",
-                              channel, sql.qualified_table, r.text(0, 0)));
     }
     conn.exec_script("COMMIT", deadline);
   } catch (...) {
@@ -109,7 +120,8 @@ class Store::Impl {
     Deadline deadline = deadline_after(options_.db_timeout);
     std::unique_ptr<internal::Connection> conn = internal::open_listener(ctx, deadline);
     ensure_schema(*conn, sql_, options_.channel, deadline);
-    internal::load_all(*conn, sql_, cache_, /*initial=*/true, deadline_after(options_.db_timeout));
+    internal::load_all(*conn, sql_, cache_, /*initial=*/true,
+                       deadline_after(options_.load_timeout));
     worker_ = std::make_unique<internal::SyncWorker>(std::move(ctx), std::move(conn));
     logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
                   internal::redact_dsn(dsn_), cache_.size(),

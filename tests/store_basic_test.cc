@@ -268,6 +268,27 @@ TEST(StoreBasic, two_instances_starting_at_once_on_an_empty_database_both_succee
   }
 }
 
+TEST(StoreBasic, once_set_up_a_role_with_only_read_write_grants_can_run_an_instance) {
+  std::string table = unique_name("t_grants");
+  auto owner = Store::open(dsn(), test_options(table));  // Creates everything.
+  std::string role = unique_name("rw_role");
+  Sql sql(dsn());
+  sql.exec("CREATE ROLE " + role + " LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON " + table +
+           ", " + table + "_tombstones TO " + role + "; GRANT USAGE, SELECT ON SEQUENCE " + table +
+           "_revision_seq TO " + role);
+  std::string role_dsn =
+      "postgresql://" + role + "@127.0.0.1:" + std::to_string(cluster().port()) + "/postgres";
+  auto store = Store::open(role_dsn, test_options(table));
+  store->set("k", "from the rw role");
+  EXPECT_TRUE(wait_until([&] { return owner->get_string("k") == "from the rw role"; }));
+  owner->set("k2", 2);
+  EXPECT_TRUE(wait_until([&] { return store->get_int("k2") == 2; }));
+  EXPECT_TRUE(store->remove("k"));
+  EXPECT_TRUE(wait_until([&] { return !owner->contains("k"); }));
+  store->sync();
+  EXPECT_EQ(store->get_all(), owner->get_all());
+}
+
 TEST(StoreBasic, a_second_channel_for_the_same_table_is_refused) {
   std::string table = unique_name("t_chan");
   auto a = Store::open(dsn(), test_options(table));

@@ -37,6 +37,9 @@ struct Options {
   // Upper bound for one database call (connect, write, read), enforced by the client: a call that
   // takes longer is cancelled and fails with kTimeout. Default 5 seconds.
   std::chrono::milliseconds db_timeout = std::chrono::seconds(5);
+  // Upper bound for reading the whole table (start-up, resync, sync()), which takes longer than
+  // other calls on a large table. Default 60 seconds.
+  std::chrono::milliseconds load_timeout = std::chrono::seconds(60);
   // Connections used by set()/remove() running in parallel. Default 4.
   std::size_t pool_size = 4;
   // Largest value accepted by set(), in bytes of its JSON text. Default 16 MiB.

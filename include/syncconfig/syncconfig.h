@@ -6,3 +6,4 @@
 #include "syncconfig/options.h"
 #include "syncconfig/pool_manager.h"
 #include "syncconfig/store.h"
+#include "syncconfig/sync_map.h"

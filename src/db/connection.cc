@@ -70,8 +70,12 @@ bool Connection::wait_socket(short events, Deadline deadline) {
 Connection::Connection(const std::string& dsn, Deadline deadline, const char* application_name,
                        int interrupt_fd)
     : interrupt_fd_(interrupt_fd) {
-  const char* keys[] = {"dbname", "application_name", "client_encoding", nullptr};
-  const char* values[] = {dsn.c_str(), application_name, "UTF8", nullptr};
+  // TCP keepalives notice a peer that vanished without closing (network partition) within about
+  // a minute, even on an idle listening connection. They come before "dbname" so that settings
+  // in the DSN win.
+  const char* keys[] = {"keepalives", "keepalives_idle",  "keepalives_interval", "keepalives_count",
+                        "dbname",     "application_name", "client_encoding",     nullptr};
+  const char* values[] = {"1", "30", "10", "3", dsn.c_str(), application_name, "UTF8", nullptr};
   conn_ = PQconnectStartParams(keys, values, /*expand_dbname=*/1);
   if (conn_ == nullptr) throw Error(ErrorCode::kUnavailable, "connecting failed: out of memory");
   if (PQstatus(conn_) == CONNECTION_BAD) {

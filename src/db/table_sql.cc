@@ -129,10 +129,12 @@ END $fn$;
                       fmt::arg("fn_truncate", fn_truncate), fmt::arg("fn_delete", fn_delete),
                       fmt::arg("lock", lock), fmt::arg("seq_literal", seq_literal));
 
-  trigger_channel =
-      "SELECT split_part(encode(tgargs, 'escape'), '\\000', 1) FROM pg_trigger "
-      "WHERE tgrelid = $1::regclass AND tgname = 'syncconfig_notify'";
-  create_triggers = fmt::format(R"SQL(
+  installed =
+      "SELECT split_part(encode(t.tgargs, 'escape'), '\\000', 1), "
+      "coalesce(obj_description(t.oid, 'pg_trigger'), '') FROM pg_trigger t "
+      "WHERE t.tgrelid = to_regclass($1) AND t.tgname = 'syncconfig_notify'";
+  create_triggers =
+      fmt::format(R"SQL(
 DROP TRIGGER IF EXISTS syncconfig_lock ON {t};
 CREATE TRIGGER syncconfig_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
   FOR EACH STATEMENT EXECUTE FUNCTION {fn_lock}();
@@ -145,10 +147,11 @@ CREATE TRIGGER syncconfig_notify AFTER INSERT OR UPDATE OR DELETE ON {t}
 DROP TRIGGER IF EXISTS syncconfig_truncate ON {t};
 CREATE TRIGGER syncconfig_truncate AFTER TRUNCATE ON {t}
   FOR EACH STATEMENT EXECUTE FUNCTION {fn_truncate}('{channel}');
+COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
 )SQL",
-                                fmt::arg("t", t), fmt::arg("fn_lock", fn_lock),
-                                fmt::arg("fn_stamp", fn_stamp), fmt::arg("fn_notify", fn_notify),
-                                fmt::arg("fn_truncate", fn_truncate), fmt::arg("channel", channel));
+                  fmt::arg("t", t), fmt::arg("fn_lock", fn_lock), fmt::arg("fn_stamp", fn_stamp),
+                  fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
+                  fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion));
 
   upsert = fmt::format(
       "INSERT INTO {t} (key, value) VALUES ($1, $2::jsonb) "

@@ -14,13 +14,18 @@
 
 namespace syncconfig::internal {
 
+// Recorded as the comment of the syncconfig_notify trigger. An instance finding its own version
+// there skips the setup entirely (no DDL, so roles without ownership of the table can run it).
+// Change it whenever the setup SQL changes, so that existing installations are upgraded.
+inline constexpr const char* kProtocolVersion = "syncconfig protocol 1";
+
 struct TableSql {
   TableSql(const std::string& schema, const std::string& table, const std::string& channel);
 
   std::string qualified_table;  // "schema"."table", for messages too.
   std::string setup;            // Idempotent DDL; run in a transaction with setup_lock first.
   std::string setup_lock;       // SELECT pg_advisory_xact_lock(...) serializing setups.
-  std::string trigger_channel;  // $1 = table regclass text: the channel its trigger notifies.
+  std::string installed;        // $1 = qualified table: channel, protocol version (no row if none)
   std::string create_triggers;  // Drops and creates the triggers for `channel`.
 
   std::string upsert;            // $1 key, $2 json text -> revision, value::text

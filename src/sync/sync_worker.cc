@@ -81,8 +81,8 @@ void SyncWorker::request_sync() {
     requests_.push_back(promise);
   }
   wake();
-  // A reconnect plus a full read, each bounded by db_timeout.
-  auto limit = ctx_.options.db_timeout * 3;
+  // A reconnect plus a full read.
+  auto limit = ctx_.options.db_timeout * 2 + ctx_.options.load_timeout;
   if (done.wait_for(limit) != std::future_status::ready) {
     throw Error(ErrorCode::kTimeout, "sync() did not finish in time");
   }
@@ -106,8 +106,9 @@ bool SyncWorker::try_connect() {
     Deadline deadline = deadline_after(ctx_.options.db_timeout);
     conn_ = open_listener(ctx_, deadline, stop_fd_);
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
+    // A catch-up may turn into a full reload: give it the longer bound.
     ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
-                            deadline_after(ctx_.options.db_timeout));
+                            deadline_after(ctx_.options.load_timeout));
     (r.full ? ctx_.counters->resyncs : ctx_.counters->catch_ups).fetch_add(1);
     ctx_.counters->connected.store(true);
     if (ever_lost_) ctx_.counters->reconnects.fetch_add(1);
@@ -142,7 +143,7 @@ void SyncWorker::serve_requests() {
       throw Error(ErrorCode::kUnavailable, "sync() failed: the database is unreachable");
     }
     load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
-             deadline_after(ctx_.options.db_timeout));
+             deadline_after(ctx_.options.load_timeout));
     ctx_.counters->resyncs.fetch_add(1);
   } catch (const Error& e) {
     failure = std::current_exception();
@@ -234,7 +235,7 @@ void SyncWorker::heartbeat() {
   // snapshot and the comparison makes it inconclusive; then try again with a new snapshot.
   for (int attempt = 0; attempt < 3; ++attempt) {
     ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/true,
-                            deadline_after(ctx_.options.db_timeout));
+                            deadline_after(ctx_.options.load_timeout));
     if (r.full) {
       ctx_.counters->resyncs.fetch_add(1);
       return;
@@ -254,7 +255,7 @@ void SyncWorker::heartbeat() {
         ctx_.options.sync_on_mismatch ? "; resyncing" : "; sync_on_mismatch is off");
     if (ctx_.options.sync_on_mismatch) {
       ReadResult full = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
-                                 deadline_after(ctx_.options.db_timeout));
+                                 deadline_after(ctx_.options.load_timeout));
       ctx_.counters->resyncs.fetch_add(1);
       ctx_.logger->info("syncconfig: resync repaired {} keys", full.changed);
     }
