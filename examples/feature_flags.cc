@@ -117,9 +117,9 @@ int main(int argc, char** argv) try {
     return 1;
   }
 
+  FlipLog flips;             // Before b: the subscriber's state must outlive b's subscription.
   FeatureFlags a(*store_a);  // e.g. the admin console's instance
   FeatureFlags b(*store_b);  // e.g. a web server's instance
-  FlipLog flips;
   b.on_flip([&](const std::string& name, bool enabled) {
     // One string per line: the subscriber runs on B's dispatcher thread, beside main's output.
     std::cout << ("  [B subscriber] feature '" + name + "' is now " + (enabled ? "ON" : "OFF") +

@@ -118,6 +118,8 @@ int main(int argc, char** argv) try {
   std::optional<syncconfig::EmbeddedPostgres> embedded;
   std::string dsn = dsn_for(argc, argv, embedded);
 
+  // Declared before the instances: a subscriber's state must outlive the stores that call it.
+  ChangeLog globex_changes;
   Instance one(dsn);  // two instances of the same multi-tenant application
   Instance two(dsn);
   // A clean slate when run against a database that already has the tables.
@@ -153,7 +155,6 @@ int main(int argc, char** argv) try {
   expect("globex", "theme", "dark", "globex's override wins");
   check(!two.lookup("acme", "no_such_key"), "a key in neither table is absent");
 
-  ChangeLog globex_changes;
   two.tenant("globex").subscribe(globex_changes.callback());
 
   std::cout << "Instance one turns on SSO for acme only\n";

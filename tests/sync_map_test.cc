@@ -116,11 +116,12 @@ TEST(SyncMap, keys_and_all_see_only_the_prefix_with_names_stripped_and_sorted) {
 }
 
 TEST(SyncMap, callbacks_fire_for_keys_under_the_prefix_and_never_for_others) {
+  // Declared first: a subscriber's state must outlive the stores and maps calling it.
+  MapRecorder<int> seen;
+  Recorder everything;  // Subscribed after the map: when it has a change, the map's callback ran.
   TwoInstances s;
   SyncMap<int> limits(*s.b, "limit:");
-  MapRecorder<int> seen;
   limits.subscribe(seen.callback());
-  Recorder everything;  // Subscribed after the map: when it has a change, the map's callback ran.
   s.b->subscribe(everything.callback());
 
   s.a->set("other:max", 1);
@@ -135,11 +136,12 @@ TEST(SyncMap, callbacks_fire_for_keys_under_the_prefix_and_never_for_others) {
 }
 
 TEST(SyncMap, a_value_of_the_wrong_shape_reads_as_absent_and_never_throws) {
+  // Declared first: a subscriber's state must outlive the stores and maps calling it.
+  MapRecorder<RateLimit> seen;
   TwoInstances s;
   SyncMap<RateLimit> limits(*s.b, "rl:");
   SyncMap<int32_t> counts(*s.b, "n:");
   SyncMap<bool> flags(*s.b, "f:");
-  MapRecorder<RateLimit> seen;
   limits.subscribe(seen.callback());
 
   s.a->set("rl:string", "oops");
@@ -186,10 +188,11 @@ TEST(SyncMap, a_value_of_the_wrong_shape_reads_as_absent_and_never_throws) {
 }
 
 TEST(SyncMap, remove_deletes_the_key_everywhere_and_reports_it_as_nullopt) {
+  // Declared first: a subscriber's state must outlive the stores and maps calling it.
+  MapRecorder<std::string> seen;
   TwoInstances s;
   SyncMap<std::string> on_a(*s.a, "name:");
   SyncMap<std::string> on_b(*s.b, "name:");
-  MapRecorder<std::string> seen;
   on_b.subscribe(seen.callback());
 
   on_a.set("app", "MyApp");
@@ -205,13 +208,14 @@ TEST(SyncMap, remove_deletes_the_key_everywhere_and_reports_it_as_nullopt) {
 }
 
 TEST(SyncMap, after_unsubscribe_the_callback_is_not_called_again) {
-  TwoInstances s;
-  SyncMap<int> limits(*s.b, "limit:");
+  // Declared first: a subscriber's state must outlive the stores and maps calling it.
   MapRecorder<int> first;
   MapRecorder<int> second;
+  Recorder everything;
+  TwoInstances s;
+  SyncMap<int> limits(*s.b, "limit:");
   SubscriptionId id = limits.subscribe(first.callback());
   limits.subscribe(second.callback());
-  Recorder everything;
   s.b->subscribe(everything.callback());
 
   s.a->set("limit:x", 1);
@@ -227,9 +231,10 @@ TEST(SyncMap, after_unsubscribe_the_callback_is_not_called_again) {
 }
 
 TEST(SyncMap, destroying_the_map_unsubscribes_its_callbacks) {
-  TwoInstances s;
+  // Declared first: a subscriber's state must outlive the stores and maps calling it.
   MapRecorder<int> seen;
   Recorder everything;
+  TwoInstances s;
   {
     SyncMap<int> limits(*s.b, "limit:");
     limits.subscribe(seen.callback());

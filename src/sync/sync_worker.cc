@@ -64,17 +64,15 @@ void SyncWorker::stop() {
     ctx_.counters->connected.store(false);
     // Anyone still waiting on sync() learns the store is gone.
     std::lock_guard lock(requests_mu_);
-    for (auto& p : requests_) {
-      p->set_exception(
-          std::make_exception_ptr(Error(ErrorCode::kShutdown, "the store is shut down")));
-    }
+    for (auto& p : requests_)
+      p->set_value(SyncOutcome{ErrorCode::kShutdown, "the store is shut down"});
     requests_.clear();
   });
 }
 
 void SyncWorker::request_sync() {
-  auto promise = std::make_shared<std::promise<void>>();
-  std::future<void> done = promise->get_future();
+  auto promise = std::make_shared<std::promise<SyncOutcome>>();
+  std::future<SyncOutcome> done = promise->get_future();
   {
     std::lock_guard lock(requests_mu_);
     if (stopping_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
@@ -86,7 +84,9 @@ void SyncWorker::request_sync() {
   if (done.wait_for(limit) != std::future_status::ready) {
     throw Error(ErrorCode::kTimeout, "sync() did not finish in time");
   }
-  done.get();
+  // The error crosses threads as a value, not as a shared exception object.
+  SyncOutcome outcome = done.get();
+  if (outcome.failure) throw Error(*outcome.failure, outcome.message);
 }
 
 void SyncWorker::drop_connection(const std::string& why) {
@@ -131,13 +131,13 @@ bool SyncWorker::try_connect() {
 }
 
 void SyncWorker::serve_requests() {
-  std::deque<std::shared_ptr<std::promise<void>>> batch;
+  std::deque<std::shared_ptr<std::promise<SyncOutcome>>> batch;
   {
     std::lock_guard lock(requests_mu_);
     batch.swap(requests_);
   }
   if (batch.empty()) return;
-  std::exception_ptr failure;
+  SyncOutcome outcome;
   try {
     if (!conn_ && !try_connect()) {
       throw Error(ErrorCode::kUnavailable, "sync() failed: the database is unreachable");
@@ -146,16 +146,10 @@ void SyncWorker::serve_requests() {
              deadline_after(ctx_.options.load_timeout));
     ctx_.counters->resyncs.fetch_add(1);
   } catch (const Error& e) {
-    failure = std::current_exception();
+    outcome = SyncOutcome{e.code(), e.message()};
     if (!conn_ || !conn_->ok()) drop_connection(e.message());
   }
-  for (auto& p : batch) {
-    if (failure) {
-      p->set_exception(failure);
-    } else {
-      p->set_value();
-    }
-  }
+  for (auto& p : batch) p->set_value(outcome);
 }
 
 void SyncWorker::handle(const Notification& n) {

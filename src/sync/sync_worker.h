@@ -15,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -76,7 +77,11 @@ class SyncWorker {
   std::once_flag stop_once_;
 
   std::mutex requests_mu_;
-  std::deque<std::shared_ptr<std::promise<void>>> requests_;
+  struct SyncOutcome {
+    std::optional<ErrorCode> failure;  // Empty: success.
+    std::string message;
+  };
+  std::deque<std::shared_ptr<std::promise<SyncOutcome>>> requests_;
 
   // Notification grouping: one transaction's notifications arrive together; the watermark
   // moves past a transaction when the next one starts (docs/protocol.md).
