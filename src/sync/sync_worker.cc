@@ -277,11 +277,22 @@ void SyncWorker::prune_tombstones() {
   }
 }
 
+void SyncWorker::drain_notifications() {
+  while (conn_) {
+    std::optional<Notification> note = conn_->next_notification();
+    if (!note) break;
+    handle(*note);
+  }
+}
+
 void SyncWorker::run() {
   while (!stopping_.load()) {
     try {
       auto now = steady_clock::now();
       if (!conn_ && now >= next_reconnect_) try_connect();
+      // The catch-up's queries may have read notifications into libpq's queue; the socket will
+      // not signal them again, so apply them before sleeping.
+      drain_notifications();
 
       // Sleep until a notification, a wake-up (stop, sync request), the heartbeat or the next
       // reconnect attempt.
@@ -314,11 +325,7 @@ void SyncWorker::run() {
       }
       // Any query above may have buffered notifications in libpq: apply them all now, or they
       // would wait for the socket's next wake-up.
-      while (conn_) {
-        std::optional<Notification> note = conn_->next_notification();
-        if (!note) break;
-        handle(*note);
-      }
+      drain_notifications();
     } catch (const Error& e) {
       // Any failed query leaves the connection suspect: replace it and catch up.
       drop_connection(e.message());

@@ -65,6 +65,7 @@ class SyncWorker {
   bool try_connect();  // Connects and catches up; false (logged) on failure.
   void drop_connection(const std::string& why);
   void handle(const Notification& n);
+  void drain_notifications();  // Applies what libpq has already read.
   void heartbeat();
   void prune_tombstones();
   void serve_requests();
