@@ -23,39 +23,15 @@
 #include <thread>
 #include <vector>
 
+#include "example_support.h"
 #include "syncconfig/syncconfig.h"
 
 using namespace std::chrono_literals;
 using nlohmann::json;
 
+using namespace example;
+
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  FAILED: ") << what << "\n";
-  if (!ok) ++failures;
-}
-
-// Polls `condition` until it holds or 5 seconds pass. Returns whether it held.
-bool wait_for(const std::function<bool()>& condition) {
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-// argv[1], else SYNCCONFIG_DSN, else an embedded PostgreSQL started into `embedded`.
-std::string dsn_for(int argc, char** argv, std::optional<syncconfig::EmbeddedPostgres>& embedded) {
-  if (argc > 1) return argv[1];
-  if (const char* env = std::getenv("SYNCCONFIG_DSN"); env && *env) return env;
-  std::cout << "No DSN given: starting an embedded PostgreSQL...\n";
-  embedded.emplace();
-  embedded->start();
-  return embedded->dsn();
-}
 
 const std::string kProductPrefix = "product:";
 const std::string kTaxKey = "pricing:tax_percent";

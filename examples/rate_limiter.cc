@@ -20,38 +20,14 @@
 #include <string>
 #include <thread>
 
+#include "example_support.h"
 #include "syncconfig/syncconfig.h"
 
 using namespace std::chrono_literals;
 
+using namespace example;
+
 namespace {
-
-int failures = 0;
-
-void check(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  FAILED: ") << what << "\n";
-  if (!ok) ++failures;
-}
-
-// Polls `condition` until it holds or 5 seconds pass. Returns whether it held.
-bool wait_for(const std::function<bool()>& condition) {
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
-}
-
-// argv[1], else SYNCCONFIG_DSN, else an embedded PostgreSQL started into `embedded`.
-std::string dsn_for(int argc, char** argv, std::optional<syncconfig::EmbeddedPostgres>& embedded) {
-  if (argc > 1) return argv[1];
-  if (const char* env = std::getenv("SYNCCONFIG_DSN"); env && *env) return env;
-  std::cout << "No DSN given: starting an embedded PostgreSQL...\n";
-  embedded.emplace();
-  embedded->start();
-  return embedded->dsn();
-}
 
 constexpr int64_t kDefaultLimit = 10;  // Requests per window for an endpoint with no setting.
 constexpr int kOfferedPerWindow = 100;
