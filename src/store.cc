@@ -239,6 +239,18 @@ class Store::Impl {
   std::atomic<bool> closed_{false};
 };
 
+std::string_view to_string(ChangeOrigin origin) noexcept {
+  switch (origin) {
+    case ChangeOrigin::kLocal:
+      return "local";
+    case ChangeOrigin::kRemote:
+      return "remote";
+    case ChangeOrigin::kResync:
+      return "resync";
+  }
+  return "unknown";
+}
+
 std::unique_ptr<Store> Store::open(const std::string& dsn, Options options) {
   validate_options(options);
   return std::unique_ptr<Store>(new Store(std::make_unique<Impl>(dsn, std::move(options))));

@@ -37,6 +37,9 @@ enum class ChangeOrigin {
   kResync,  // Found by catching up after a reconnect, a heartbeat or sync().
 };
 
+// "local", "remote" or "resync".
+std::string_view to_string(ChangeOrigin origin) noexcept;
+
 struct Change {
   std::string key;
   std::optional<nlohmann::json> value;  // std::nullopt: the key was deleted.

@@ -27,18 +27,6 @@ constexpr auto kDeadline = std::chrono::seconds(15);
 
 int64_t micros(Clock::duration d) { return std::chrono::duration_cast<microseconds>(d).count(); }
 
-const char* origin_name(ChangeOrigin origin) {
-  switch (origin) {
-    case ChangeOrigin::kLocal:
-      return "local";
-    case ChangeOrigin::kRemote:
-      return "remote";
-    case ChangeOrigin::kResync:
-      return "resync";
-  }
-  return "?";
-}
-
 // When each instance's callback first saw `key` take `value`.
 class Arrivals {
  public:
@@ -144,7 +132,7 @@ int run_demo() {
       std::printf(
           "   instance %d: its callback got it %lld us after set() was called "
           "(origin %s: through NOTIFY)\n",
-          i + 1, static_cast<long long>(micros(at - start)), origin_name(origin));
+          i + 1, static_cast<long long>(micros(at - start)), to_string(origin).data());
     }
     ok = ok && arrived;
     for (int i = 1; i < kInstances; ++i) stores[i]->unsubscribe(ids[i - 1]);
@@ -191,8 +179,8 @@ int run_demo() {
       std::printf(
           "   after:  instance %d has max_users = %s, repaired by its heartbeat %lld us "
           "after the write (origin %s, crc_mismatches = %llu)\n",
-          i + 1, after.c_str(), static_cast<long long>(micros(at - start)), origin_name(origin),
-          static_cast<unsigned long long>(stats.crc_mismatches));
+          i + 1, after.c_str(), static_cast<long long>(micros(at - start)),
+          to_string(origin).data(), static_cast<unsigned long long>(stats.crc_mismatches));
     }
     ok = ok && converged;
     for (int i = 0; i < kInstances; ++i) stores[i]->unsubscribe(ids[i]);

@@ -18,18 +18,6 @@ std::string show_key(std::string_view key) {
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-const char* origin_name(ChangeOrigin origin) {
-  switch (origin) {
-    case ChangeOrigin::kLocal:
-      return "local";
-    case ChangeOrigin::kRemote:
-      return "remote";
-    case ChangeOrigin::kResync:
-      return "resync";
-  }
-  return "unknown";
-}
-
 // Opens the store named by --config/--store, or by --dsn (SYNCCONFIG_DSN) with --table and
 // --channel. Only `watch` keeps a LISTEN connection.
 std::unique_ptr<Store> open_store(const ConnectionArgs& a, bool notifications) {
@@ -98,7 +86,7 @@ int watch(const OperatorArgs& args) {
     line["key"] = c.key;
     line["value"] = c.value ? *c.value : nlohmann::json(nullptr);
     line["revision"] = c.revision;
-    line["origin"] = origin_name(c.origin);
+    line["origin"] = std::string(to_string(c.origin));
     std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     std::lock_guard lock(out_mu);
     if (out_failed) return;
