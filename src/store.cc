@@ -160,12 +160,18 @@ class Store::Impl {
     Deadline deadline = deadline_after(options_.db_timeout);
     try {
       auto conn = pool_.acquire(deadline);
+      // Most writes change an existing key. A plain UPDATE fires the table's triggers once; an
+      // INSERT ... ON CONFLICT fires the insert triggers and then the update triggers (two
+      // revisions drawn), which costs ~10% more per write (BENCHMARKS.md).
       internal::Result r =
-          conn->exec_prepared("syncconfig_upsert", sql_.upsert, {key, text}, deadline);
+          conn->exec_prepared("syncconfig_update", sql_.update, {key, text}, deadline);
+      if (r.rows() == 0) {
+        r = conn->exec_prepared("syncconfig_upsert", sql_.upsert, {key, text}, deadline);
+      }
       int64_t revision = r.int64(0, 0);
       std::optional<internal::ParsedValue> stored = internal::parse_value(key, r.text(0, 1));
       if (stored) {
-        cache_.upsert(std::string(key), std::move(*stored), revision, ChangeOrigin::kLocal,
+        cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal,
                       /*local_write=*/true);
       }
     } catch (const Error& e) {
@@ -273,7 +279,7 @@ std::optional<nlohmann::json> Store::get(std::string_view key) const {
   return impl_->cache_.get(key);
 }
 bool Store::contains(std::string_view key) const {
-  return impl_->cache_.read(key, [](const nlohmann::json&) {});
+  return impl_->cache_.read(key, [](const internal::Entry&) {});
 }
 std::size_t Store::size() const { return impl_->cache_.size(); }
 std::map<std::string, nlohmann::json> Store::get_all(std::string_view prefix) const {
@@ -281,25 +287,25 @@ std::map<std::string, nlohmann::json> Store::get_all(std::string_view prefix) co
 }
 
 std::string Store::get_string(std::string_view key, std::string default_value) const {
-  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
     if (auto s = internal::to_string_value(v)) default_value = std::move(*s);
   });
   return default_value;
 }
 int64_t Store::get_int(std::string_view key, int64_t default_value) const {
-  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
     if (auto i = internal::to_int(v)) default_value = *i;
   });
   return default_value;
 }
 double Store::get_double(std::string_view key, double default_value) const {
-  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
     if (auto d = internal::to_double(v)) default_value = *d;
   });
   return default_value;
 }
 bool Store::get_bool(std::string_view key, bool default_value) const {
-  impl_->cache_.read(key, [&](const nlohmann::json& v) {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
     if (auto b = internal::to_bool(v)) default_value = *b;
   });
   return default_value;

@@ -5,16 +5,16 @@
 namespace syncconfig::internal {
 
 std::optional<ParsedValue> parse_value(std::string_view key, std::string_view text) {
-  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) return std::nullopt;
-  return ParsedValue{std::move(value), hash_entry(key, text)};
+  EntryPtr e = Entry::make(key, text, /*revision=*/0);
+  if (!e) return std::nullopt;
+  return ParsedValue{std::move(e)};
 }
 
 std::optional<nlohmann::json> Cache::get(std::string_view key) const {
   std::shared_lock lock(mu_);
-  auto it = map_.find(key);
-  if (it == map_.end() || !it->second.live) return std::nullopt;
-  return it->second.value;
+  const Entry* e = map_.find(key);
+  if (e == nullptr || !e->live()) return std::nullopt;
+  return e->to_json();
 }
 
 std::size_t Cache::size() const {
@@ -35,9 +35,9 @@ int64_t Cache::watermark() const {
 std::map<std::string, nlohmann::json> Cache::get_all(std::string_view prefix) const {
   std::map<std::string, nlohmann::json> out;
   std::shared_lock lock(mu_);
-  for (const auto& [key, entry] : map_) {
-    if (entry.live && std::string_view(key).starts_with(prefix)) out.emplace(key, entry.value);
-  }
+  map_.for_each([&](const Entry& e) {
+    if (e.live() && e.key().starts_with(prefix)) out.emplace(e.key(), e.to_json());
+  });
   return out;
 }
 
@@ -62,48 +62,54 @@ void Cache::note_revision(int64_t revision) {
   if (revision > max_revision_) max_revision_ = revision;
 }
 
-bool Cache::upsert(std::string key, ParsedValue value, int64_t revision, ChangeOrigin origin,
-                   bool local_write, std::optional<WriteTime> written_at) {
+void Cache::push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at) {
+  std::optional<nlohmann::json> value;
+  if (e.live()) value = e.to_json();
+  sink_.push(Change{std::string(e.key()), std::move(value), e.revision, origin, written_at});
+}
+
+bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+                   std::optional<WriteTime> written_at) {
+  EntryPtr incoming = std::move(value.entry);
+  EntryPtr replaced;  // Freed after the lock is released.
   std::unique_lock lock(mu_);
   if (local_write && revision <= watermark_) return false;
-  auto [it, inserted] = map_.try_emplace(std::move(key));
-  Entry& e = it->second;
-  if (!inserted && revision <= e.revision) return false;
+  Entry* e = map_.find(incoming->key());
+  if (e != nullptr && revision <= e->revision) return false;
   note_revision(revision);
-  e.revision = revision;
-  bool unchanged = e.live && e.hash.crc == value.hash.crc && e.hash.md5 == value.hash.md5;
-  if (unchanged) return true;
-  if (e.live) sub_sums(e.hash);
-  e.value = std::move(value.value);
-  e.hash = value.hash;
-  e.live = true;
-  add_sums(e.hash);
-  sink_.push(Change{it->first, e.value, revision, origin, written_at});
+  if (e != nullptr && e->same_value(*incoming)) {
+    e->revision = revision;
+    return true;
+  }
+  if (e != nullptr && e->live()) sub_sums(e->hash);
+  incoming->revision = revision;
+  add_sums(incoming->hash);
+  const Entry& stored = *incoming;
+  replaced = map_.put(std::move(incoming));
+  push(stored, origin, written_at);
   return true;
 }
 
 bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
                    std::optional<WriteTime> written_at) {
+  EntryPtr tombstone = Entry::make_tombstone(key, revision);
+  EntryPtr replaced;
   std::unique_lock lock(mu_);
   if (local_write && revision <= watermark_) return false;
-  auto it = map_.find(key);
-  if (it == map_.end()) {
+  Entry* e = map_.find(key);
+  if (e == nullptr) {
     // Remember the deletion so that an older write arriving later cannot resurrect the key.
     if (revision <= watermark_) return false;
-    it = map_.try_emplace(std::string(key)).first;
-  } else if (revision <= it->second.revision) {
+  } else if (revision <= e->revision) {
     return false;
   }
   note_revision(revision);
-  Entry& e = it->second;
-  bool was_live = e.live;
-  if (was_live) sub_sums(e.hash);
-  e.revision = revision;
-  e.live = false;
-  e.value = nullptr;
-  e.hash = {};
-  tombstones_.emplace_back(revision, it->first);
-  if (was_live) sink_.push(Change{it->first, std::nullopt, revision, origin, written_at});
+  const bool was_live = e != nullptr && e->live();
+  if (was_live) sub_sums(e->hash);
+  tombstones_.emplace_back(revision, std::string(key));
+  const Entry& stored = *tombstone;
+  replaced = map_.put(std::move(tombstone));
+  if (was_live) push(stored, origin, written_at);
   prune_tombstones();
   return true;
 }
@@ -111,15 +117,15 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, 
 void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   note_revision(revision);
-  for (auto it = map_.begin(); it != map_.end();) {
-    if (it->second.revision < revision) {
-      if (it->second.live) {
-        sub_sums(it->second.hash);
-        sink_.push(Change{it->first, std::nullopt, revision, origin, written_at});
-      }
-      it = map_.erase(it);
-    } else {
-      ++it;
+  std::vector<std::string> older;
+  map_.for_each([&](const Entry& e) {
+    if (e.revision < revision) older.emplace_back(e.key());
+  });
+  for (const std::string& key : older) {
+    EntryPtr gone = map_.erase(key);
+    if (gone->live()) {
+      sub_sums(gone->hash);
+      sink_.push(Change{key, std::nullopt, revision, origin, written_at});
     }
   }
 }
@@ -134,61 +140,65 @@ void Cache::advance_watermark(int64_t revision) {
 void Cache::prune_tombstones() {
   while (!tombstones_.empty() && tombstones_.front().first <= watermark_) {
     auto& [revision, key] = tombstones_.front();
-    auto it = map_.find(key);
-    if (it != map_.end() && !it->second.live && it->second.revision == revision) map_.erase(it);
+    const Entry* e = map_.find(key);
+    if (e != nullptr && !e->live() && e->revision == revision) map_.erase(key);
     tombstones_.pop_front();
   }
 }
 
 std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision, ReplaceMode mode) {
-  const bool initial_load = mode == ReplaceMode::kInitial;
+  const bool quiet = mode == ReplaceMode::kInitial;
+  std::vector<EntryPtr> replaced;  // Freed after the lock is released.
   std::unique_lock lock(mu_);
   if (mode == ReplaceMode::kReset) {
     // Revisions of the old table mean nothing now: compare content only.
-    for (auto& [key, entry] : map_) entry.revision = 0;
+    map_.for_each([](Entry& e) { e.revision = 0; });
     tombstones_.clear();
     watermark_ = 0;
     max_revision_ = 0;
   }
   std::size_t changed = 0;
-  std::unordered_map<std::string_view, Row*> snapshot;
-  snapshot.reserve(rows.size());
-  for (Row& row : rows) snapshot.emplace(row.key, &row);
-
-  // Entries the snapshot no longer has, unless written after it.
-  for (auto it = map_.begin(); it != map_.end();) {
-    Entry& e = it->second;
-    if (e.revision <= snapshot_revision && !snapshot.contains(it->first)) {
-      if (e.live) {
-        sub_sums(e.hash);
-        ++changed;
-        if (!initial_load) {
-          sink_.push(Change{it->first, std::nullopt, snapshot_revision, ChangeOrigin::kResync,
-                            std::nullopt});
-        }
-      }
-      it = map_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  if (map_.empty()) map_.reserve(rows.size());
+  const bool was_empty = map_.empty();
+  if (was_empty) map_.reserve(rows.size());
+  // Store the snapshot's rows, marking every entry the snapshot has (or that is newer).
   for (Row& row : rows) {
+    EntryPtr incoming = std::move(row.value.entry);
     note_revision(row.revision);
-    auto [it, inserted] = map_.try_emplace(std::move(row.key));
-    Entry& e = it->second;
-    if (!inserted && e.revision > snapshot_revision) continue;  // A newer local write.
-    bool same = e.live && e.hash.crc == row.value.hash.crc && e.hash.md5 == row.value.hash.md5;
-    e.revision = row.revision;
-    if (same) continue;
-    if (e.live) sub_sums(e.hash);
-    e.value = std::move(row.value.value);
-    e.hash = row.value.hash;
-    e.live = true;
-    add_sums(e.hash);
+    Entry* e = was_empty ? nullptr : map_.find(incoming->key());
+    if (e != nullptr) {
+      e->mark = 1;
+      if (e->revision > snapshot_revision) continue;  // A newer local write.
+      if (e->same_value(*incoming)) {
+        e->revision = row.revision;
+        continue;
+      }
+      if (e->live()) sub_sums(e->hash);
+    }
+    incoming->revision = row.revision;
+    incoming->mark = was_empty ? 0 : 1;
+    add_sums(incoming->hash);
     ++changed;
-    if (!initial_load) {
-      sink_.push(Change{it->first, e.value, e.revision, ChangeOrigin::kResync, std::nullopt});
+    const Entry& stored = *incoming;
+    if (EntryPtr old = map_.put(std::move(incoming))) replaced.push_back(std::move(old));
+    if (!quiet) push(stored, ChangeOrigin::kResync, std::nullopt);
+  }
+  // Entries the snapshot no longer has, unless written after it.
+  std::vector<std::string> gone;
+  if (!was_empty) {
+    map_.for_each([&](Entry& e) {
+      if (e.mark == 0 && e.revision <= snapshot_revision) gone.emplace_back(e.key());
+      e.mark = 0;
+    });
+  } else {
+    map_.for_each([](Entry& e) { e.mark = 0; });
+  }
+  for (const std::string& key : gone) {
+    EntryPtr e = map_.erase(key);
+    if (!e->live()) continue;
+    sub_sums(e->hash);
+    ++changed;
+    if (!quiet) {
+      sink_.push(Change{key, std::nullopt, snapshot_revision, ChangeOrigin::kResync, std::nullopt});
     }
   }
   note_revision(snapshot_revision);

@@ -25,10 +25,12 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include "cache/entry.h"
 #include "cache/entry_hash.h"
+#include "cache/entry_table.h"
+#include "cache/read_mostly_mutex.h"
 #include "syncconfig/store.h"
 
 namespace syncconfig::internal {
@@ -42,18 +44,17 @@ class ChangeSink {
   virtual void push(Change change) = 0;
 };
 
-// A value as read from PostgreSQL, parsed and hashed (done before taking the cache lock).
+// A value as read from PostgreSQL, parsed and hashed into its cache entry (done before taking
+// the cache lock). The entry's revision is set by the cache.
 struct ParsedValue {
-  nlohmann::json value;
-  EntryHash hash;
+  EntryPtr entry;
 };
 // Parses PostgreSQL's jsonb text. Returns std::nullopt if it is not JSON (never expected).
 std::optional<ParsedValue> parse_value(std::string_view key, std::string_view text);
 
 // One row of the table.
 struct Row {
-  std::string key;
-  ParsedValue value;
+  ParsedValue value;  // Its entry holds the key.
   int64_t revision = 0;
 };
 
@@ -76,13 +77,14 @@ class Cache {
   explicit Cache(ChangeSink& sink) : sink_(sink) {}
 
   std::optional<nlohmann::json> get(std::string_view key) const;
-  // Calls f(value) under the read lock; returns false (without calling) if absent.
+  // Calls f(const Entry&) under the read lock for a live key; returns false (without calling)
+  // if absent.
   template <class F>
   bool read(std::string_view key, F&& f) const {
     std::shared_lock lock(mu_);
-    auto it = map_.find(key);
-    if (it == map_.end() || !it->second.live) return false;
-    f(it->second.value);
+    const Entry* e = map_.find(key);
+    if (e == nullptr || !e->live()) return false;
+    f(*e);
     return true;
   }
   std::size_t size() const;
@@ -95,8 +97,8 @@ class Cache {
   // tombstone); for the result of this instance's own write (`local_write`, applied by the
   // writing thread) also only if newer than the watermark. Returns whether applied.
   // `written_at` is passed on in the reported Change.
-  bool upsert(std::string key, ParsedValue value, int64_t revision, ChangeOrigin origin,
-              bool local_write, std::optional<WriteTime> written_at = std::nullopt);
+  bool upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+              std::optional<WriteTime> written_at = std::nullopt);
   // Deletion at `revision`, same rules. Returns whether applied.
   bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
               std::optional<WriteTime> written_at = std::nullopt);
@@ -111,26 +113,18 @@ class Cache {
   std::size_t replace_all(std::vector<Row> rows, int64_t snapshot_revision, ReplaceMode mode);
 
  private:
-  struct Entry {
-    nlohmann::json value;
-    int64_t revision = 0;
-    EntryHash hash;
-    bool live = false;  // false: a tombstone.
-  };
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using Map = std::unordered_map<std::string, Entry, Hash, std::equal_to<>>;
-
   void add_sums(const EntryHash& h);
   void sub_sums(const EntryHash& h);
   void note_revision(int64_t revision);
   void prune_tombstones();  // Requires the write lock.
 
   ChangeSink& sink_;
-  mutable std::shared_mutex mu_;
-  Map map_;
+  // Returns the key's entry after storing `e` there; pushes the change unless `quiet`.
+  void store(EntryPtr e, ChangeOrigin origin, std::optional<WriteTime> written_at, bool quiet);
+  void push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at);
+
+  mutable ReadMostlyMutex mu_;
+  EntryTable map_;
   std::deque<std::pair<int64_t, std::string>> tombstones_;  // In revision order.
   std::size_t live_count_ = 0;
   uint32_t crc_sum_ = 0;

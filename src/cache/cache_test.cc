@@ -49,8 +49,7 @@ ParsedValue value_of(std::string_view key, std::string_view text) {
 }
 
 Row row(std::string key, std::string_view text, int64_t revision) {
-  ParsedValue v = value_of(key, text);
-  return Row{std::move(key), std::move(v), revision};
+  return Row{value_of(key, text), revision};
 }
 
 // In these helpers ChangeOrigin::kLocal stands for the writing thread applying the result of
@@ -59,7 +58,7 @@ class CacheTest : public ::testing::Test {
  protected:
   bool upsert(std::string_view key, std::string_view text, int64_t revision,
               ChangeOrigin origin = ChangeOrigin::kRemote) {
-    return cache_.upsert(std::string(key), value_of(key, text), revision, origin,
+    return cache_.upsert(value_of(key, text), revision, origin,
                          /*local_write=*/origin == ChangeOrigin::kLocal);
   }
   bool remove(std::string_view key, int64_t revision, ChangeOrigin origin = ChangeOrigin::kRemote) {
@@ -143,13 +142,13 @@ TEST_F(CacheTest, keys_are_independent) {
 TEST_F(CacheTest, read_calls_the_function_only_for_a_live_key) {
   ASSERT_TRUE(upsert("a", R"("hello")", 1));
   std::string seen;
-  EXPECT_TRUE(cache_.read("a", [&](const json& v) { seen = v.get<std::string>(); }));
+  EXPECT_TRUE(cache_.read("a", [&](const Entry& v) { seen = v.to_json().get<std::string>(); }));
   EXPECT_EQ(seen, "hello");
 
   bool called = false;
-  EXPECT_FALSE(cache_.read("missing", [&](const json&) { called = true; }));
+  EXPECT_FALSE(cache_.read("missing", [&](const Entry&) { called = true; }));
   ASSERT_TRUE(remove("a", 2));
-  EXPECT_FALSE(cache_.read("a", [&](const json&) { called = true; }));
+  EXPECT_FALSE(cache_.read("a", [&](const Entry&) { called = true; }));
   EXPECT_FALSE(called);
 }
 
@@ -287,11 +286,11 @@ TEST_F(CacheTest, a_local_remove_at_or_below_the_watermark_is_skipped) {
 TEST_F(CacheTest, an_own_write_applied_first_by_the_listener_is_reported_once_as_local) {
   // The listener recognizes the instance's own write and applies it (origin kLocal, not the
   // writing thread); the transaction completes, so the watermark passes it.
-  ASSERT_TRUE(cache_.upsert("a", value_of("a", "1"), 11, ChangeOrigin::kLocal,
+  ASSERT_TRUE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal,
                             /*local_write=*/false));
   cache_.advance_watermark(11);
   // Then the writing thread applies its result.
-  EXPECT_FALSE(cache_.upsert("a", value_of("a", "1"), 11, ChangeOrigin::kLocal,
+  EXPECT_FALSE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal,
                              /*local_write=*/true));
   std::vector<Change> changes = sink_.take();
   ASSERT_EQ(changes.size(), 1u);
@@ -304,7 +303,7 @@ TEST_F(CacheTest, the_watermark_rule_applies_only_to_the_writing_threads_result)
   cache_.advance_watermark(10);
   sink_.take();
   // Listener and catch-up paths only compare with the entry's own revision.
-  EXPECT_TRUE(cache_.upsert("a", value_of("a", "2"), 8, ChangeOrigin::kResync,
+  EXPECT_TRUE(cache_.upsert(value_of("a", "2"), 8, ChangeOrigin::kResync,
                             /*local_write=*/false));
   EXPECT_EQ(cache_.get("a"), json(2));
   EXPECT_TRUE(cache_.remove("a", 9, ChangeOrigin::kRemote, /*local_write=*/false));
@@ -414,8 +413,7 @@ TEST(Cache, crc_and_digest_do_not_depend_on_insertion_order) {
   Cache a(sink_a), b(sink_b);
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& [key, text] = entries[i];
-    ASSERT_TRUE(a.upsert(key, value_of(key, text), static_cast<int64_t>(i + 1),
-                         ChangeOrigin::kRemote,
+    ASSERT_TRUE(a.upsert(value_of(key, text), static_cast<int64_t>(i + 1), ChangeOrigin::kRemote,
                          /*local_write=*/false));
   }
   std::mt19937 rng(12345);
@@ -423,8 +421,7 @@ TEST(Cache, crc_and_digest_do_not_depend_on_insertion_order) {
   std::shuffle(shuffled.begin(), shuffled.end(), rng);
   for (std::size_t i = 0; i < shuffled.size(); ++i) {
     const auto& [key, text] = shuffled[i];
-    ASSERT_TRUE(b.upsert(key, value_of(key, text), static_cast<int64_t>(100 + i),
-                         ChangeOrigin::kRemote,
+    ASSERT_TRUE(b.upsert(value_of(key, text), static_cast<int64_t>(100 + i), ChangeOrigin::kRemote,
                          /*local_write=*/false));
   }
   EXPECT_EQ(a.crc(), b.crc());
@@ -644,8 +641,8 @@ TEST(Cache, concurrent_readers_and_a_writer_stay_consistent) {
       } else {
         std::string text = R"({"i": )" + std::to_string(i) + "}";
         const bool local = i % 2 == 0;
-        cache.upsert(key, value_of(key, text), i,
-                     local ? ChangeOrigin::kLocal : ChangeOrigin::kRemote, local);
+        cache.upsert(value_of(key, text), i, local ? ChangeOrigin::kLocal : ChangeOrigin::kRemote,
+                     local);
       }
       if (i % 50 == 0) cache.advance_watermark(i - 10);
       if (i % 997 == 0) cache.truncate(i, ChangeOrigin::kRemote);
@@ -660,7 +657,7 @@ TEST(Cache, concurrent_readers_and_a_writer_stay_consistent) {
       while (!done.load() || n < 100) {
         const std::string& key = keys[(n + t) % kKeys];
         if (auto v = cache.get(key)) EXPECT_TRUE(v->is_object());
-        cache.read(key, [](const json& v) { EXPECT_TRUE(v.contains("i")); });
+        cache.read(key, [](const Entry& v) { EXPECT_TRUE(v.to_json().contains("i")); });
         if (n % 10 == 0) {
           auto all = cache.get_all("cfg.");
           EXPECT_LE(all.size(), static_cast<std::size_t>(kKeys));
@@ -705,8 +702,8 @@ TEST(Cache, concurrent_writers_push_each_keys_changes_in_revision_order) {
         if (i % 5 == 4) {
           cache.remove(key, revision, ChangeOrigin::kRemote, /*local_write=*/false);
         } else {
-          cache.upsert(key, value_of(key, std::to_string(revision)), revision,
-                       ChangeOrigin::kRemote, /*local_write=*/false);
+          cache.upsert(value_of(key, std::to_string(revision)), revision, ChangeOrigin::kRemote,
+                       /*local_write=*/false);
         }
       }
     });

@@ -91,4 +91,30 @@ std::optional<bool> to_bool(const nlohmann::json& v) {
   return std::nullopt;
 }
 
+std::optional<std::string> to_string_value(const Entry& e) {
+  if (e.kind() != ValueKind::kString) return std::nullopt;
+  nlohmann::json v = e.to_json();  // Without escapes, a copy of the text between the quotes.
+  return std::move(v.get_ref<std::string&>());
+}
+
+std::optional<int64_t> to_int(const Entry& e) {
+  if (e.kind() == ValueKind::kNumber) {
+    if (auto i = parse_int(e.text())) return i;
+  } else if (e.kind() != ValueKind::kString) {
+    return std::nullopt;
+  }
+  return to_int(e.to_json());
+}
+
+std::optional<double> to_double(const Entry& e) {
+  if (e.kind() != ValueKind::kNumber && e.kind() != ValueKind::kString) return std::nullopt;
+  return to_double(e.to_json());
+}
+
+std::optional<bool> to_bool(const Entry& e) {
+  if (e.kind() == ValueKind::kBool) return e.text().find('t') != std::string_view::npos;
+  if (e.kind() != ValueKind::kNumber && e.kind() != ValueKind::kString) return std::nullopt;
+  return to_bool(e.to_json());
+}
+
 }  // namespace syncconfig::internal

@@ -7,11 +7,20 @@
 #include <optional>
 #include <string>
 
+#include "cache/entry.h"
+
 namespace syncconfig::internal {
 
 std::optional<std::string> to_string_value(const nlohmann::json& v);
 std::optional<int64_t> to_int(const nlohmann::json& v);
 std::optional<double> to_double(const nlohmann::json& v);
 std::optional<bool> to_bool(const nlohmann::json& v);
+
+// The same rules applied to a cache entry. Common cases read the stored text directly (an
+// integer, a string without escapes, a boolean); everything else goes through to_json().
+std::optional<std::string> to_string_value(const Entry& e);
+std::optional<int64_t> to_int(const Entry& e);
+std::optional<double> to_double(const Entry& e);
+std::optional<bool> to_bool(const Entry& e);
 
 }  // namespace syncconfig::internal

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 
+#include <charconv>
 #include <cstring>
 #include <string>
 
@@ -44,7 +45,13 @@ Result& Result::operator=(Result&& other) noexcept {
 
 int64_t Result::int64(int row, int col) const {
   std::string_view t = text(row, col);
-  return std::stoll(std::string(t));
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc() || end != t.data() + t.size()) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("expected an integer from PostgreSQL, got '{:.40}'", t));
+  }
+  return v;
 }
 
 void Connection::fail_link(std::string_view what) {

@@ -153,6 +153,9 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
                   fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
                   fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion));
 
+  update =
+      fmt::format("UPDATE {t} SET value = $2::jsonb WHERE key = $1 RETURNING revision, value::text",
+                  fmt::arg("t", t));
   upsert = fmt::format(
       "INSERT INTO {t} (key, value) VALUES ($1, $2::jsonb) "
       "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value RETURNING revision, value::text",

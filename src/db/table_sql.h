@@ -28,6 +28,7 @@ struct TableSql {
   std::string installed;        // $1 = qualified table: channel, protocol version (no row if none)
   std::string create_triggers;  // Drops and creates the triggers for `channel`.
 
+  std::string update;            // $1 key, $2 json text -> revision, value::text (0 rows: absent)
   std::string upsert;            // $1 key, $2 json text -> revision, value::text
   std::string remove;            // $1 key -> revision or NULL
   std::string select_all;        // -> key, value::text, revision

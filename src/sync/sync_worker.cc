@@ -204,8 +204,8 @@ void SyncWorker::handle(const Notification& n) {
       break;
     case Notice::Op::kUpsert:
       if (inline_value) {
-        applied = ctx_.cache->upsert(std::move(notice->key), std::move(*inline_value),
-                                     notice->revision, origin, /*local_write=*/false, written_at);
+        applied = ctx_.cache->upsert(std::move(*inline_value), notice->revision, origin,
+                                     /*local_write=*/false, written_at);
       } else {
         // Too large for the payload: read the row. It may be newer than the notification, never
         // older; if it is gone, its deletion's notification follows.
@@ -213,8 +213,8 @@ void SyncWorker::handle(const Notification& n) {
                                deadline_after(ctx_.options.db_timeout));
         if (r.rows() == 1) {
           if (auto v = parse_value(notice->key, r.text(0, 0))) {
-            applied = ctx_.cache->upsert(std::move(notice->key), std::move(*v), r.int64(0, 1),
-                                         origin, /*local_write=*/false, written_at);
+            applied = ctx_.cache->upsert(std::move(*v), r.int64(0, 1), origin,
+                                         /*local_write=*/false, written_at);
           }
         }
       }
