@@ -107,8 +107,6 @@ std::string count_label(int n) {
   return std::to_string(n);
 }
 
-// A small value of constant size, the same for syncconfig and the raw baseline: the JSON string
-// "v-000123" (10 bytes of JSON text).
 // Table names must be lowercase: "bench_keys_1m".
 std::string table_for(const std::string& prefix, int n) {
   std::string name = prefix + count_label(n);
@@ -117,6 +115,8 @@ std::string table_for(const std::string& prefix, int n) {
   return name;
 }
 
+// A small value of constant size, the same for syncconfig and the raw baseline: the JSON string
+// "v-000123" (10 bytes of JSON text).
 std::string value_string(int i) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "v-%06d", i % 1000000);
@@ -804,16 +804,20 @@ std::vector<Row> bench_catch_up(const std::string& dsn, PgConn& admin, const Con
     for (int k : keys) {
       std::string key = "k";  // Not "k" + to_string(): GCC 12 warns falsely (-Wrestrict) there.
       key += std::to_string(k);
-      writer.exec_prepared("touch", {key, value_json_text(round * 1000 + j++)});
+      // A value no other figure writes, so that every update is a change (and a callback).
+      const std::string value =
+          "\"outage-" + std::to_string(round) + "-" + std::to_string(j++) + "\"";
+      writer.exec_prepared("touch", {key, value});
     }
     applied.expect(static_cast<uint64_t>(cfg.outage_changes));
     role.unblock();
     const auto t0 = Clock::now();
     const auto sys0 = std::chrono::system_clock::now();
     const auto t1 = applied.wait_last();
+    // The role's newest backend is the listener that caught up (no attempt follows a success).
     const int64_t started = std::atoll(
         admin
-            .scalar("SELECT coalesce((extract(epoch FROM min(backend_start)) * 1e6)::bigint, 0) "
+            .scalar("SELECT coalesce((extract(epoch FROM max(backend_start)) * 1e6)::bigint, 0) "
                     "FROM pg_stat_activity WHERE usename = '" +
                     role.name() + "'")
             .c_str());
