@@ -329,11 +329,16 @@ inline void print_table(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     std::string a = format_value(r.mine.p50, r.unit) + " / " + format_value(r.mine.p99, r.unit);
     std::string b = format_value(r.base.p50, r.unit) + " / " + format_value(r.base.p99, r.unit);
-    char ratio[48];
-    std::snprintf(ratio, sizeof ratio, "%.2fx / %.2fx", r.mine.p50 / r.base.p50,
-                  r.mine.p99 / r.base.p99);
+    // Small ratios (catch-up vs reload) keep two significant digits instead of printing 0.00x.
+    auto ratio_text = [](double x) {
+      char buf[24];
+      std::snprintf(buf, sizeof buf, x < 0.1 ? "%.2gx" : "%.2fx", x);
+      return std::string(buf);
+    };
+    const std::string ratio =
+        ratio_text(r.mine.p50 / r.base.p50) + " / " + ratio_text(r.mine.p99 / r.base.p99);
     std::printf("%-*s | %-*s | %-*s | %-*s | %-*s | %s\n", kFig, r.figure.c_str(), kVal, a.c_str(),
-                kVal, b.c_str(), kRatio, ratio, kTarget, r.target.c_str(), r.met.c_str());
+                kVal, b.c_str(), kRatio, ratio.c_str(), kTarget, r.target.c_str(), r.met.c_str());
   }
   std::fflush(stdout);
 }
