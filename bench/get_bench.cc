@@ -1,11 +1,15 @@
 // syncconfig_bench: Google Benchmark of the read path.
 //
-//   5. Store::get_int on a present key, 1 and 2 threads, vs a bare
-//      std::unordered_map<std::string, int64_t>::find on the same key.
+// Store::get_int on a present key, 1 and 2 threads, vs a bare
+// std::unordered_map<std::string, int64_t>::find on the same key.
 //
 // The store is opened once, on an embedded PostgreSQL, on a table pre-filled with kKeys rows;
 // the baseline map holds the same keys. Every benchmark runs kRepetitions times; the summary at
 // the end prints the median (and the slowest) repetition of each, with the ratio.
+//
+// --rows-out FILE appends the get_int rows of the final results table (see bench_util.h) to FILE,
+// for syncconfig_latency --rows-from FILE to print with the other figures. --smoke runs each
+// benchmark briefly (checks that it works; its numbers mean nothing).
 //
 // With ->Threads(2)->UseRealTime(), Google Benchmark reports the wall time divided by the
 // iterations of both threads together: "ns/op" is the inverse of the aggregate throughput, and
@@ -21,6 +25,7 @@
 #include <memory>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -175,10 +180,55 @@ void print_summary(const SummaryReporter& rep) {
   std::fflush(stdout);
 }
 
+// The get_int rows of the final table: ns/op, median and slowest of the repetitions.
+std::vector<bench::Row> table_rows(const SummaryReporter& rep) {
+  std::vector<bench::Row> rows;
+  auto summary = [&](const char* fn, int threads) {
+    bench::Summary s;
+    s.p50 = rep.get(fn, threads, "median").ns;
+    s.p99 = rep.get(fn, threads, "max").ns;
+    s.n = kRepetitions;
+    return s;
+  };
+  bench::Row one("get_int, 1 thread (ns/op)", summary("BM_syncconfig_get_int", 1),
+                 summary("BM_unordered_map_find", 1), bench::Unit::kNanos);
+  one.target = "p50 <= 50 ns";
+  one.met = bench::met_text(one.mine.p50 <= 50);
+  const double scaling = rep.get("BM_syncconfig_get_int", 2, "median").items_per_s /
+                         rep.get("BM_syncconfig_get_int", 1, "median").items_per_s;
+  char name[64];
+  std::snprintf(name, sizeof name, "get_int, 2 threads (ns/op total; %.2fx 1 thr)", scaling);
+  bench::Row two(name, summary("BM_syncconfig_get_int", 2), summary("BM_unordered_map_find", 2),
+                 bench::Unit::kNanos);
+  two.target = "throughput >= 1.8x 1 thread";
+  two.met = bench::met_text(scaling >= 1.8);
+  rows.push_back(one);
+  rows.push_back(two);
+  return rows;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
+  // Our own flags first; the rest is Google Benchmark's.
+  std::string rows_out;
+  bool smoke = false;
+  std::vector<char*> args = {argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--rows-out" && i + 1 < argc) {
+      rows_out = argv[++i];
+    } else if (a == "--smoke") {
+      smoke = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  static char kSmokeMinTime[] = "--benchmark_min_time=0.01";
+  if (smoke) args.push_back(kSmokeMinTime);
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
@@ -199,7 +249,11 @@ int main(int argc, char** argv) {
   options.table_name = "bench_get";
   options.channel = "bench_get_ch";
   g_store = syncconfig::Store::open(pg.dsn(), options);
-  for (int i = 1; i <= kKeys; ++i) g_map.emplace("k" + std::to_string(i), i);
+  for (int i = 1; i <= kKeys; ++i) {
+    std::string key = "k";  // Not "k" + to_string(): GCC 12 warns falsely (-Wrestrict) there.
+    key += std::to_string(i);
+    g_map.emplace(std::move(key), i);
+  }
   g_map.emplace(std::string(kKey), 42);
   if (g_store->get_int(kKey, -1) != 42 || g_store->size() != g_map.size()) {
     std::fprintf(stderr, "bench: store not loaded as expected\n");
@@ -209,6 +263,7 @@ int main(int argc, char** argv) {
   SummaryReporter reporter(::isatty(STDOUT_FILENO) != 0);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   print_summary(reporter);
+  if (!rows_out.empty()) bench::append_rows(rows_out, table_rows(reporter));
   benchmark::Shutdown();
   g_store.reset();
   return 0;

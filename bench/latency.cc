@@ -1,33 +1,43 @@
-// syncconfig_latency: end-to-end latencies of syncconfig next to raw libpq baselines, measured
-// in the same process against the same embedded PostgreSQL server, interleaved sample by sample
-// so that both sides see the same machine noise.
+// syncconfig_latency: end-to-end figures of syncconfig next to raw libpq baselines, measured in
+// the same process against the same embedded PostgreSQL server, interleaved sample by sample (or
+// round by round) so that both sides see the same machine noise.
 //
 //   1. set()            vs a prepared one-statement upsert + pg_notify
 //   2. propagation      set() on store A until store B's callback runs
 //                       vs upsert + pg_notify on conn A until LISTEN conn B receives it
-//   3. set() at 100k vs 1k existing keys (and the same for the raw upsert), next to the
-//      reference service's per-write CRC recompute at 1k and 100k entries
-//   4. Store::open on 100k rows vs connect + SELECT key, value::text through libpq
+//   3. set() at 1M (and 100k) vs 1k existing keys, and the same for the raw upsert, next to the
+//      reference service's per-write CRC recompute at 1k and 1M entries
+//   4. Store::open on 100k and 1M rows vs connect + SELECT key, value::text through libpq
+//   5. heap (and RSS) growth per entry of Store::open on 1M rows vs the rows' key + value text
+//   6. fan-out: set() on a writer until the callbacks of 50 other stores ran, vs upsert +
+//      pg_notify until 50 raw LISTEN connections (a thread each) received it
+//   7. write throughput of 8 threads on one store vs 8 raw connections
+//   8. catch-up of an instance that missed 100 changes on a 1M-row table vs a full reload
 //
-// Diagnostics printed (not tabulated): where set()'s server time goes (EXPLAIN ANALYZE per
-// trigger, WAL bytes and HOT updates per write), and Store::open next to an open transaction.
+// The 100k and 1M tables are filled once, before any figure, with one INSERT ... SELECT through
+// the library's triggers (fill times are printed). Diagnostics are printed next to the figures;
+// the table at the end has one row per figure with its target. Rows of the Google Benchmark
+// driver (get_int) are merged into that table with --rows-from.
 //
-// Usage: syncconfig_latency [--samples N] [--fsync] [--only set|propagation|scaling|startup]
-//   N samples per figure (default 2000; start-up always uses 5 runs); --fsync runs the server
-//   with fsync=on (default: the temporary embedded cluster's fsync=off).
-#include <poll.h>
+// Usage: syncconfig_latency [--samples N] [--fsync] [--smoke] [--rows-from FILE]
+//                           [--only
+//                           set|propagation|scaling|startup|memory|fanout|throughput|catchup]
+//   N samples per latency figure (default 2000); --fsync runs the server with fsync=on (default:
+//   the temporary embedded cluster's fsync=off); --smoke runs every figure at tiny sizes with a
+//   few samples (checks that the benchmark works; its numbers mean nothing).
+#include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 #include <syncconfig/syncconfig.h>
 #include <zlib.h>
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
+#include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -40,13 +50,70 @@
 namespace {
 
 using bench::Clock;
+using bench::FanIn;
 using bench::micros;
 using bench::PgConn;
+using bench::RawListener;
+using bench::Row;
 using bench::summarize;
 using bench::Summary;
+using bench::Unit;
+using namespace std::chrono_literals;
 
-constexpr int kWarmup = 200;
-constexpr int kStartupRuns = 5;
+// Sizes and sample counts. The defaults keep the whole run (both drivers, build included) well
+// under 10 minutes on a 2-core machine; smoke() shrinks everything to a few seconds.
+struct Config {
+  int samples = 2000;  // Per latency figure (set, propagation, scaling).
+  int warmup = 200;
+  int small_keys = 1000;
+  int mid_keys = 100000;
+  int large_keys = 1000000;
+  int startup_runs = 5;        // Timed opens at 100k (after one warm-up) ...
+  int startup_runs_large = 3;  // ... and at 1M.
+  int crc_runs_small = 500;
+  int crc_runs_large = 3;
+  int fanout_readers = 50;
+  int fanout_samples = 500;
+  int fanout_warmup = 50;
+  int writers = 8;
+  std::chrono::milliseconds throughput_window = 3s;  // Per round and side.
+  int throughput_rounds = 3;
+  int outage_changes = 100;
+  int catchup_rounds = 15;
+  int reload_runs = 3;
+
+  void smoke() {
+    samples = 20;
+    warmup = 5;
+    small_keys = 100;
+    mid_keys = 1000;
+    large_keys = 10000;
+    startup_runs = startup_runs_large = 1;
+    crc_runs_small = crc_runs_large = 2;
+    fanout_readers = 5;
+    fanout_samples = 10;
+    fanout_warmup = 2;
+    throughput_window = 200ms;
+    throughput_rounds = 1;
+    catchup_rounds = 2;
+    reload_runs = 1;
+  }
+};
+
+// "1k", "100k", "1M": row labels follow the configured sizes.
+std::string count_label(int n) {
+  if (n >= 1000000 && n % 1000000 == 0) return std::to_string(n / 1000000) + "M";
+  if (n >= 1000 && n % 1000 == 0) return std::to_string(n / 1000) + "k";
+  return std::to_string(n);
+}
+
+// Table names must be lowercase: "bench_keys_1m".
+std::string table_for(const std::string& prefix, int n) {
+  std::string name = prefix + count_label(n);
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return name;
+}
 
 // A small value of constant size, the same for syncconfig and the raw baseline: the JSON string
 // "v-000123" (10 bytes of JSON text).
@@ -64,20 +131,8 @@ std::string raw_upsert_sql(const std::string& table, const std::string& channel)
          channel + "', $1)";
 }
 
-// A table with the reference service's schema, filled with n rows ('k1'..'kn', values 1..n).
-void create_filled_table(PgConn& admin, const std::string& table, int n) {
-  admin.exec("DROP TABLE IF EXISTS " + table);
-  admin.exec("CREATE TABLE " + table +
-             " (key VARCHAR(255) PRIMARY KEY, value JSONB NOT NULL, "
-             "updated_at TIMESTAMP NOT NULL DEFAULT NOW())");
-  if (n > 0) {
-    admin.exec("INSERT INTO " + table + " (key, value) SELECT 'k' || i, to_jsonb(i) " +
-               "FROM generate_series(1, " + std::to_string(n) + ") AS i");
-  }
-  admin.exec("VACUUM ANALYZE " + table);
-}
-
-// Raw baseline table: just key and value, no triggers.
+// Raw baseline table: just key and value, no triggers, filled with n rows ('k1'..'kn', values
+// 1..n).
 void create_raw_table(PgConn& admin, const std::string& table, int n) {
   admin.exec("DROP TABLE IF EXISTS " + table);
   admin.exec("CREATE TABLE " + table + " (key VARCHAR(255) PRIMARY KEY, value JSONB NOT NULL)");
@@ -94,12 +149,31 @@ syncconfig::Options store_options(const std::string& table, const std::string& c
   o.channel = channel;
   return o;
 }
+syncconfig::Options store_options(const std::string& table) {
+  return store_options(table, table + "_ch");
+}
 
-struct Row {
-  std::string figure;
-  Summary mine;
-  Summary base;
+// A library table of n rows ('k1'..'kn', values 1..n): an untimed Store::open installs the
+// protocol's objects, then one INSERT ... SELECT goes through the triggers, so every row is
+// stamped with its own revision (and notified, to nobody) as if written by set(). Call it before
+// any store listens: every listening backend would have to read the fill's notifications.
+struct FilledTable {
+  std::string table;
+  double fill_seconds = 0;
 };
+FilledTable fill_store_table(const std::string& dsn, PgConn& admin, int n) {
+  FilledTable f{table_for("bench_keys_", n)};
+  syncconfig::Options o = store_options(f.table);
+  o.enable_notification = false;
+  syncconfig::Store::open(dsn, o).reset();
+  auto t0 = Clock::now();
+  admin.exec("INSERT INTO " + f.table + " (key, value) SELECT 'k' || i, to_jsonb(i) " +
+             "FROM generate_series(1, " + std::to_string(n) + ") AS i");
+  f.fill_seconds = micros(Clock::now() - t0) / 1e6;
+  admin.exec("VACUUM ANALYZE " + f.table);
+  admin.exec("CHECKPOINT");  // The fill's dirty pages are not written during later figures.
+  return f;
+}
 
 void print_pair(const char* title, const Summary& a, const char* a_name, const Summary& b,
                 const char* b_name) {
@@ -114,9 +188,28 @@ void print_pair(const char* title, const Summary& a, const char* a_name, const S
   std::fflush(stdout);
 }
 
+// Targets on mine/base ratios; a bound left at 0 is not checked.
+void ratio_target(Row& r, double p50_max, double p99_max) {
+  std::string t;
+  bool ok = true;
+  char buf[48];
+  if (p50_max > 0) {
+    std::snprintf(buf, sizeof buf, "p50 <= %.3gx", p50_max);
+    t = buf;
+    ok = ok && r.mine.p50 <= p50_max * r.base.p50;
+  }
+  if (p99_max > 0) {
+    std::snprintf(buf, sizeof buf, "%sp99 <= %.3gx", t.empty() ? "" : ", ", p99_max);
+    t += buf;
+    ok = ok && r.mine.p99 <= p99_max * r.base.p99;
+  }
+  r.target = t;
+  r.met = bench::met_text(ok);
+}
+
 // ---- 1. set() vs raw upsert + notify ------------------------------------------------------
 
-std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, int samples) {
+std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& cfg) {
   create_raw_table(admin, "raw_kv", 0);
   PgConn raw(dsn);
   raw.prepare("upsert", raw_upsert_sql("raw_kv", "raw_ch"), 2);
@@ -151,7 +244,7 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, int samples) {
   for (int k = 0; k < kKeys; ++k) keys.push_back("key-" + std::to_string(k));
 
   std::vector<double> mine, base, sql, no_listen;
-  for (int i = 0; i < kWarmup + samples; ++i) {
+  for (int i = 0; i < cfg.warmup + cfg.samples; ++i) {
     const std::string& key = keys[i % kKeys];
     auto t0 = Clock::now();
     store->set(key, nlohmann::json(value_string(i)));
@@ -162,7 +255,7 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, int samples) {
     auto t3 = Clock::now();
     quiet_store->set(key, nlohmann::json(value_string(i)));
     auto t4 = Clock::now();
-    if (i >= kWarmup) {
+    if (i >= cfg.warmup) {
       mine.push_back(micros(t1 - t0));
       base.push_back(micros(t2 - t1));
       sql.push_back(micros(t3 - t2));
@@ -170,6 +263,7 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, int samples) {
     }
   }
   Row row{"set (small value, existing key)", summarize(mine), summarize(base)};
+  ratio_target(row, 1.15, 1.3);
   Row triggers{"  syncconfig's upsert SQL+triggers via libpq", summarize(sql), row.base};
   Row client{"  Store::set vs its own SQL via libpq", row.mine, triggers.mine};
   Row quiet_row{"  Store::set, notifications off vs SQL", summarize(no_listen), triggers.mine};
@@ -256,109 +350,167 @@ void diagnose_set(const std::string& dsn) {
   std::fflush(stdout);
 }
 
-// ---- 2. propagation -----------------------------------------------------------------------
+// ---- 2 and 6. propagation and fan-out ------------------------------------------------------
 
-struct Arrival {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string value;     // Last value seen (store) ...
-  uint64_t count = 0;    // ... or number of notifications seen (raw).
-  Clock::time_point t1;  // When it was seen.
-};
-
-// LISTEN connection B of the raw baseline: poll + PQconsumeInput + PQnotifies in a thread.
-class RawListener {
- public:
-  RawListener(const std::string& dsn, const std::string& channel, Arrival& arrival)
-      : conn_(dsn), arrival_(arrival) {
-    conn_.exec("LISTEN " + channel);
-    thread_ = std::thread([this] { run(); });
+// set() on a writer store until the callbacks of `readers` other stores (one listener thread and
+// one dispatcher thread each) have all run, vs a prepared upsert + pg_notify on a raw connection
+// until `readers` raw LISTEN connections (one thread each) have all received it. One reader is
+// the propagation figure; 50 the fan-out figure. Both sides' listeners are connected for the
+// whole run, so every NOTIFY wakes the same number of listening backends on either side.
+Row bench_fanout(const std::string& dsn, PgConn& admin, const std::string& name, int readers,
+                 int samples, int warmup) {
+  const std::string table = "bench_" + name;
+  const std::string raw_table = "raw_" + name;
+  const std::string raw_channel = raw_table + "_ch";
+  constexpr const char* kKey = "fan";
+  create_raw_table(admin, raw_table, 0);
+  PgConn raw_writer(dsn);
+  raw_writer.prepare("upsert", raw_upsert_sql(raw_table, raw_channel), 2);
+  FanIn raw_fan(readers);  // Declared before what calls it, so it is destroyed after.
+  std::vector<std::unique_ptr<RawListener>> raw_listeners;
+  for (int i = 0; i < readers; ++i) {
+    raw_listeners.push_back(
+        std::make_unique<RawListener>(dsn, raw_channel, [&raw_fan, i] { raw_fan.arrive(i); }));
   }
-  ~RawListener() {
-    stop_.store(true);
-    thread_.join();
+
+  auto writer = syncconfig::Store::open(dsn, store_options(table));
+  syncconfig::Options reader_options = store_options(table);
+  reader_options.pool_size = 1;  // Readers never write: no pooled connection is ever opened.
+  FanIn fan(readers);
+  std::vector<std::unique_ptr<syncconfig::Store>> stores;
+  for (int i = 0; i < readers; ++i) {
+    stores.push_back(syncconfig::Store::open(dsn, reader_options));
+    stores.back()->subscribe([&fan, i](const syncconfig::Change& c) {
+      if (c.key == kKey) fan.arrive(i);
+    });
   }
-
- private:
-  void run() {
-    PGconn* c = conn_.get();
-    while (!stop_.load()) {
-      pollfd p{PQsocket(c), POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      if (!PQconsumeInput(c)) bench::die(std::string("listener: ") + PQerrorMessage(c));
-      while (PGnotify* n = PQnotifies(c)) {
-        auto t1 = Clock::now();
-        PQfreemem(n);
-        {
-          std::lock_guard lock(arrival_.mu);
-          arrival_.t1 = t1;
-          ++arrival_.count;
-        }
-        arrival_.cv.notify_one();
-      }
-    }
-  }
-  PgConn conn_;
-  Arrival& arrival_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
-Row bench_propagation(const std::string& dsn, PgConn& admin, int samples) {
-  create_raw_table(admin, "raw_prop", 0);
-  PgConn raw_a(dsn);
-  raw_a.prepare("upsert", raw_upsert_sql("raw_prop", "raw_prop_ch"), 2);
-  Arrival raw_arrival;
-  RawListener raw_b(dsn, "raw_prop_ch", raw_arrival);
-
-  auto opts = store_options("bench_prop", "bench_prop_ch");
-  auto a = syncconfig::Store::open(dsn, opts);
-  auto b = syncconfig::Store::open(dsn, opts);
-  Arrival store_arrival;
-  b->subscribe([&](const syncconfig::Change& c) {
-    auto t1 = Clock::now();
-    if (c.key != "prop" || !c.value || !c.value->is_string()) return;
-    {
-      std::lock_guard lock(store_arrival.mu);
-      store_arrival.t1 = t1;
-      store_arrival.value = c.value->get<std::string>();
-    }
-    store_arrival.cv.notify_one();
-  });
-
-  auto wait = [](Arrival& arr, auto done) {
-    std::unique_lock lock(arr.mu);
-    if (!arr.cv.wait_for(lock, std::chrono::seconds(10), [&] { return done(); })) {
-      bench::die("propagation: nothing arrived within 10 s");
-    }
-    return arr.t1;
-  };
 
   std::vector<double> mine, base;
-  uint64_t raw_expected = 0;
-  for (int i = 0; i < kWarmup + samples; ++i) {
-    const std::string value = value_string(i);
+  for (int i = 0; i < warmup + samples; ++i) {
+    fan.expect();
     auto t0 = Clock::now();
-    a->set("prop", nlohmann::json(value));
-    auto t1 = wait(store_arrival, [&] { return store_arrival.value == value; });
-    double store_us = micros(t1 - t0);
+    writer->set(kKey, nlohmann::json(value_string(i)));  // A new value every time: one change.
+    auto t1 = fan.wait_last();
 
-    ++raw_expected;
+    raw_fan.expect();
     auto r0 = Clock::now();
-    raw_a.exec_prepared("upsert", {"prop", value_json_text(i)});
-    auto r1 = wait(raw_arrival, [&] { return raw_arrival.count >= raw_expected; });
-    if (i >= kWarmup) {
-      mine.push_back(store_us);
+    raw_writer.exec_prepared("upsert", {kKey, value_json_text(i)});
+    auto r1 = raw_fan.wait_last();
+    if (i >= warmup) {
+      mine.push_back(micros(t1 - t0));
       base.push_back(micros(r1 - r0));
     }
   }
-  Row row{"propagation A.set -> B callback", summarize(mine), summarize(base)};
+  // Stores first: their dispatcher threads call `fan` until they are shut down.
+  for (auto& s : stores) s->shutdown();
+  stores.clear();
+  writer->shutdown();
+  raw_listeners.clear();
+  return Row{"", summarize(mine), summarize(base)};
+}
+
+Row bench_propagation(const std::string& dsn, PgConn& admin, const Config& cfg) {
+  Row row = bench_fanout(dsn, admin, "prop", 1, cfg.samples, cfg.warmup);
+  row.figure = "propagation A.set -> B callback";
+  ratio_target(row, 1.2, 1.3);
   print_pair("2. propagation", row.mine, "set on A -> callback on B", row.base,
              "upsert+notify A -> LISTEN B");
   return row;
 }
 
-// ---- 3. set() at 1k vs 100k keys, and the reference's CRC recompute ---------------------
+Row bench_fanout_figure(const std::string& dsn, PgConn& admin, const Config& cfg) {
+  Row row =
+      bench_fanout(dsn, admin, "fan", cfg.fanout_readers, cfg.fanout_samples, cfg.fanout_warmup);
+  const std::string n = std::to_string(cfg.fanout_readers);
+  row.figure = "fan-out: set -> last of " + n + " callbacks";
+  ratio_target(row, 0, 1.3);
+  print_pair(("6. fan-out, " + n + " instances").c_str(), row.mine,
+             ("set -> last of " + n + " callbacks").c_str(), row.base,
+             ("upsert+notify -> last of " + n + " LISTEN").c_str());
+  return row;
+}
+
+// ---- 7. write throughput ---------------------------------------------------------------------
+
+// `writers` threads on one store (pool_size = writers) vs `writers` raw connections, each thread
+// writing its own 100 keys in rotation (no two threads touch the same row, so the only
+// contention is what the database and the library impose). Alternating rounds of a fixed
+// window; the table shows the median and the slowest round. A third series runs the library's
+// own upsert SQL through `writers` plain libpq connections on a table with its triggers: what
+// the triggers and the per-table writer lock cost under concurrency, without the client.
+std::vector<Row> bench_throughput(const std::string& dsn, PgConn& admin, const Config& cfg) {
+  const int n = cfg.writers;
+  create_raw_table(admin, "raw_tp", 0);
+  syncconfig::Options o = store_options("bench_tp");
+  o.pool_size = static_cast<std::size_t>(n);
+  auto store = syncconfig::Store::open(dsn, o);
+  {
+    syncconfig::Options quiet = store_options("bench_tp_sql");
+    quiet.enable_notification = false;
+    syncconfig::Store::open(dsn, quiet).reset();  // Creates the table, triggers and sequence.
+  }
+  std::vector<std::unique_ptr<PgConn>> raw, sql;
+  for (int t = 0; t < n; ++t) {
+    raw.push_back(std::make_unique<PgConn>(dsn));
+    raw.back()->prepare("upsert", raw_upsert_sql("raw_tp", "raw_tp_ch"), 2);
+    sql.push_back(std::make_unique<PgConn>(dsn));
+    sql.back()->prepare("store_sql",
+                        "INSERT INTO bench_tp_sql (key, value) VALUES ($1, $2::jsonb) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
+                        "RETURNING revision, value::text",
+                        2);
+  }
+  std::vector<int> seq(n, 0);  // Per thread: which write it is at (only that thread touches it).
+  auto key = [](int t, int i) { return "w" + std::to_string(t) + "-" + std::to_string(i % 100); };
+  auto store_op = [&](int t) {
+    int i = seq[t]++;
+    store->set(key(t, i), nlohmann::json(value_string(i)));
+  };
+  auto raw_op = [&](int t) {
+    int i = seq[t]++;
+    raw[t]->exec_prepared("upsert", {key(t, i), value_json_text(i)});
+  };
+  auto sql_op = [&](int t) {
+    int i = seq[t]++;
+    sql[t]->exec_prepared("store_sql", {key(t, i), value_json_text(i)});
+  };
+  // Warm-up: every connection opened, every key inserted (later writes are updates).
+  const auto warm = std::max(std::chrono::milliseconds(300), cfg.throughput_window / 10);
+  const std::vector<std::function<void(int)>> ops = {store_op, raw_op, sql_op};
+  for (const auto& op : ops) bench::ops_per_second(n, warm, op);
+
+  std::vector<double> mine, base, via_sql;
+  for (int r = 0; r < cfg.throughput_rounds; ++r) {
+    mine.push_back(bench::ops_per_second(n, cfg.throughput_window, ops[0]));
+    base.push_back(bench::ops_per_second(n, cfg.throughput_window, ops[1]));
+    via_sql.push_back(bench::ops_per_second(n, cfg.throughput_window, ops[2]));
+  }
+  store->shutdown();
+  // Median and slowest round, in the p50 and p99 slots.
+  auto rounds = [](std::vector<double> v) {
+    Summary s = summarize(v);
+    s.p99 = *std::min_element(v.begin(), v.end());
+    return s;
+  };
+  const std::string w = std::to_string(n);
+  Row row{"write throughput, " + w + " threads, 1 instance", rounds(mine), rounds(base),
+          Unit::kOpsPerSecond};
+  row.target = "median >= 0.9x";
+  row.met = bench::met_text(row.mine.p50 >= 0.9 * row.base.p50);
+  Row diag{"  syncconfig SQL via " + w + " libpq conns", rounds(via_sql), row.base,
+           Unit::kOpsPerSecond};
+  std::printf("7. write throughput, %d writers, %d rounds of %lld ms (ops/s, median / slowest)\n",
+              n, cfg.throughput_rounds, static_cast<long long>(cfg.throughput_window.count()));
+  for (const Row* r : {&row, &diag}) {
+    std::printf("   %-44s %8.0f / %8.0f   raw upsert+notify %8.0f / %8.0f   ratio %.2fx\n",
+                r->figure.c_str(), r->mine.p50, r->mine.p99, r->base.p50, r->base.p99,
+                r->mine.p50 / r->base.p50);
+  }
+  std::fflush(stdout);
+  return {row, diag};
+}
+
+// ---- 3. set() at 1k, 100k and 1M keys, and the reference's CRC recompute ----------------
 
 // The reference service's checksum, recomputed after every write: sort all keys, concatenate
 // key + value text, CRC32 over the whole buffer.
@@ -385,135 +537,334 @@ Summary time_reference_crc(int entries, int runs) {
   }
   volatile uint32_t sink = 0;
   std::vector<double> t;
-  for (int i = 0; i < runs + 3; ++i) {
+  const int warm = runs >= 10 ? 3 : 1;  // At 1M a run takes ~1 s: one warm-up is enough.
+  for (int i = 0; i < runs + warm; ++i) {
     data["k1"] = std::to_string(i);  // The write that triggers the recompute.
     auto t0 = Clock::now();
     sink = sink + reference_crc(data);
     auto t1 = Clock::now();
-    if (i >= 3) t.push_back(micros(t1 - t0));
+    if (i >= warm) t.push_back(micros(t1 - t0));
   }
   return summarize(t);
 }
 
-std::vector<Row> bench_set_scaling(const std::string& dsn, PgConn& admin, int samples) {
-  constexpr int kSmall = 1000;
-  constexpr int kLarge = 100000;
-  // Pre-filled before the stores are opened (the stores adopt the reference schema).
-  create_filled_table(admin, "bench_keys_1k", kSmall);
-  create_filled_table(admin, "bench_keys_100k", kLarge);
-  create_raw_table(admin, "raw_keys_1k", kSmall);
-  create_raw_table(admin, "raw_keys_100k", kLarge);
-  auto small = syncconfig::Store::open(dsn, store_options("bench_keys_1k", "bench_keys_1k_ch"));
-  auto large = syncconfig::Store::open(dsn, store_options("bench_keys_100k", "bench_keys_100k_ch"));
-  if (small->size() != kSmall || large->size() != kLarge) bench::die("pre-fill not loaded");
-  PgConn raw_small(dsn);  // One connection (backend) per series, like the two stores.
-  PgConn raw_large(dsn);
-  raw_small.prepare("up_small", raw_upsert_sql("raw_keys_1k", "raw_keys_ch"), 2);
-  raw_large.prepare("up_large", raw_upsert_sql("raw_keys_100k", "raw_keys_ch"), 2);
+// One store per table size (the tables filled before any figure) and one raw connection per
+// size on a raw table of the same rows; each sample writes a random existing key of every size,
+// the store and the raw upsert back to back.
+std::vector<Row> bench_set_scaling(const std::string& dsn, PgConn& admin, const Config& cfg,
+                                   const std::map<int, FilledTable>& filled) {
+  struct Series {
+    int keys = 0;
+    std::unique_ptr<syncconfig::Store> store;
+    std::unique_ptr<PgConn> raw;  // Its own backend, like each store's pooled connection.
+    std::vector<double> mine, base;
+  };
+  std::vector<Series> series;
+  for (int n : {cfg.small_keys, cfg.mid_keys, cfg.large_keys}) {
+    Series s;
+    s.keys = n;
+    s.store = syncconfig::Store::open(dsn, store_options(filled.at(n).table));
+    if (s.store->size() != static_cast<std::size_t>(n)) bench::die("pre-fill not loaded");
+    const std::string raw_table = table_for("raw_keys_", n);
+    create_raw_table(admin, raw_table, n);
+    s.raw = std::make_unique<PgConn>(dsn);
+    s.raw->prepare("upsert", raw_upsert_sql(raw_table, "raw_keys_ch"), 2);
+    series.push_back(std::move(s));
+  }
 
   std::mt19937 rng(42);
-  std::vector<double> s_small, s_large, r_small, r_large;
-  for (int i = 0; i < kWarmup + samples; ++i) {
-    std::string ks = "k" + std::to_string(1 + rng() % kSmall);
-    std::string kl = "k" + std::to_string(1 + rng() % kLarge);
-    auto t0 = Clock::now();
-    small->set(ks, nlohmann::json(value_string(i)));
-    auto t1 = Clock::now();
-    large->set(kl, nlohmann::json(value_string(i)));
-    auto t2 = Clock::now();
-    raw_small.exec_prepared("up_small", {ks, value_json_text(i)});
-    auto t3 = Clock::now();
-    raw_large.exec_prepared("up_large", {kl, value_json_text(i)});
-    auto t4 = Clock::now();
-    if (i >= kWarmup) {
-      s_small.push_back(micros(t1 - t0));
-      s_large.push_back(micros(t2 - t1));
-      r_small.push_back(micros(t3 - t2));
-      r_large.push_back(micros(t4 - t3));
+  for (int i = 0; i < cfg.warmup + cfg.samples; ++i) {
+    for (Series& s : series) {
+      const std::string key = "k" + std::to_string(1 + rng() % s.keys);
+      auto t0 = Clock::now();
+      s.store->set(key, nlohmann::json(value_string(i)));
+      auto t1 = Clock::now();
+      s.raw->exec_prepared("upsert", {key, value_json_text(i)});
+      auto t2 = Clock::now();
+      if (i >= cfg.warmup) {
+        s.mine.push_back(micros(t1 - t0));
+        s.base.push_back(micros(t2 - t1));
+      }
     }
   }
-  Row set_scaling{"set @100k keys vs @1k keys", summarize(s_large), summarize(s_small)};
-  Row raw_scaling{"raw upsert+notify @100k vs @1k rows", summarize(r_large), summarize(r_small)};
-  print_pair("3. set at 100k vs 1k keys", set_scaling.mine, "syncconfig set @100k",
-             set_scaling.base, "syncconfig set @1k");
-  print_pair("   raw upsert at 100k vs 1k rows", raw_scaling.mine, "raw upsert+notify @100k",
-             raw_scaling.base, "raw upsert+notify @1k");
-  std::printf("   set @1k vs raw @1k: p50 %.2fx; set @100k vs raw @100k: p50 %.2fx\n",
-              set_scaling.base.p50 / raw_scaling.base.p50,
-              set_scaling.mine.p50 / raw_scaling.mine.p50);
+  for (Series& s : series) s.store->shutdown();
 
-  Summary crc_small = time_reference_crc(kSmall, 500);
-  Summary crc_large = time_reference_crc(kLarge, 40);
-  Row crc{"reference CRC recompute/write 100k vs 1k", crc_large, crc_small};
-  print_pair("   reference CRC recompute per write", crc.mine, "sort+concat+crc32 @100k", crc.base,
-             "sort+concat+crc32 @1k");
-  std::printf("   syncconfig set @100k p50 %.1f us vs reference CRC alone @100k p50 %.1f us\n",
-              set_scaling.mine.p50, crc_large.p50);
+  const Series& small = series[0];
+  const Series& mid = series[1];
+  const Series& large = series[2];
+  const std::string ls = count_label(small.keys), lm = count_label(mid.keys),
+                    ll = count_label(large.keys);
+  Row set_large{"set @" + ll + " keys vs @" + ls + " keys", summarize(large.mine),
+                summarize(small.mine)};
+  ratio_target(set_large, 1.3, 0);
+  Row set_mid{"  set @" + lm + " keys vs @" + ls + " keys", summarize(mid.mine),
+              summarize(small.mine)};
+  Row raw_large{"  raw upsert+notify @" + ll + " vs @" + ls + " rows", summarize(large.base),
+                summarize(small.base)};
+  Summary crc_small = time_reference_crc(small.keys, cfg.crc_runs_small);
+  Summary crc_large = time_reference_crc(large.keys, cfg.crc_runs_large);
+  Row crc{"  reference CRC per write @" + ll + " vs @" + ls, crc_large, crc_small};
+
+  print_pair(("3. set at " + ll + " vs " + ls + " keys").c_str(), set_large.mine,
+             ("syncconfig set @" + ll).c_str(), set_large.base, ("syncconfig set @" + ls).c_str());
+  print_pair("", set_mid.mine, ("syncconfig set @" + lm).c_str(), set_mid.base,
+             ("syncconfig set @" + ls).c_str());
+  print_pair("   raw upsert", raw_large.mine, ("raw upsert+notify @" + ll).c_str(), raw_large.base,
+             ("raw upsert+notify @" + ls).c_str());
+  for (const Series& s : series) {
+    std::printf("   set vs raw upsert+notify @%s: p50 %.2fx\n", count_label(s.keys).c_str(),
+                summarize(s.mine).p50 / summarize(s.base).p50);
+  }
+  print_pair("   reference CRC recompute per write", crc.mine, ("sort+concat+crc32 @" + ll).c_str(),
+             crc.base, ("sort+concat+crc32 @" + ls).c_str());
+  std::printf("   syncconfig set @%s p50 %.1f us vs reference CRC alone @%s p50 %.1f us\n",
+              ll.c_str(), set_large.mine.p50, ll.c_str(), crc_large.p50);
   std::fflush(stdout);
-  return {set_scaling, raw_scaling, crc};
+  return {set_large, set_mid, raw_large, crc};
 }
 
-// ---- 4. start-up --------------------------------------------------------------------------
+// ---- 4. start-up -------------------------------------------------------------------------
 
-std::vector<Row> bench_startup(const std::string& dsn, PgConn& admin) {
-  constexpr int kRows = 100000;
-  create_filled_table(admin, "bench_open", kRows);
-  auto opts = store_options("bench_open", "bench_open_ch");
-  // The first open creates the protocol's objects (indexes, triggers, revision column); the
-  // timed opens find them in place, as every start after the first does.
-  syncconfig::Store::open(dsn, opts).reset();
-  admin.exec("VACUUM ANALYZE bench_open");
-  const std::string select = "SELECT key, value::text FROM bench_open";
-
-  auto empty_opts = store_options("bench_open_empty", "bench_open_empty_ch");
-  syncconfig::Store::open(dsn, empty_opts).reset();
-
-  std::vector<double> mine, base, query_only, empty, connect;
+// Store::open on a filled table (its objects in place, as every start after the first finds
+// them; shutdown not timed) vs raw connect + `SELECT key, value::text` into a PGresult that is
+// then cleared — every row over the wire into client memory, the least a start can do — and vs
+// the SELECT alone on an open connection. One warm-up round, then `runs` rounds, interleaved.
+std::vector<Row> bench_startup(const std::string& dsn, const FilledTable& t, int rows, int runs) {
+  const auto opts = store_options(t.table);
+  const std::string select = "SELECT key, value::text FROM " + t.table;
+  auto raw_select = [&](PgConn& c) {
+    PGresult* r = PQexec(c.get(), select.c_str());
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != rows) bench::die(select);
+    PQclear(r);
+  };
+  std::vector<double> mine, base, query_only;
   PgConn warm(dsn);
-  for (int i = 0; i < kStartupRuns + 1; ++i) {
+  for (int i = 0; i < runs + 1; ++i) {
     auto t0 = Clock::now();
     auto store = syncconfig::Store::open(dsn, opts);
     auto t1 = Clock::now();
-    if (store->size() != kRows) bench::die("start-up: rows missing");
-    store.reset();  // Shutdown is not part of the timing.
+    if (store->size() != static_cast<std::size_t>(rows)) bench::die("start-up: rows missing");
+    store.reset();
 
     auto r0 = Clock::now();
     {
       PgConn c(dsn);
-      PGresult* r = PQexec(c.get(), select.c_str());
-      if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != kRows) bench::die("select");
-      PQclear(r);
+      raw_select(c);
     }
     auto r1 = Clock::now();
-    PGresult* r = PQexec(warm.get(), select.c_str());
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) bench::die("select");
-    PQclear(r);
+    raw_select(warm);
     auto r2 = Clock::now();
-
-    // Fixed cost of opening: the same on an empty table, next to a bare connect.
-    auto e0 = Clock::now();
-    auto empty_store = syncconfig::Store::open(dsn, empty_opts);
-    auto e1 = Clock::now();
-    empty_store.reset();
-    auto c0 = Clock::now();
-    { PgConn c(dsn); }
-    auto c1 = Clock::now();
     if (i > 0) {  // The first round warms caches.
       mine.push_back(micros(t1 - t0));
       base.push_back(micros(r1 - r0));
       query_only.push_back(micros(r2 - r1));
-      empty.push_back(micros(e1 - e0));
-      connect.push_back(micros(c1 - c0));
     }
   }
-  Row open{"Store::open, 100k rows", summarize(mine), summarize(base)};
-  Row query{"  Store::open vs SELECT only (open conn)", open.mine, summarize(query_only)};
-  Row fixed{"  Store::open, empty table vs connect", summarize(empty), summarize(connect)};
-  print_pair("4. start-up, 100k rows", open.mine, "Store::open", open.base, "raw connect+SELECT");
+  const std::string n = count_label(rows);
+  Row open{"start-up, " + n + " keys (open until ready)", summarize(mine), summarize(base)};
+  Row query{"  Store::open " + n + " vs SELECT only", open.mine, summarize(query_only)};
+  print_pair(("4. start-up, " + n + " rows").c_str(), open.mine, "Store::open", open.base,
+             "raw connect+SELECT");
   print_pair("", query.mine, "Store::open", query.base, "raw SELECT (open conn)");
+  return {open, query};
+}
+
+// Fixed cost of opening: Store::open on an empty table next to a bare connect.
+Row bench_open_fixed_cost(const std::string& dsn, int runs) {
+  auto opts = store_options("bench_open_empty");
+  syncconfig::Store::open(dsn, opts).reset();  // Installs the objects.
+  std::vector<double> mine, base;
+  for (int i = 0; i < runs + 1; ++i) {
+    auto e0 = Clock::now();
+    auto store = syncconfig::Store::open(dsn, opts);
+    auto e1 = Clock::now();
+    store.reset();
+    auto c0 = Clock::now();
+    { PgConn c(dsn); }
+    auto c1 = Clock::now();
+    if (i > 0) {
+      mine.push_back(micros(e1 - e0));
+      base.push_back(micros(c1 - c0));
+    }
+  }
+  Row fixed{"  Store::open, empty table vs connect", summarize(mine), summarize(base)};
   print_pair("   fixed cost (empty table)", fixed.mine, "Store::open, empty table", fixed.base,
              "raw connect");
-  return {open, query, fixed};
+  return fixed;
+}
+
+// ---- 5. memory per entry -------------------------------------------------------------------
+
+// Heap growth from before Store::open until it is ready (mallinfo2: every arena, small and
+// mmapped chunks; free memory trimmed first), per entry, next to the key + value text bytes per
+// entry (octet_length of key and of value::text, what any cache must hold). RSS growth is
+// printed as a cross-check. Nothing else runs in the process meanwhile.
+Row bench_memory(const std::string& dsn, PgConn& admin, const FilledTable& t, int rows) {
+  const double text = std::atof(
+      admin.scalar("SELECT sum(octet_length(key) + octet_length(value::text)) FROM " + t.table)
+          .c_str());
+  const bench::MemoryProbe before = bench::probe_memory();
+  auto store = syncconfig::Store::open(dsn, store_options(t.table));
+  const bench::MemoryProbe after = bench::probe_memory();
+  if (store->size() != static_cast<std::size_t>(rows)) bench::die("memory: rows missing");
+  store->shutdown();
+  const double heap = (after.heap_bytes - before.heap_bytes) / rows;
+  const double rss = (after.rss_bytes - before.rss_bytes) / rows;
+  const double text_per_entry = text / rows;
+  const std::string n = count_label(rows);
+  Summary mine{heap, heap, heap, heap, 1};
+  Summary base{text_per_entry, text_per_entry, text_per_entry, text_per_entry, 1};
+  Row row{"memory per entry, " + n + " entries (heap)", mine, base, Unit::kBytes};
+  row.target = "heap - text <= 100 B/entry";
+  row.met = bench::met_text(heap - text_per_entry <= 100);
+  std::printf(
+      "5. memory, %s entries: heap +%.1f MB (%.1f B/entry), RSS +%.1f MB (%.1f B/entry); key + "
+      "value text %.1f B/entry; overhead (heap - text) %.1f B/entry\n",
+      n.c_str(), (after.heap_bytes - before.heap_bytes) / 1e6, heap,
+      (after.rss_bytes - before.rss_bytes) / 1e6, rss, text_per_entry, heap - text_per_entry);
+  std::fflush(stdout);
+  return row;
+}
+
+// ---- 8. catch-up after an outage vs a full reload --------------------------------------------
+
+// A login role whose sessions can be cut off (NOLOGIN + terminate) and let back in, to hold one
+// instance away from the database while changes commit (as tests/recovery_test.cc does).
+class BlockableRole {
+ public:
+  BlockableRole(PgConn& admin, const std::string& dsn, std::string name)
+      : admin_(admin), name_(std::move(name)) {
+    admin_.exec("DROP ROLE IF EXISTS " + name_);
+    admin_.exec("CREATE ROLE " + name_ + " LOGIN SUPERUSER");
+    const std::string user = "://postgres@";
+    const auto at = dsn.find(user);
+    if (at == std::string::npos) bench::die("unexpected DSN form: " + dsn);
+    dsn_ = dsn;
+    dsn_.replace(at, user.size(), "://" + name_ + "@");
+  }
+  const std::string& dsn() const { return dsn_; }
+  const std::string& name() const { return name_; }
+  void block() {
+    admin_.exec("ALTER ROLE " + name_ + " NOLOGIN");
+    admin_.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '" + name_ +
+                "'");
+  }
+  void unblock() { admin_.exec("ALTER ROLE " + name_ + " LOGIN"); }
+
+ private:
+  PgConn& admin_;
+  std::string name_;
+  std::string dsn_;
+};
+
+int64_t system_micros(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+// An instance on the filled table is cut off; `outage_changes` rows (distinct random keys) are
+// updated by plain SQL meanwhile (one commit each, stamped and notified by the triggers, to
+// nobody); then it is let back in. Timed from the moment the role can log in again until the
+// store's callbacks have run for every missed change (the catch-up applies them with
+// ChangeOrigin::kResync). With reconnect_interval = 2 ms the instance retries at once; the part
+// of the time spent waiting for its next attempt is taken out: the server records when the new
+// listener backend started (pg_stat_activity.backend_start, same machine clock), and the figure
+// is the work from there — connect, LISTEN, read rows and tombstones above the watermark, apply,
+// callbacks.
+// Baseline: Store::sync(), the library's full reload (the path a reconnect takes when it cannot
+// catch up: read every row in a snapshot, diff with the cache, apply). It runs on the already
+// connected listener, so it does not even pay the connect that the catch-up pays.
+std::vector<Row> bench_catch_up(const std::string& dsn, PgConn& admin, const Config& cfg,
+                                const FilledTable& t, int rows) {
+  BlockableRole role(admin, dsn, "bench_blockable");
+  syncconfig::Options o = store_options(t.table);
+  o.reconnect_interval = 2ms;
+  o.pool_size = 1;  // It never writes.
+  // The failed attempts during the outage log warnings: keep them out of the results.
+  o.logger = std::make_shared<spdlog::logger>("bench-catch-up");  // No sinks.
+  auto store = syncconfig::Store::open(role.dsn(), o);
+  FanIn applied(1);
+  store->subscribe([&applied](const syncconfig::Change& c) {
+    if (c.origin == syncconfig::ChangeOrigin::kResync) applied.arrive(0);
+  });
+  PgConn writer(dsn);
+  writer.prepare("touch", "UPDATE " + t.table + " SET value = $2::jsonb WHERE key = $1", 2);
+  const syncconfig::Stats before = store->stats();
+
+  std::mt19937 rng(7);
+  std::vector<double> work, total, wait;
+  for (int round = 0; round < cfg.catchup_rounds + 1; ++round) {  // Round 0 warms up.
+    role.block();
+    for (auto t0 = Clock::now(); store->stats().connected;) {
+      if (Clock::now() - t0 > 10s) bench::die("catch-up: the listener was not cut off");
+      std::this_thread::sleep_for(1ms);
+    }
+    std::set<int> keys;
+    while (static_cast<int>(keys.size()) < cfg.outage_changes) keys.insert(1 + rng() % rows);
+    int j = 0;
+    for (int k : keys) {
+      std::string key = "k";  // Not "k" + to_string(): GCC 12 warns falsely (-Wrestrict) there.
+      key += std::to_string(k);
+      // A value no other figure writes, so that every update is a change (and a callback).
+      const std::string value =
+          "\"outage-" + std::to_string(round) + "-" + std::to_string(j++) + "\"";
+      writer.exec_prepared("touch", {key, value});
+    }
+    applied.expect(static_cast<uint64_t>(cfg.outage_changes));
+    role.unblock();
+    const auto t0 = Clock::now();
+    const auto sys0 = std::chrono::system_clock::now();
+    const auto t1 = applied.wait_last();
+    // The role's newest backend is the listener that caught up (no attempt follows a success).
+    const int64_t started = std::atoll(
+        admin
+            .scalar("SELECT coalesce((extract(epoch FROM max(backend_start)) * 1e6)::bigint, 0) "
+                    "FROM pg_stat_activity WHERE usename = '" +
+                    role.name() + "'")
+            .c_str());
+    const double total_us = micros(t1 - t0);
+    const double wait_us =
+        std::clamp(static_cast<double>(started - system_micros(sys0)), 0.0, total_us);
+    if (round > 0) {
+      total.push_back(total_us);
+      wait.push_back(wait_us);
+      work.push_back(total_us - wait_us);
+    }
+  }
+  const syncconfig::Stats after_catch_ups = store->stats();
+
+  std::vector<double> reload;
+  for (int i = 0; i < cfg.reload_runs; ++i) {
+    auto t0 = Clock::now();
+    store->sync();
+    reload.push_back(micros(Clock::now() - t0));
+  }
+  store->shutdown();
+
+  const std::string n = count_label(rows);
+  const std::string c = std::to_string(cfg.outage_changes);
+  Row row{"catch-up, " + c + " changes @" + n + " vs full reload", summarize(work),
+          summarize(reload)};
+  row.target = "p50 <= 0.05x (>= 20x faster)";
+  row.met = bench::met_text(20 * row.mine.p50 <= row.base.p50);
+  Row with_wait{"  catch-up incl. reconnect wait vs reload", summarize(total), row.base};
+  print_pair(("8. catch-up, " + c + " changes @" + n).c_str(), row.mine,
+             "catch-up work (from backend start)", row.base, "full reload (Store::sync)");
+  const Summary w = summarize(wait);
+  std::printf(
+      "   reconnect wait (role allowed -> listener backend started): p50 %.1f  p99 %.1f us; "
+      "total p50 %.1f us\n",
+      w.p50, w.p99, with_wait.mine.p50);
+  std::printf(
+      "   store stats over the %d outages: catch_ups +%llu, resyncs +%llu, reconnects +%llu\n",
+      cfg.catchup_rounds + 1,
+      static_cast<unsigned long long>(after_catch_ups.catch_ups - before.catch_ups),
+      static_cast<unsigned long long>(after_catch_ups.resyncs - before.resyncs),
+      static_cast<unsigned long long>(after_catch_ups.reconnects - before.reconnects));
+  if (after_catch_ups.resyncs != before.resyncs) {
+    std::printf("   WARNING: an outage ended in a full reload instead of a catch-up\n");
+  }
+  std::fflush(stdout);
+  return {row, with_wait};
 }
 
 // ---- 4b. start-up next to an open transaction ------------------------------------------------
@@ -560,97 +911,111 @@ void diagnose_open_lock(const std::string& dsn) {
   std::fflush(stdout);
 }
 
-std::string fmt_us(double us) {
-  char buf[32];
-  if (us >= 10000) {
-    std::snprintf(buf, sizeof buf, "%.1f ms", us / 1000);
-  } else if (us >= 1000) {
-    std::snprintf(buf, sizeof buf, "%.2f ms", us / 1000);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f us", us);
-  }
-  return buf;
-}
-
-void print_table(const std::vector<Row>& rows) {
-  std::printf("\n%-42s | %-21s | %-21s | %s\n", "figure", "syncconfig p50 / p99",
-              "baseline p50 / p99", "ratio p50 / p99");
-  std::printf("%s\n", std::string(42, '-')
-                          .append(" | ")
-                          .append(21, '-')
-                          .append(" | ")
-                          .append(21, '-')
-                          .append(" | ")
-                          .append(15, '-')
-                          .c_str());
-  for (const Row& r : rows) {
-    std::string a = fmt_us(r.mine.p50) + " / " + fmt_us(r.mine.p99);
-    std::string b = fmt_us(r.base.p50) + " / " + fmt_us(r.base.p99);
-    std::printf("%-42s | %-21s | %-21s | %.2fx / %.2fx\n", r.figure.c_str(), a.c_str(), b.c_str(),
-                r.mine.p50 / r.base.p50, r.mine.p99 / r.base.p99);
-  }
-  std::fflush(stdout);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
-  int samples = 2000;
+  Config cfg;
   bool fsync = false;
-  std::string only;  // Run one figure: set, propagation, scaling or startup.
+  bool smoke = false;
+  int samples = 0;
+  std::string only;       // Run one figure.
+  std::string rows_from;  // Rows of the other driver, merged into the final table.
+  const std::vector<std::string> figures = {"set",    "propagation", "scaling",    "startup",
+                                            "memory", "fanout",      "throughput", "catchup"};
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--fsync") {
       fsync = true;
-    } else if (a == "--only" && i + 1 < argc) {
+    } else if (a == "--smoke") {
+      smoke = true;
+    } else if (a == "--only" && i + 1 < argc &&
+               std::find(figures.begin(), figures.end(), argv[i + 1]) != figures.end()) {
       only = argv[++i];
     } else if (a == "--samples" && i + 1 < argc) {
       samples = std::max(10, std::atoi(argv[++i]));
+    } else if (a == "--rows-from" && i + 1 < argc) {
+      rows_from = argv[++i];
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--samples N] [--fsync] [--only set|propagation|scaling|startup]\n",
+                   "usage: %s [--samples N] [--fsync] [--smoke] [--rows-from FILE] [--only "
+                   "set|propagation|scaling|startup|memory|fanout|throughput|catchup]\n",
                    argv[0]);
       return 2;
     }
   }
+  if (smoke) cfg.smoke();
+  if (samples > 0) cfg.samples = samples;
+  auto want = [&](const char* name) { return only.empty() || only == name; };
+
   try {
     // A temporary embedded cluster runs with fsync=off (synchronous_commit on); --fsync turns
-    // fsync back on, so that commits wait for the disk as in production.
+    // fsync back on, so that commits wait for the disk as in production. The fan-out figure
+    // holds 51 stores (a listener each, the writer's pool) and 51 raw connections at once.
     syncconfig::EmbeddedPostgresOptions pg_options;
+    pg_options.settings["max_connections"] = "400";
     if (fsync) pg_options.settings["fsync"] = "on";
     syncconfig::EmbeddedPostgres pg(pg_options);
     pg.start();
     const std::string dsn = pg.dsn();
     PgConn admin(dsn);
-    {
-      PGresult* v = PQexec(admin.get(), "SHOW server_version");
-      PGresult* f = PQexec(admin.get(), "SHOW fsync");
-      PGresult* sc = PQexec(admin.get(), "SHOW synchronous_commit");
-      std::printf(
-          "PostgreSQL %s (embedded, temporary cluster; fsync=%s, synchronous_commit=%s), "
-          "%d samples per figure, %d warm-up\n\n",
-          PQgetvalue(v, 0, 0), PQgetvalue(f, 0, 0), PQgetvalue(sc, 0, 0), samples, kWarmup);
-      PQclear(v);
-      PQclear(f);
-      PQclear(sc);
+    std::printf(
+        "PostgreSQL %s (embedded, temporary cluster; fsync=%s, synchronous_commit=%s)%s, %d "
+        "samples per latency figure, %d warm-up\n\n",
+        admin.scalar("SHOW server_version").c_str(), admin.scalar("SHOW fsync").c_str(),
+        admin.scalar("SHOW synchronous_commit").c_str(), smoke ? " SMOKE RUN (tiny sizes)" : "",
+        cfg.samples, cfg.warmup);
+
+    // The large tables, filled before any store listens (see fill_store_table).
+    std::map<int, FilledTable> filled;
+    std::set<int> sizes;
+    if (want("scaling")) sizes.insert({cfg.small_keys, cfg.mid_keys, cfg.large_keys});
+    if (want("startup")) sizes.insert({cfg.mid_keys, cfg.large_keys});
+    if (want("memory") || want("catchup")) sizes.insert(cfg.large_keys);
+    for (int n : sizes) {
+      filled[n] = fill_store_table(dsn, admin, n);
+      std::printf("fill: %s rows into %s through its triggers (one INSERT ... SELECT): %.2f s\n",
+                  count_label(n).c_str(), filled[n].table.c_str(), filled[n].fill_seconds);
+    }
+    if (!sizes.empty()) {
+      // Should be ~0: with nobody listening, the fill's notifications are dropped at its commit
+      // (otherwise the first listener would have to read through them).
+      std::printf("notification queue usage after the fills: %s\n\n",
+                  admin.scalar("SELECT pg_notification_queue_usage()").c_str());
     }
 
     std::vector<Row> rows;
-    auto want = [&](const char* name) { return only.empty() || only == name; };
+    auto add = [&rows](std::vector<Row> more) {
+      for (Row& r : more) rows.push_back(std::move(r));
+    };
     if (want("set")) {
-      for (Row& r : bench_set(dsn, admin, samples)) rows.push_back(std::move(r));
+      add(bench_set(dsn, admin, cfg));
       diagnose_set(dsn);
     }
-    if (want("propagation")) rows.push_back(bench_propagation(dsn, admin, samples));
-    if (want("scaling")) {
-      for (Row& r : bench_set_scaling(dsn, admin, samples)) rows.push_back(std::move(r));
-    }
+    if (want("propagation")) rows.push_back(bench_propagation(dsn, admin, cfg));
+    // get_int (the Google Benchmark driver) belongs here in the issue's order.
+    if (!rows_from.empty()) add(bench::read_rows(rows_from));
+    if (want("scaling")) add(bench_set_scaling(dsn, admin, cfg, filled));
     if (want("startup")) {
-      for (Row& r : bench_startup(dsn, admin)) rows.push_back(std::move(r));
+      add(bench_startup(dsn, filled.at(cfg.mid_keys), cfg.mid_keys, cfg.startup_runs));
+      std::vector<Row> large =
+          bench_startup(dsn, filled.at(cfg.large_keys), cfg.large_keys, cfg.startup_runs_large);
+      large[0].target = "p50 <= 3 s and <= 2x";
+      large[0].met =
+          bench::met_text(large[0].mine.p50 <= 3e6 && large[0].mine.p50 <= 2 * large[0].base.p50);
+      add(std::move(large));
+      rows.push_back(bench_open_fixed_cost(dsn, cfg.startup_runs));
       diagnose_open_lock(dsn);
     }
-    print_table(rows);
+    if (want("memory")) {
+      rows.push_back(bench_memory(dsn, admin, filled.at(cfg.large_keys), cfg.large_keys));
+    }
+    if (want("fanout")) rows.push_back(bench_fanout_figure(dsn, admin, cfg));
+    if (want("throughput")) add(bench_throughput(dsn, admin, cfg));
+    if (want("catchup")) {
+      add(bench_catch_up(dsn, admin, cfg, filled.at(cfg.large_keys), cfg.large_keys));
+    }
+    bench::print_table(rows);
   } catch (const syncconfig::Error& e) {
     std::fprintf(stderr, "syncconfig error: %s\n", e.what());
     return 1;
