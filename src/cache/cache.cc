@@ -117,6 +117,11 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, 
 void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   note_revision(revision);
+  // Everything before the truncation has been applied (both callers apply in commit order), and
+  // it is all gone now. Raising the watermark makes a slow writer thread skip its own older
+  // result instead of bringing back a key the truncation removed.
+  if (revision - 1 > watermark_) watermark_ = revision - 1;
+  prune_tombstones();
   std::vector<std::string> older;
   map_.for_each([&](const Entry& e) {
     if (e.revision < revision) older.emplace_back(e.key());

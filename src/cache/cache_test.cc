@@ -346,6 +346,18 @@ TEST_F(CacheTest, truncate_records_its_revision_as_applied) {
   EXPECT_EQ(cache_.digest().max_revision, 20);
 }
 
+// A writer thread that applies its own result late (committed before the truncation) must not
+// bring back a key the truncation removed.
+TEST_F(CacheTest, a_late_local_write_older_than_a_truncate_is_skipped) {
+  cache_.advance_watermark(3);
+  ASSERT_TRUE(upsert("a", "1", 4));
+  cache_.truncate(10, ChangeOrigin::kResync);
+  EXPECT_EQ(cache_.watermark(), 9);
+  EXPECT_FALSE(upsert("a", "2", 7, ChangeOrigin::kLocal));
+  EXPECT_EQ(cache_.get("a"), std::nullopt);
+  EXPECT_TRUE(upsert("a", "3", 11, ChangeOrigin::kLocal));
+}
+
 TEST_F(CacheTest, truncate_pushes_nothing_for_already_deleted_keys) {
   ASSERT_TRUE(upsert("a", "1", 3));
   ASSERT_TRUE(remove("a", 4));

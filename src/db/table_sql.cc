@@ -171,6 +171,7 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE kind = 'c'", tomb);
   const std::string writer_key =
       fmt::format("{}, '{}'::regclass::oid::integer", kWriterLockClass, t);
+  lock_table_for_read = fmt::format("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT", t);
   snapshot_lock = fmt::format("SELECT pg_advisory_lock({})", writer_key);
   snapshot_unlock = fmt::format("SELECT pg_advisory_unlock({})", writer_key);
   snapshot_revision =

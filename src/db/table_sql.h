@@ -36,7 +36,8 @@ struct TableSql {
   std::string select_one;        // $1 key -> value::text, revision
   std::string tombstones_since;  // $1 revision -> revision, key, kind ('d' or 't')
   std::string compacted;         // -> revision through which tombstones were pruned (0 if none)
-  std::string snapshot_lock;     // Session-level writer lock: no revision is in flight under it.
+  std::string lock_table_for_read;  // ACCESS SHARE NOWAIT: keeps TRUNCATE out of a snapshot read.
+  std::string snapshot_lock;        // Session-level writer lock: no revision is in flight under it.
   std::string snapshot_unlock;
   std::string snapshot_revision;  // -> the last revision drawn (0 if none)
   std::string table_digest;       // -> count, sum of md5 prefixes (as text)

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <string>
 #include <thread>
@@ -16,21 +17,26 @@ namespace {
 // far is either visible in the snapshot or aborted, and every later write gets a higher one.
 // Rolls back on every path; a failed ROLLBACK means the connection is gone (and with it the
 // session lock) and will be replaced anyway.
+//
+// TRUNCATE is not MVCC-safe: a snapshot fixed before a TRUNCATE commits reads the table as empty
+// afterwards, and a reload would report every key deleted. So the snapshot also holds the table
+// in ACCESS SHARE mode, taken before the snapshot is fixed: a TRUNCATE then waits for this read.
+// NOWAIT, because a TRUNCATE that already holds the table is waiting for our writer lock: waiting
+// for it would deadlock. Then we let go of everything and try again shortly.
 class Snapshot {
  public:
   Snapshot(Connection& conn, const TableSql& sql, Deadline deadline)
       : conn_(conn), deadline_(deadline) {
-    conn_.exec(sql.snapshot_lock, {}, deadline_);
-    try {
-      conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
-      open_ = true;
-      // The first statement fixes the snapshot.
-      revision_ = conn_.exec(sql.snapshot_revision, {}, deadline_).int64(0, 0);
-    } catch (...) {
-      release(sql);
-      throw;
+    for (auto pause = std::chrono::milliseconds(1);; pause = std::min(pause * 2, kMaxPause)) {
+      if (try_take(sql)) return;
+      if (Clock::now() + pause >= deadline_) {
+        throw Error(ErrorCode::kTimeout,
+                    fmt::format("reading {}: the table stayed locked (TRUNCATE, ALTER TABLE or "
+                                "another ACCESS EXCLUSIVE lock) until the deadline",
+                                sql.qualified_table));
+      }
+      std::this_thread::sleep_for(pause);
     }
-    release(sql);
   }
   ~Snapshot() {
     if (open_ && conn_.ok()) {
@@ -47,6 +53,33 @@ class Snapshot {
   }
 
  private:
+  static constexpr std::chrono::milliseconds kMaxPause{20};
+
+  // One attempt; false if the table was locked (nothing is held then).
+  bool try_take(const TableSql& sql) {
+    conn_.exec(sql.snapshot_lock, {}, deadline_);
+    try {
+      conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
+      open_ = true;
+      try {
+        conn_.exec(sql.lock_table_for_read, {}, deadline_);
+      } catch (const Error& e) {
+        // lock_not_available (55P03) is the only kUnavailable error that leaves the link up.
+        if (e.code() != ErrorCode::kUnavailable || !conn_.ok()) throw;
+        conn_.exec_script("ROLLBACK", deadline_);
+        open_ = false;
+        release(sql);
+        return false;
+      }
+      // The first statement that reads fixes the snapshot.
+      revision_ = conn_.exec(sql.snapshot_revision, {}, deadline_).int64(0, 0);
+    } catch (...) {
+      release(sql);
+      throw;
+    }
+    release(sql);
+    return true;
+  }
   void release(const TableSql& sql) {
     if (conn_.ok()) conn_.exec(sql.snapshot_unlock, {}, deadline_);
   }
