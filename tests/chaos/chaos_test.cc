@@ -759,7 +759,7 @@ class Run {
 
   int report(int rounds, int64_t elapsed_ms, const TableDigest& final_table) {
     chaos::Checker checker(read_audit(*sql_));
-    std::vector<chaos::InstanceLog> logs;
+    // One log at a time: a long run's logs do not all fit in memory comfortably.
     for (auto& c : all_children_) {
       chaos::InstanceLog log{c->name(), {}, c->killed()};
       std::ifstream in(c->log_path());
@@ -777,10 +777,9 @@ class Run {
         }
         log.lines.push_back(std::move(j));
       }
-      logs.push_back(std::move(log));
+      checker.check_instance(log, tables_);
+      checker.check_acks({log}, final_table.ids);
     }
-    for (const auto& log : logs) checker.check_instance(log, tables_);
-    checker.check_acks(logs, final_table.ids);
     for (auto& v : extra_violations_) checker.violation(v);
 
     const chaos::Figures& f = checker.figures();
