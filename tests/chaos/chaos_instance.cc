@@ -12,9 +12,10 @@
 //   {"t":"start"}                     opened the store
 //   {"t":"base","cache":{key:wid}}    the cache right after subscribing (for the callback replay)
 //   {"t":"cb","k","w","r","o"}        a callback: key, write id (null: deleted), revision, origin
-//   {"t":"set","k","w","ok","code","after"}  a set: acknowledged or the error code, and what get()
+//   {"t":"set","k","w","ok","code","error","after"}  a set: acknowledged or the error, and what
+//   get()
 //                                     returned right after an acknowledged one
-//   {"t":"rm","k","ok","existed","code"}
+//   {"t":"rm","k","ok","existed","code","error"}
 //   {"t":"dump","round","drained","cache":{key:wid},"stats":{...}}
 // A value is {"w": WRITE_ID, "p": PADDING}; WRITE_ID is unique over the whole run
 // ("i<instance>.<incarnation>.<n>"), so the checker maps every observed value to one write.
@@ -203,6 +204,7 @@ class Instance {
     } catch (const syncconfig::Error& e) {
       line["ok"] = false;
       line["code"] = std::string(syncconfig::to_string(e.code()));
+      line["error"] = e.message().substr(0, 200);
     }
     log_.write(line);
   }
@@ -215,6 +217,7 @@ class Instance {
     } catch (const syncconfig::Error& e) {
       line["ok"] = false;
       line["code"] = std::string(syncconfig::to_string(e.code()));
+      line["error"] = e.message().substr(0, 200);
     }
     log_.write(line);
   }
