@@ -466,6 +466,7 @@ enum class Fault {
   kSqlTransaction,  // BEGIN; INSERT; UPDATE; DELETE; COMMIT
   kSqlRename,       // UPDATE ... SET key = ...: a deletion and an insertion in one row change
   kTruncateInsert,  // BEGIN; TRUNCATE; INSERT ...; COMMIT
+  kTruncateOutage,  // every listener cut off, then TRUNCATE: the catch-up must apply it
   kSqlLarge,        // a value over the 8000-byte payload limit
   kTruncate,
   kReplicaWrite,   // session_replication_role = replica: no trigger, no notification
@@ -474,7 +475,7 @@ enum class Fault {
   kServerRestart,  // pg_ctl stop -m fast; start
   kKillInstance,   // SIGKILL an instance process and start it again
 };
-constexpr int kFaultKinds = 14;
+constexpr int kFaultKinds = 15;
 const char* fault_name(Fault f) {
   static const char* names[] = {"sql upsert",
                                 "sql multi-row insert",
@@ -483,6 +484,7 @@ const char* fault_name(Fault f) {
                                 "sql transaction",
                                 "sql key rename",
                                 "truncate+insert transaction",
+                                "truncate missed by listeners",
                                 "sql large value",
                                 "truncate",
                                 "replica-mode write",
@@ -653,6 +655,11 @@ class Run {
             ", jsonb_build_object('w', " + lit(id + "." + ks[1]) + ")); COMMIT");
         break;
       }
+      case Fault::kTruncateOutage:
+        sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "application_name = 'syncconfig-listener'");
+        sql("TRUNCATE " + t);
+        break;
       case Fault::kTruncate:
         sql("TRUNCATE " + t);
         break;
