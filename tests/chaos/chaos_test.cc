@@ -197,7 +197,8 @@ class Sql {
       if (error->empty()) *error = PQerrorMessage(conn_);
       PQclear(r);
       if (PQstatus(conn_) == CONNECTION_OK) {
-        PQexec(conn_, "ROLLBACK");  // In case a multi-statement string left a transaction open.
+        PQclear(PQexec(conn_,
+                       "ROLLBACK"));  // In case a multi-statement string left a transaction open.
         return std::nullopt;
       }
     }
