@@ -7,8 +7,8 @@
 //   callbacks to catch up, logs the cache -> "dumped" quit shuts the store down, logs its stats ->
 //   "bye", exits 0
 //
-// Everything it observes goes to its log file, one JSON object per line (flushed per line, so a
-// SIGKILL loses at most a partial last line):
+// Everything it observes goes to its log file, one JSON object per line with "at" (wall-clock
+// ms), flushed per line so that a SIGKILL loses at most a partial last line:
 //   {"t":"start"}                     opened the store
 //   {"t":"base","cache":{key:wid}}    the cache right after subscribing (for the callback replay)
 //   {"t":"cb","k","w","r","o"}        a callback: key, write id (null: deleted), revision, origin
@@ -62,7 +62,11 @@ class Log {
     }
   }
   ~Log() { std::fclose(file_); }
-  void write(const json& line) {
+  // Adds "at": wall-clock milliseconds, to line the log up with the store's own log (stderr).
+  void write(json line) {
+    line["at"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
     std::string text = line.dump(-1, ' ', false, json::error_handler_t::replace);
     std::lock_guard lock(mu_);
     std::fputs(text.c_str(), file_);

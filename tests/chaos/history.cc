@@ -39,6 +39,10 @@ Checker::Checker(std::vector<AuditOp> audit) : audit_(std::move(audit)) {
       violation(fmt::format("audit: write id {} committed twice to key {}", a.wid, a.key));
     }
   }
+  auto by_revision = [&](std::size_t a, std::size_t b) {
+    return *audit_[a].revision < *audit_[b].revision;
+  };
+  std::sort(truncates_.begin(), truncates_.end(), by_revision);
   for (auto& [key, ops] : normal_by_key_) {
     ops.insert(ops.end(), truncates_.begin(), truncates_.end());
     std::sort(ops.begin(), ops.end(), [&](std::size_t a, std::size_t b) {
@@ -53,18 +57,14 @@ const AuditOp* Checker::find_write(const std::string& key, const std::string& wi
 }
 
 std::optional<Checker::Position> Checker::absence(const std::string& key, int64_t r) const {
-  // The last normal commit on the key at or before r.
+  // The last normal commit on the key at or before r (binary search: they are in revision order).
   const AuditOp* last = nullptr;
-  if (auto it = normal_by_key_.find(key); it != normal_by_key_.end()) {
-    for (std::size_t i : it->second) {
-      if (*audit_[i].revision > r) break;
-      last = &audit_[i];
-    }
-  } else {
-    for (std::size_t i : truncates_) {
-      if (*audit_[i].revision <= r) last = &audit_[i];
-    }
-  }
+  const std::vector<std::size_t>* ops = &truncates_;
+  if (auto it = normal_by_key_.find(key); it != normal_by_key_.end()) ops = &it->second;
+  auto after = std::upper_bound(ops->begin(), ops->end(), r, [&](int64_t rev, std::size_t i) {
+    return rev < *audit_[i].revision;
+  });
+  if (after != ops->begin()) last = &audit_[*std::prev(after)];
   if (!last) return Position{false, 0};
   if (last->op != 'u') return Position{false, *last->revision};
   // Present by the normal commits; a replica-mode deletion after that commit and before r
@@ -219,14 +219,11 @@ void Checker::check_acks(const std::vector<InstanceLog>& logs, const TableState&
   // A later commit on `key` than revision r: a normal one with a higher revision, or a
   // replica-mode one that ran after r was drawn.
   auto overwritten_after = [&](const std::string& key, int64_t r, bool deletions_only) {
-    if (auto it = normal_by_key_.find(key); it != normal_by_key_.end()) {
-      for (std::size_t i : it->second) {
-        if (*audit_[i].revision > r && (!deletions_only || audit_[i].op != 'u')) return true;
-      }
-    } else {
-      for (std::size_t i : truncates_) {
-        if (*audit_[i].revision > r) return true;
-      }
+    const std::vector<std::size_t>* ops = &truncates_;
+    if (auto it = normal_by_key_.find(key); it != normal_by_key_.end()) ops = &it->second;
+    // Scanned from the newest down to revision r.
+    for (auto i = ops->rbegin(); i != ops->rend() && *audit_[*i].revision > r; ++i) {
+      if (!deletions_only || audit_[*i].op != 'u') return true;
     }
     if (auto it = replica_by_key_.find(key); it != replica_by_key_.end()) {
       for (std::size_t i : it->second) {
