@@ -347,8 +347,9 @@ void HttpServer::Impl::get_setting(const Request& req, Response& res) {
   if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
   // An invalid key cannot be stored: absent, like any other.
   std::optional<json> value = feed->store().get(path->key);
-  if (!value)
+  if (!value) {
     return send_error(res, 404, fmt::format("key {} not found", detail::quoted(path->key)));
+  }
   res.status = 200;
   res.set_content(dump(*value), kJsonType);
 }
@@ -359,8 +360,9 @@ void HttpServer::Impl::put_setting(const Request& req, Response& res) {
   std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
   if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
   const std::string& key = path->key;
-  if (auto refused = detail::check_key(key))
+  if (auto refused = detail::check_key(key)) {
     return send_error(res, refused->status, refused->message);
+  }
   // httplib enforces the size limit on bodies with a Content-Length; this covers chunked ones.
   auto parsed = detail::parse_put_body(key, req.body, options_.max_body_bytes);
   if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
@@ -377,8 +379,9 @@ void HttpServer::Impl::delete_setting(const Request& req, Response& res) {
   std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
   if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
   const std::string& key = path->key;
-  if (auto refused = detail::check_key(key))
+  if (auto refused = detail::check_key(key)) {
     return send_error(res, refused->status, refused->message);
+  }
   if (!feed->store().remove(key)) {
     return send_error(res, 404, fmt::format("key {} not found", detail::quoted(key)));
   }
