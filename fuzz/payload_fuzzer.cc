@@ -26,5 +26,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   }
   if (n->op == Notice::Op::kDelete && n->value_text) std::abort();
+  const int limit = static_cast<int>(syncconfig::internal::kMaxValueDepth);
+  if (n->value_text && syncconfig::internal::json_text_depth(*n->value_text, limit) > limit) {
+    std::abort();
+  }
   return 0;
 }

@@ -43,31 +43,7 @@ std::optional<Refusal> check_key(std::string_view key) {
   return std::nullopt;
 }
 
-int json_depth(std::string_view text, int limit) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) break;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
+int json_depth(std::string_view text, int limit) { return internal::json_text_depth(text, limit); }
 
 std::variant<json, Refusal> parse_put_body(std::string_view key, std::string_view body,
                                            std::size_t max_body_bytes) {
