@@ -7,6 +7,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
   libyaml-cpp-dev libcpp-httplib-dev libcli11-dev   # the service: YAML, HTTP, command line
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev      # scripts/fuzz.sh: libFuzzer with ASan+UBSan
 )
 missing=()
 for p in "${packages[@]}"; do

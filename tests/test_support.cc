@@ -1,7 +1,11 @@
 #include "test_support.h"
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <set>
+#include <sstream>
 
 namespace syncconfig::testing {
 
@@ -75,5 +79,33 @@ std::string Sql::scalar(const std::string& sql) {
 }
 
 int Sql::backend_pid() { return PQbackendPID(conn_); }
+
+std::string role_requiring_password(const std::string& role, const std::string& password) {
+  static std::mutex mu;
+  static std::set<std::string> done;
+  const std::string uri =
+      "postgresql://" + role + "@127.0.0.1:" + std::to_string(cluster().port()) + "/postgres";
+  std::lock_guard lock(mu);
+  if (done.count(role) != 0) return uri;
+  Sql admin(dsn());
+  admin.exec("CREATE ROLE " + role + " LOGIN SUPERUSER PASSWORD '" + password + "'");
+  // pg_hba.conf: the first matching line wins.
+  const std::filesystem::path hba = cluster().data_dir() / "pg_hba.conf";
+  std::stringstream old;
+  old << std::ifstream(hba).rdbuf();
+  std::ofstream(hba, std::ios::trunc) << "host all " << role << " 127.0.0.1/32 scram-sha-256\n"
+                                      << old.str();
+  admin.exec("SELECT pg_reload_conf()");
+  // The reload is asynchronous: wait until a connection without the password is refused.
+  bool enforced = wait_until([&] {
+    PGconn* c = PQconnectdb(uri.c_str());
+    bool refused = PQstatus(c) != CONNECTION_OK;
+    PQfinish(c);
+    return refused;
+  });
+  EXPECT_TRUE(enforced) << "the server never required a password from " << role;
+  done.insert(role);
+  return uri;
+}
 
 }  // namespace syncconfig::testing

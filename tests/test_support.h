@@ -32,6 +32,12 @@ Options test_options(const std::string& table);
 bool wait_until(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
+// Creates (once per process) a superuser `role` whose host connections to the cluster need
+// `password` (scram-sha-256): prepends a pg_hba.conf line (the cluster otherwise trusts
+// everyone), reloads, and waits until the server enforces it. Returns a URI for the role without
+// its password, e.g. "postgresql://role@127.0.0.1:54321/postgres".
+std::string role_requiring_password(const std::string& role, const std::string& password);
+
 // A raw libpq session: what psql would do, bypassing the library.
 class Sql {
  public:

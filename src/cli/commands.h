@@ -67,6 +67,9 @@ int run_demo();
 void print_error(std::string_view message);
 // The exit code for a library error: 2 for kInvalidArgument, else 3.
 int exit_code_for(const Error& error);
+// Throws UsageError unless `dsn` parses as a libpq connection string or URI. libpq's own parse
+// errors may quote the whole string, password included, so they are never shown.
+void check_dsn(const std::string& dsn);
 // An environment variable, or nullopt when unset or empty.
 std::optional<std::string> env(const char* name);
 

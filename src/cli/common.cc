@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -31,6 +32,18 @@ void print_error(std::string_view message) { std::cerr << "syncconfig: " << mess
 
 int exit_code_for(const Error& error) {
   return error.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+}
+
+void check_dsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
+  if (parsed == nullptr) {
+    PQfreemem(error);
+    throw UsageError(
+        "the DSN is not a valid libpq connection string or URI (details are not shown because "
+        "they may contain a password)");
+  }
+  PQconninfoFree(parsed);
 }
 
 std::optional<std::string> env(const char* name) {

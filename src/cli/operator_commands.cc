@@ -55,6 +55,7 @@ std::unique_ptr<Store> open_store(const ConnectionArgs& a, bool notifications) {
   if (dsn.empty()) {
     throw UsageError("no database given: use --dsn DSN, set SYNCCONFIG_DSN, or --config FILE");
   }
+  check_dsn(dsn);
   if (!a.table.empty()) options.table_name = a.table;
   if (!a.channel.empty()) options.channel = a.channel;
   options.enable_notification = notifications;
@@ -65,7 +66,8 @@ std::unique_ptr<Store> open_store(const ConnectionArgs& a, bool notifications) {
 nlohmann::json parse_value(const std::string& text) {
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double (1e999).
     std::string reason = e.what();
     if (std::size_t end = reason.find("] "); end != std::string::npos) reason.erase(0, end + 2);
     throw UsageError("the value is not valid JSON (" + reason +

@@ -99,6 +99,7 @@ int run_serve(const ServeArgs& args) {
       dsn = embedded->dsn();
       spdlog::info("embedded PostgreSQL ready at {}", internal::redact_dsn(dsn));
     }
+    check_dsn(dsn);
     spdlog::info("opening store 'default' at {}", internal::redact_dsn(dsn));
     stores.emplace_back("default", Store::open(dsn, Options{}));
   }

@@ -19,6 +19,7 @@
 #include <unordered_set>
 
 #include "http/metrics.h"
+#include "http/request.h"
 #include "http/store_feed.h"
 
 namespace syncconfig::service {
@@ -32,9 +33,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kJsonType = "application/json";
-// Deepest JSON nesting accepted in a PUT body (serializing is recursive, in this process and
-// in PostgreSQL).
-constexpr int kMaxJsonDepth = 512;
 
 // JSON text; invalid UTF-8 (possible in keys taken from a URL) is replaced, never thrown on.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -83,40 +81,6 @@ std::string printable(std::string_view s) {
     }
   }
   return out;
-}
-
-std::optional<uint64_t> parse_seq(std::string_view s) {
-  uint64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
-// Deepest nesting of arrays/objects in a JSON text (strings skipped), stopping past `limit`.
-int json_depth(std::string_view text, int limit) {
-  int depth = 0;
-  int deepest = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) break;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
 }
 
 // Sequence numbers of a server run start at its start time in microseconds, so that an event id
@@ -379,9 +343,13 @@ void HttpServer::Impl::list_settings(const Request& req, Response& res) {
 void HttpServer::Impl::get_setting(const Request& req, Response& res) {
   StoreFeed* feed = feed_for(req, res);
   if (feed == nullptr) return;
-  const std::string key = req.matches[2].str();
-  std::optional<json> value = feed->store().get(key);
-  if (!value) return send_error(res, 404, fmt::format("key '{}' not found", key));
+  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
+  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
+  // An invalid key cannot be stored: absent, like any other.
+  std::optional<json> value = feed->store().get(path->key);
+  if (!value) {
+    return send_error(res, 404, fmt::format("key {} not found", detail::quoted(path->key)));
+  }
   res.status = 200;
   res.set_content(dump(*value), kJsonType);
 }
@@ -389,25 +357,18 @@ void HttpServer::Impl::get_setting(const Request& req, Response& res) {
 void HttpServer::Impl::put_setting(const Request& req, Response& res) {
   StoreFeed* feed = feed_for(req, res);
   if (feed == nullptr) return;
-  const std::string key = req.matches[2].str();
-  // httplib enforces the limit on bodies with a Content-Length; this covers chunked ones.
-  if (req.body.size() > options_.max_body_bytes) {
-    return send_error(
-        res, 413,
-        fmt::format("request body larger than {} bytes (max_body_bytes)", options_.max_body_bytes));
+  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
+  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
+  const std::string& key = path->key;
+  if (auto refused = detail::check_key(key)) {
+    return send_error(res, refused->status, refused->message);
   }
-  if (json_depth(req.body, kMaxJsonDepth) > kMaxJsonDepth) {
-    return send_error(
-        res, 400,
-        fmt::format("the body of PUT '{}' nests deeper than {} levels", key, kMaxJsonDepth));
+  // httplib enforces the size limit on bodies with a Content-Length; this covers chunked ones.
+  auto parsed = detail::parse_put_body(key, req.body, options_.max_body_bytes);
+  if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
+    return send_error(res, refused->status, refused->message);
   }
-  json value;
-  try {
-    value = json::parse(req.body);
-  } catch (const json::exception& e) {
-    return send_error(res, 400,
-                      fmt::format("the body of PUT '{}' is not valid JSON: {}", key, e.what()));
-  }
+  const json& value = std::get<json>(parsed);
   feed->store().set(key, value);
   send_json(res, 200, {{"key", key}, {"value", feed->store().get(key).value_or(json(nullptr))}});
 }
@@ -415,9 +376,14 @@ void HttpServer::Impl::put_setting(const Request& req, Response& res) {
 void HttpServer::Impl::delete_setting(const Request& req, Response& res) {
   StoreFeed* feed = feed_for(req, res);
   if (feed == nullptr) return;
-  const std::string key = req.matches[2].str();
+  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
+  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
+  const std::string& key = path->key;
+  if (auto refused = detail::check_key(key)) {
+    return send_error(res, refused->status, refused->message);
+  }
   if (!feed->store().remove(key)) {
-    return send_error(res, 404, fmt::format("key '{}' not found", key));
+    return send_error(res, 404, fmt::format("key {} not found", detail::quoted(key)));
   }
   send_json(res, 200, {{"key", key}, {"deleted", true}});
 }
@@ -444,11 +410,11 @@ void HttpServer::Impl::watch(const Request& req, Response& res) {
   stream->prefix = req.get_param_value("prefix");
   // Resume point: Last-Event-ID (what EventSource sends when reconnecting) wins over ?since=.
   if (req.has_header("Last-Event-ID")) {
-    std::optional<uint64_t> id = parse_seq(req.get_header_value("Last-Event-ID"));
+    std::optional<uint64_t> id = detail::parse_event_id(req.get_header_value("Last-Event-ID"));
     stream->cursor = id.value_or(0);
     stream->opening = id ? WatchStream::Opening::kNone : WatchStream::Opening::kReset;
   } else if (req.has_param("since")) {
-    std::optional<uint64_t> id = parse_seq(req.get_param_value("since"));
+    std::optional<uint64_t> id = detail::parse_event_id(req.get_param_value("since"));
     if (!id) {
       return send_error(res, 400, "since must be an event id (a non-negative integer)");
     }

@@ -56,6 +56,11 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
     if (v != j.end()) {
       if (!v->is_string()) return fail("\"val\" is not a string");
       n.value_text = v->get<std::string>();
+      // Anyone who can connect may NOTIFY the channel. A value nested deeper than set() ever
+      // writes is not taken from the payload (copying and printing it recurse per level); the
+      // instance reads the key from the table instead, as for a value too large to be inline.
+      const int limit = static_cast<int>(kMaxValueDepth);
+      if (json_text_depth(*n.value_text, limit) > limit) n.value_text.reset();
     }
   }
   return n;

@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "util/validation.h"
+
 namespace syncconfig::internal {
 namespace {
 
@@ -264,6 +266,19 @@ TEST(ParseNotice, the_reason_is_overwritten_and_says_what_is_wrong) {
   std::string why_rev;
   EXPECT_FALSE(parse_notice(R"({"sc":1,"op":"u","r":0,"x":1,"k":"a"})", &why_rev));
   EXPECT_NE(why_rev.find("revision"), std::string::npos) << why_rev;
+}
+
+TEST(ParseNotice, an_inline_value_nested_deeper_than_set_writes_is_left_to_the_table) {
+  const std::string deep =
+      std::string(kMaxValueDepth + 1, '[') + std::string(kMaxValueDepth + 1, ']');
+  auto n = Parse(R"({"sc":1,"op":"u","r":3,"x":4,"k":"deep","val":")" + deep + "\"}");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->key, "deep");
+  EXPECT_FALSE(n->value_text.has_value());  // Read by key from the table instead.
+  const std::string ok = std::string(kMaxValueDepth, '[') + std::string(kMaxValueDepth, ']');
+  auto m = Parse(R"({"sc":1,"op":"u","r":3,"x":4,"k":"ok","val":")" + ok + "\"}");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->value_text, std::optional<std::string>(ok));
 }
 
 }  // namespace

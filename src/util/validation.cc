@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -46,6 +47,32 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
+int json_text_depth(std::string_view text, int limit) {
+  int depth = 0;
+  int deepest = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 void validate_key(std::string_view key) {
   if (key.empty()) throw Error(ErrorCode::kInvalidArgument, "invalid key: the key is empty");
   if (key.size() > kMaxKeyBytes) {
@@ -80,6 +107,13 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
 }
 
 namespace {
+// A key quoted for a message. Invalid UTF-8 is replaced, so that this never throws (the strict
+// dump() would, with nlohmann::json::type_error, instead of the Error being reported).
+std::string shown_key(std::string_view key) {
+  return nlohmann::json(std::string(key))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Iterative walk: a deeply nested value must not overflow the stack here. Serializing and
 // copying a value recurse once per level, so depth is limited too.
 void check_finite(std::string_view key, const nlohmann::json& value) {
@@ -90,17 +124,17 @@ void check_finite(std::string_view key, const nlohmann::json& value) {
     if (depth > kMaxValueDepth) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("invalid value for key {}: nested deeper than {} levels",
-                              nlohmann::json(std::string(key)).dump(), kMaxValueDepth));
+                              shown_key(key), kMaxValueDepth));
     }
     if (v->is_number_float() && !std::isfinite(v->get<double>())) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("invalid value for key {}: NaN and Infinity are not JSON",
-                              nlohmann::json(std::string(key)).dump()));
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("invalid value for key {}: NaN and Infinity are not JSON", shown_key(key)));
     }
     if (v->is_discarded()) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("invalid value for key {}: a discarded (unparsable) JSON value",
-                              nlohmann::json(std::string(key)).dump()));
+                              shown_key(key)));
     }
     if (v->is_structured()) {
       for (const auto& child : *v) stack.emplace_back(&child, depth + 1);
@@ -117,14 +151,13 @@ std::string serialize_value(std::string_view key, const nlohmann::json& value,
     text = value.dump();
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("invalid value for key {}: {}", nlohmann::json(std::string(key)).dump(),
-                            e.what()));
+                fmt::format("invalid value for key {}: {}", shown_key(key), e.what()));
   }
   if (text.size() > max_bytes) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid value for key {}: {} bytes of JSON, the limit "
                             "(Options::max_value_bytes) is {}",
-                            nlohmann::json(std::string(key)).dump(), text.size(), max_bytes));
+                            shown_key(key), text.size(), max_bytes));
   }
   return text;
 }

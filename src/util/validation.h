@@ -21,5 +21,8 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
 std::string serialize_value(std::string_view key, const nlohmann::json& value,
                             std::size_t max_bytes);
 bool is_valid_utf8(std::string_view s);
+// Deepest nesting of arrays/objects in a JSON text (brackets inside strings skipped), found
+// without parsing; stops counting once past `limit`.
+int json_text_depth(std::string_view text, int limit);
 
 }  // namespace syncconfig::internal

@@ -323,5 +323,18 @@ TEST(SerializeValue, the_error_message_names_the_key_escaped) {
   EXPECT_TRUE(HasSubstr(msg, R"("a\"b")"));
 }
 
+// Regression (validation_fuzzer, fuzz/regressions/validation_fuzzer/invalid_utf8_key_and_infinity):
+// the message quoted the key with nlohmann's strict dump(), so a key that is not UTF-8 made it
+// throw nlohmann::json::type_error instead of the Error. Store::set checks the key first, but
+// the HTTP service checks bodies with serialize_value too.
+TEST(SerializeValue, a_key_that_is_not_utf8_is_quoted_in_the_message_without_throwing) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (const json& v : {json(inf), json(std::string("\xFF")), nested_arrays(kMaxValueDepth + 1)}) {
+    std::string msg = invalid_argument_message([&] { serialize_value("bad\xFF", v, kBig); });
+    EXPECT_TRUE(HasSubstr(msg, "bad")) << msg;
+  }
+  invalid_argument_message([&] { serialize_value("bad\xFF", json("1234"), 2); });
+}
+
 }  // namespace
 }  // namespace syncconfig::internal

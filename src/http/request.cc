@@ -1,0 +1,86 @@
+#include "http/request.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include "syncconfig/error.h"
+#include "util/validation.h"
+
+namespace syncconfig::service::detail {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::string_view kStoresPrefix = "/stores/";
+constexpr std::string_view kSettingsPrefix = "/settings/";
+}  // namespace
+
+std::optional<KeyPath> parse_key_path(std::string_view path) {
+  KeyPath out;
+  if (path.starts_with(kStoresPrefix)) {
+    std::string_view rest = path.substr(kStoresPrefix.size());
+    std::size_t slash = rest.find('/');
+    if (slash == 0 || slash == std::string_view::npos) return std::nullopt;
+    out.store = std::string(rest.substr(0, slash));
+    path = rest.substr(slash);
+  }
+  if (!path.starts_with(kSettingsPrefix) || path.size() == kSettingsPrefix.size()) {
+    return std::nullopt;
+  }
+  out.key = std::string(path.substr(kSettingsPrefix.size()));
+  return out;
+}
+
+std::optional<Refusal> check_key(std::string_view key) {
+  try {
+    internal::validate_key(key);
+  } catch (const Error& e) {
+    return Refusal{400, e.what()};
+  }
+  return std::nullopt;
+}
+
+int json_depth(std::string_view text, int limit) { return internal::json_text_depth(text, limit); }
+
+std::variant<json, Refusal> parse_put_body(std::string_view key, std::string_view body,
+                                           std::size_t max_body_bytes) {
+  if (body.size() > max_body_bytes) {
+    return Refusal{
+        413, fmt::format("request body larger than {} bytes (max_body_bytes)", max_body_bytes)};
+  }
+  if (json_depth(body, kMaxBodyDepth) > kMaxBodyDepth) {
+    return Refusal{400, fmt::format("the body of PUT {} nests deeper than {} levels", quoted(key),
+                                    kMaxBodyDepth)};
+  }
+  json value;
+  try {
+    value = json::parse(body);
+  } catch (const json::exception& e) {
+    return Refusal{400,
+                   fmt::format("the body of PUT {} is not valid JSON: {}", quoted(key), e.what())};
+  }
+  // What Store::set would refuse in the value itself (e.g. 1e999 parses to Infinity).
+  try {
+    (void)internal::serialize_value(key, value, std::numeric_limits<std::size_t>::max());
+  } catch (const Error& e) {
+    return Refusal{400, e.what()};
+  }
+  return value;
+}
+
+std::optional<uint64_t> parse_event_id(std::string_view s) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string quoted(std::string_view s) {
+  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace syncconfig::service::detail

@@ -1,0 +1,58 @@
+// What the HTTP service does with a request's path and body before it touches a Store: pure
+// functions, without sockets or a database, so that they can be tested and fuzzed alone
+// (fuzz/http_request_fuzzer.cc). The server (http_server.cc) uses exactly these.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace syncconfig::service::detail {
+
+// Deepest JSON nesting accepted in a PUT body (serializing is recursive, in this process and in
+// PostgreSQL).
+constexpr int kMaxBodyDepth = 512;
+
+// A request refused before reaching a store: the HTTP status and the message for
+// {"error": message}.
+struct Refusal {
+  int status = 400;
+  std::string message;
+};
+
+// A key route's path, as httplib hands it over (already percent-decoded once):
+// "/settings/{key}" or "/stores/{store}/settings/{key}". `store` is empty for the default store.
+struct KeyPath {
+  std::string store;
+  std::string key;
+};
+
+// Splits a key route's path; std::nullopt when `path` is not one. The key is the whole rest of
+// the path ('/' included); a store name is at least one byte without '/'.
+std::optional<KeyPath> parse_key_path(std::string_view path);
+
+// A refusal (400, "invalid key: ...") unless `key` is a key Store::set accepts (see
+// util/validation.h).
+std::optional<Refusal> check_key(std::string_view key);
+
+// The value of `PUT /settings/{key}` from its body: 413 over `max_body_bytes`, 400 when nested
+// deeper than kMaxBodyDepth, not JSON, or holding something Store::set refuses (NaN cannot be
+// written in JSON text, but a body parses to the same values set() checks). Never throws.
+std::variant<nlohmann::json, Refusal> parse_put_body(std::string_view key, std::string_view body,
+                                                     std::size_t max_body_bytes);
+
+// Deepest nesting of arrays/objects in a JSON text (strings skipped), stopping past `limit`.
+int json_depth(std::string_view text, int limit);
+
+// A /watch event id (Last-Event-ID, ?since=): a non-negative decimal integer, else std::nullopt.
+std::optional<uint64_t> parse_event_id(std::string_view s);
+
+// A key, path or message quoted for a JSON error message or a log line: invalid UTF-8 replaced,
+// control bytes escaped. Never throws.
+std::string quoted(std::string_view s);
+
+}  // namespace syncconfig::service::detail
