@@ -77,6 +77,17 @@ bool Connection::wait_socket(short events, Deadline deadline) {
 Connection::Connection(const std::string& dsn, Deadline deadline, const char* application_name,
                        int interrupt_fd)
     : interrupt_fd_(interrupt_fd) {
+  // libpq's message for a DSN it cannot parse quotes the DSN, password included: check first
+  // and say only that it is malformed.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &parse_error);
+  if (parse_error != nullptr) PQfreemem(parse_error);
+  if (parsed == nullptr) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "the DSN is neither a valid key=value connection string nor a valid "
+                "postgresql:// URI (details withheld: libpq's message would quote it)");
+  }
+  PQconninfoFree(parsed);
   // TCP keepalives notice a peer that vanished without closing (network partition) within about
   // a minute, even on an idle listening connection. They come before "dbname" so that settings
   // in the DSN win.
@@ -96,7 +107,10 @@ Connection::Connection(const std::string& dsn, Deadline deadline, const char* ap
     if (status == PGRES_POLLING_FAILED) {
       std::string message = trim(PQerrorMessage(conn_));
       close();
-      throw Error(ErrorCode::kUnavailable,
+      // A rejected password does not get better by retrying with the same DSN.
+      const bool auth = message.find("password authentication failed") != std::string::npos ||
+                        message.find("no password supplied") != std::string::npos;
+      throw Error(auth ? ErrorCode::kDatabase : ErrorCode::kUnavailable,
                   fmt::format("connecting to {} failed: {}", redact_dsn(dsn), message));
     }
     short events = status == PGRES_POLLING_READING ? POLLIN : POLLOUT;
