@@ -73,8 +73,8 @@ bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, boo
   EntryPtr incoming = std::move(value.entry);
   EntryPtr replaced;  // Freed after the lock is released.
   std::unique_lock lock(mu_);
-  if (local_write && revision <= watermark_) return false;
   Entry* e = map_.find(incoming->key());
+  if (local_write && revision <= watermark_ && e == nullptr) return false;  // See cache.h.
   if (e != nullptr && revision <= e->revision) return false;
   note_revision(revision);
   if (e != nullptr && e->same_value(*incoming)) {
@@ -95,7 +95,6 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, 
   EntryPtr tombstone = Entry::make_tombstone(key, revision);
   EntryPtr replaced;
   std::unique_lock lock(mu_);
-  if (local_write && revision <= watermark_) return false;
   Entry* e = map_.find(key);
   if (e == nullptr) {
     // Remember the deletion so that an older write arriving later cannot resurrect the key.

@@ -5,8 +5,9 @@
 // back. Deletions leave a tombstone (the deletion's revision) until the watermark passes it.
 //
 // The watermark W is the revision up to which this instance has applied every commit (see
-// docs/protocol.md). Local writes with a revision <= W are already reflected by the listener and
-// are skipped; tombstones <= W can be forgotten because nothing older than W can arrive anymore.
+// docs/protocol.md). A local write's result <= W for a key with no entry is skipped (the key may
+// have been deleted since); tombstones <= W can be forgotten because nothing older than W can
+// arrive anymore.
 //
 // Changes that alter the cache are handed to a ChangeSink while the cache lock is held, so the
 // sink sees them in the order they were applied (per key: commit order).
@@ -94,8 +95,12 @@ class Cache {
   int64_t watermark() const;
 
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
-  // tombstone); for the result of this instance's own write (`local_write`, applied by the
-  // writing thread) also only if newer than the watermark. Returns whether applied.
+  // tombstone). The result of this instance's own write (`local_write`, applied by the writing
+  // thread) at or below the watermark is skipped when the key has no entry at all: it may have
+  // been deleted since and its tombstone forgotten. Over an older entry it is applied: the
+  // listener can pass a revision without applying it (a value too large for the payload, read
+  // by key after a later deletion), and the writer must still read its own write. Returns
+  // whether applied.
   // `written_at` is passed on in the reported Change.
   bool upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
               std::optional<WriteTime> written_at = std::nullopt);

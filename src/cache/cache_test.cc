@@ -273,14 +273,31 @@ TEST_F(CacheTest, a_local_upsert_at_or_below_the_watermark_does_not_overwrite_a_
   EXPECT_EQ(sink_.count(), 0u);
 }
 
-TEST_F(CacheTest, a_local_remove_at_or_below_the_watermark_is_skipped) {
+TEST_F(CacheTest, a_local_remove_at_or_below_the_watermark_of_an_absent_key_is_skipped) {
+  cache_.advance_watermark(10);
+  EXPECT_FALSE(remove("a", 9, ChangeOrigin::kLocal));
+  EXPECT_FALSE(remove("a", 10, ChangeOrigin::kLocal));
+  EXPECT_EQ(sink_.count(), 0u);
+}
+
+// The listener can pass a revision without applying it: a value too large for the payload is
+// read by key, and a later deletion may have removed the row by then (the deletion's own
+// notification follows). The watermark then passes the writer's revision, but the writer must
+// still see its own write: over an older entry its result applies.
+TEST_F(CacheTest, a_local_result_at_or_below_the_watermark_applies_over_an_older_entry) {
   ASSERT_TRUE(upsert("a", "1", 3));
   cache_.advance_watermark(10);
   sink_.take();
-  EXPECT_FALSE(remove("a", 9, ChangeOrigin::kLocal));
-  EXPECT_FALSE(remove("a", 10, ChangeOrigin::kLocal));
-  EXPECT_EQ(cache_.get("a"), json(1));
-  EXPECT_EQ(sink_.count(), 0u);
+  EXPECT_TRUE(upsert("a", "9", 9, ChangeOrigin::kLocal));
+  EXPECT_EQ(cache_.get("a"), json(9));
+  EXPECT_TRUE(remove("a", 10, ChangeOrigin::kLocal));
+  EXPECT_EQ(cache_.get("a"), std::nullopt);
+  EXPECT_EQ(sink_.count(), 2u);
+  // And the deletion that follows still applies over it, exactly once.
+  ASSERT_TRUE(upsert("b", "1", 2));
+  EXPECT_TRUE(upsert("b", "5", 5, ChangeOrigin::kLocal));
+  EXPECT_TRUE(remove("b", 11));
+  EXPECT_EQ(cache_.get("b"), std::nullopt);
 }
 
 TEST_F(CacheTest, an_own_write_applied_first_by_the_listener_is_reported_once_as_local) {
