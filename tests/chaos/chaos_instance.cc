@@ -283,9 +283,7 @@ int main(int argc, char** argv) {
   Args args = parse_args(argc, argv);
   // stdout carries the replies: the store logs to stderr.
   auto logger = spdlog::stderr_logger_mt("chaos_instance");
-  logger->set_level(std::getenv("CHAOS_LOG_LEVEL")
-                        ? spdlog::level::from_str(std::getenv("CHAOS_LOG_LEVEL"))
-                        : spdlog::level::warn);
+  logger->set_level(spdlog::level::warn);
   spdlog::set_default_logger(logger);
   Log log(args.log);
   Instance instance(args, log);

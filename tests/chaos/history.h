@@ -52,8 +52,6 @@ class Checker {
 
   void violation(std::string text) { violations_.push_back(std::move(text)); }
   const std::vector<std::string>& violations() const { return violations_; }
-  // Violations of the one check with an open, unexplained finding (docs/reliability.md, 3).
-  const std::vector<std::string>& known_open() const { return known_open_; }
   const Figures& figures() const { return figures_; }
 
  private:
@@ -76,7 +74,6 @@ class Checker {
   std::map<std::string, std::vector<std::size_t>> replica_by_key_;
   std::vector<std::size_t> truncates_;
   std::vector<std::string> violations_;
-  std::vector<std::string> known_open_;
   Figures figures_;
 };
 
