@@ -26,6 +26,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -283,7 +284,9 @@ int main(int argc, char** argv) {
   Args args = parse_args(argc, argv);
   // stdout carries the replies: the store logs to stderr.
   auto logger = spdlog::stderr_logger_mt("chaos_instance");
-  logger->set_level(spdlog::level::warn);
+  // CHAOS_LOG_LEVEL=debug shows the library's debug lines in the instance's .stderr file.
+  const char* level = std::getenv("CHAOS_LOG_LEVEL");
+  logger->set_level(level != nullptr ? spdlog::level::from_str(level) : spdlog::level::warn);
   spdlog::set_default_logger(logger);
   Log log(args.log);
   Instance instance(args, log);
