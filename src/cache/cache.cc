@@ -90,8 +90,10 @@ bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, boo
   return true;
 }
 
-bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
-                   std::optional<WriteTime> written_at) {
+// `local_write` needs no rule of its own here: with no entry, a deletion at or below the watermark
+// is skipped for every caller, and over an entry the revisions decide (see upsert).
+bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
+                   [[maybe_unused]] bool local_write, std::optional<WriteTime> written_at) {
   EntryPtr tombstone = Entry::make_tombstone(key, revision);
   EntryPtr replaced;
   std::unique_lock lock(mu_);
