@@ -12,6 +12,19 @@ using nlohmann::json;
 
 namespace {
 
+// Calls report(key, value in a or nullptr, value in b or nullptr) for every key whose values
+// differ: first the keys of a (in order), then the keys only b has.
+template <class F>
+void for_each_difference(const TableState& a, const TableState& b, F report) {
+  for (const auto& [k, w] : a) {
+    auto it = b.find(k);
+    if (it == b.end() || it->second != w) report(k, &w, it == b.end() ? nullptr : &it->second);
+  }
+  for (const auto& [k, w] : b) {
+    if (!a.contains(k)) report(k, nullptr, &w);
+  }
+}
+
 std::string show(const std::optional<std::string>& wid) { return wid ? *wid : "<absent>"; }
 
 std::optional<std::string> wid_of(const json& j) {
@@ -175,20 +188,14 @@ void Checker::check_instance(const InstanceLog& log, const std::map<int, TableSt
       for (auto& [k, w] : line["cache"].items())
         cache[k] = w.is_string() ? w.get<std::string>() : "?";
       if (!line.value("drained", false) || cache != replay) {
-        for (const auto& [k, w] : cache) {
-          auto it = replay.find(k);
-          if (it == replay.end() || it->second != w) {
-            violation(fmt::format("{}: round {}: key {}: cache holds {}, callbacks replay to {}",
-                                  where(), round, k, w,
-                                  it == replay.end() ? "<absent>" : it->second));
-          }
-        }
-        for (const auto& [k, w] : replay) {
-          if (!cache.contains(k)) {
-            violation(fmt::format("{}: round {}: key {}: cache has none, callbacks replay to {}",
-                                  where(), round, k, w));
-          }
-        }
+        for_each_difference(
+            cache, replay, [&](const std::string& k, const std::string* c, const std::string* r) {
+              violation(
+                  c ? fmt::format("{}: round {}: key {}: cache holds {}, callbacks replay to {}",
+                                  where(), round, k, *c, r ? *r : "<absent>")
+                    : fmt::format("{}: round {}: key {}: cache has none, callbacks replay to {}",
+                                  where(), round, k, *r));
+            });
         if (cache == replay) {
           violation(fmt::format("{}: round {}: callbacks did not catch up with the cache in time",
                                 where(), round));
@@ -196,20 +203,13 @@ void Checker::check_instance(const InstanceLog& log, const std::map<int, TableSt
       }
       auto t = tables.find(round);
       if (t != tables.end() && t->second != cache) {
-        for (const auto& [k, w] : t->second) {
-          auto it = cache.find(k);
-          if (it == cache.end() || it->second != w) {
-            violation(fmt::format("{}: round {}: not converged: key {}: table {}, cache {}",
-                                  where(), round, k, w,
-                                  it == cache.end() ? "<absent>" : it->second));
-          }
-        }
-        for (const auto& [k, w] : cache) {
-          if (!t->second.contains(k)) {
-            violation(fmt::format("{}: round {}: not converged: key {}: table <absent>, cache {}",
-                                  where(), round, k, w));
-          }
-        }
+        for_each_difference(
+            t->second, cache,
+            [&](const std::string& k, const std::string* table, const std::string* c) {
+              violation(fmt::format("{}: round {}: not converged: key {}: table {}, cache {}",
+                                    where(), round, k, table ? *table : "<absent>",
+                                    c ? *c : "<absent>"));
+            });
       }
     }
   }
