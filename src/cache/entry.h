@@ -33,9 +33,9 @@ using EntryPtr = std::unique_ptr<Entry, EntryDeleter>;
 class Entry {
  public:
   // Builds an entry from PostgreSQL's jsonb text of the value. Returns nullptr if the text is not
-  // JSON (PostgreSQL never sends such text; a forged notification might). Scalars are classified
-  // by their first byte only: jsonb text is always valid JSON, and a forged scalar that is not
-  // is rejected when it is read (see to_json).
+  // JSON (PostgreSQL never sends such text; a forged notification might). Containers are parsed;
+  // numbers, booleans and null are checked by parsing; a string without escapes is checked by a
+  // scan, one with escapes by the parser.
   static EntryPtr make(std::string_view key, std::string_view text, int64_t revision);
   static EntryPtr make_tombstone(std::string_view key, int64_t revision);
 
