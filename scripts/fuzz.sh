@@ -30,6 +30,7 @@ for t in "${targets[@]}"; do
   seeds=(fuzz/corpus/"$t")
   [ -d fuzz/regressions/"$t" ] && seeds+=(fuzz/regressions/"$t")
   log="$build/$t.log"
+  rm -f "$build/artifacts/$t-"*
   # The first directory receives new inputs; the others are read only.
   if "$build/fuzz/$t" "$corpus" "${seeds[@]}" -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
@@ -38,7 +39,15 @@ for t in "${targets[@]}"; do
     echo "fuzz: $t: ok, ${execs:-?} runs in ${seconds} s"
   else
     echo "fuzz: $t: FAILED (log: $log)"
+    grep -m1 'INFO: Seed:' "$log" || true
     tail -n 40 "$log"
+    # CI keeps only this output: print the failing input itself, so it can be replayed anywhere
+    # (base64 -d >input; build-fuzz/fuzz/$t input).
+    for a in "$build/artifacts/$t-"*; do
+      [ -f "$a" ] || continue
+      echo "fuzz: input $(basename "$a") ($(stat -c %s "$a") bytes), base64:"
+      head -c 65536 "$a" | base64
+    done
     failed+=("$t")
   fi
 done

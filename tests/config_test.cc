@@ -306,6 +306,25 @@ TEST(ServiceConfig, a_dsn_password_never_appears_in_an_error) {
   EXPECT_EQ(std::string(s.what()).find("s3cret"), std::string::npos) << s.what();
 }
 
+TEST(ServiceConfig, a_bad_variable_reference_quotes_no_dsn_text_and_no_default) {
+  // Found by service_config_fuzzer: the message quoted the reference, and with it the DSN's
+  // password text around a "${" (fuzz/regressions/service_config_fuzzer/).
+  ConfigError d = error_of(
+      "service-definitions:\n"
+      "  db:\n"
+      "    type: dbpool_pg\n"
+      "    params:\n"
+      "      dsn: \"postgres://app:${pw-s3cret}@localhost/app\"\n");
+  EXPECT_EQ(d.field(), "dsn");
+  EXPECT_NE(d.message().find("invalid environment variable reference"), std::string::npos);
+  EXPECT_EQ(std::string(d.what()).find("s3cret"), std::string::npos) << d.what();
+  // Elsewhere the name is quoted, to find it, but never the default after ':'.
+  ConfigError t = error_of(with_store_params("      table_name: \"${BAD-NAME:s3cret}\"\n"));
+  EXPECT_EQ(t.field(), "table_name");
+  EXPECT_NE(t.message().find("${BAD-NAME}"), std::string::npos) << t.what();
+  EXPECT_EQ(std::string(t.what()).find("s3cret"), std::string::npos) << t.what();
+}
+
 TEST(ServiceConfig, the_builtin_pool_manager_may_be_named_in_depends_on) {
   ServiceConfig c = parse(with_store_params("    depends-on: [dbpool-manager, db]\n"));
   EXPECT_EQ(c.stores.at(0).name, "cfg");

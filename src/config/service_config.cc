@@ -180,10 +180,13 @@ class Parser {
       std::size_t colon = ref.find(':');
       std::string name(ref.substr(0, colon));
       if (!valid_env_name(name)) {
+        // A DSN's text may be a password, and so may any default: quote neither.
+        std::string quoted =
+            field == "dsn" ? std::string() : " " + shown("${" + name.substr(0, 64) + "}");
         fail(entry, field,
-             fmt::format("invalid environment variable reference ${{{}}}: a name is letters, "
-                         "digits and '_', not starting with a digit",
-                         std::string(ref.substr(0, std::min<std::size_t>(ref.size(), 64)))));
+             fmt::format("invalid environment variable reference{}: a name is letters, digits "
+                         "and '_', not starting with a digit",
+                         quoted));
       }
       std::optional<std::string> value = getenv_(name);
       if (!value) {
