@@ -1,9 +1,14 @@
 #include "syncconfig/embedded_postgres.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -93,6 +98,30 @@ TEST(EmbeddedPostgres, restart_keeps_data_and_port) {
   Connection conn = connect(pg);
   ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
   EXPECT_EQ(query(conn.get(), "SELECT v FROM t"), "kept");
+}
+
+// errno of binding a plain socket (no SO_REUSEADDR) to 127.0.0.1:port; 0 when it binds.
+int bind_error(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int error = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 ? 0 : errno;
+  close(fd);
+  return error;
+}
+
+TEST(EmbeddedPostgres, a_stopped_server_keeps_its_picked_port_from_other_programs) {
+  // Otherwise another cluster starting during a restart() could be handed the port.
+  EmbeddedPostgres pg;
+  pg.start();
+  const int port = pg.port();
+  pg.stop();
+  EXPECT_EQ(bind_error(port), EADDRINUSE);
+  pg.start();
+  EXPECT_EQ(pg.port(), port);
+  EXPECT_EQ(PQstatus(connect(pg).get()), CONNECTION_OK);
 }
 
 TEST(EmbeddedPostgres, given_data_dir_survives_destruction_and_is_reused) {

@@ -21,7 +21,8 @@ struct EmbeddedPostgresOptions {
   // Data directory. Empty (default): a new temporary directory, removed on destruction.
   // Non-empty: created and initialised on first use, kept and reused afterwards.
   std::filesystem::path data_dir;
-  // TCP port on 127.0.0.1. 0 (default): a free port is picked.
+  // TCP port on 127.0.0.1. 0 (default): a free port is picked, and kept reserved until
+  // destruction so that restart() gets it back even while other clusters start.
   int port = 0;
   // Directory holding initdb/pg_ctl/postgres. Empty (default): the newest
   // /usr/lib/postgresql/<version>/bin (Debian layout), else `pg_config --bindir`.
@@ -74,6 +75,10 @@ class EmbeddedPostgres {
   bool running_ = false;
   bool as_root_ = false;
   int port_ = 0;
+  // A socket bound to a picked port_ (SO_REUSEADDR, never listening), held until destruction:
+  // the server can still bind the port, but no other picker on the machine is handed it while
+  // the server is down for a restart. -1 when the port was given.
+  int port_reservation_ = -1;
 };
 
 }  // namespace syncconfig

@@ -17,6 +17,8 @@
 #include <optional>
 #include <sstream>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "syncconfig/error.h"
@@ -156,23 +158,31 @@ void validate_data_dir(const fs::path& dir) {
   }
 }
 
-int pick_free_port() {
+// A free loopback port, reserved: the returned socket stays bound to it (with SO_REUSEADDR and
+// never listening, so PostgreSQL, which also sets SO_REUSEADDR, can bind it too). While it is
+// bound, the kernel hands the port to no other bind(port 0) or outgoing connection, so another
+// cluster started meanwhile cannot take it while this server is down for a restart.
+std::pair<int, int> reserve_free_port() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) fail(std::string("picking a free port: socket: ") + std::strerror(errno));
+  const int on = 1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   socklen_t len = sizeof(addr);
   int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
     port = ntohs(addr.sin_port);
   }
-  int error = errno;
-  close(fd);
-  if (port <= 0) fail(std::string("picking a free port: ") + std::strerror(error));
-  return port;
+  if (port <= 0) {
+    int error = errno;
+    close(fd);
+    fail(std::string("picking a free port: ") + std::strerror(error));
+  }
+  return {fd, port};
 }
 
 // root's PATH normally has /usr/sbin, but do not depend on it.
@@ -264,6 +274,7 @@ EmbeddedPostgres::~EmbeddedPostgres() {
     std::error_code ec;
     fs::remove_all(data_dir_, ec);
   }
+  if (port_reservation_ >= 0) close(port_reservation_);
 }
 
 std::vector<std::string> EmbeddedPostgres::server_command(const char* program,
@@ -342,7 +353,8 @@ void EmbeddedPostgres::start() {
   const bool pick_port = port_ == 0;
   std::string failure;
   for (int attempt = 0; attempt < (pick_port ? kPortAttempts : 1); ++attempt) {
-    const int port = pick_port ? pick_free_port() : port_;
+    int port = port_;
+    if (pick_port) std::tie(port_reservation_, port) = reserve_free_port();
     std::optional<std::string> error = start_server(port);
     if (!error) {
       port_ = port;
@@ -350,6 +362,10 @@ void EmbeddedPostgres::start() {
       return;
     }
     failure = std::move(*error);
+    if (pick_port) {
+      close(port_reservation_);
+      port_reservation_ = -1;
+    }
   }
   fail("starting PostgreSQL in " + dir + " failed: " + failure);
 }
