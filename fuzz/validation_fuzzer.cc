@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "cache/entry.h"
 #include "syncconfig/error.h"
 #include "util/validation.h"
 
@@ -71,6 +72,26 @@ void check_value(std::string_view key, std::string_view text) {
   }
 }
 
+// A value text as the cache takes it from the table or a payload. For numbers, true, false and
+// null, Entry::make uses a check of its own instead of nlohmann's parser: both must agree.
+// (Strings are checked when read, containers by the parser itself.)
+void check_entry(std::string_view text) {
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] == '"' || text[first] == '{' ||
+      text[first] == '[') {
+    return;
+  }
+  si::EntryPtr e = si::Entry::make("k", text, 1);
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // nlohmann skips a leading UTF-8 byte order mark and stops at a NUL byte; PostgreSQL sends
+  // neither, and the cache refuses both.
+  const bool lenient =
+      text.substr(first, 3) == "\xEF\xBB\xBF" || text.find('\0') != std::string_view::npos;
+  const bool scalar = !parsed.is_discarded() && !parsed.is_structured() && !parsed.is_string();
+  if (static_cast<bool>(e) != (scalar && !lenient)) std::abort();
+  if (e && e->to_json() != parsed) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -88,7 +109,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::size_t nl = rest.find('\n');
       std::string_view key =
           nl == std::string_view::npos ? std::string_view("k") : rest.substr(0, nl);
-      check_value(key, nl == std::string_view::npos ? rest : rest.substr(nl + 1));
+      std::string_view text = nl == std::string_view::npos ? rest : rest.substr(nl + 1);
+      check_value(key, text);
+      check_entry(text);
     }
   }
   return 0;

@@ -73,6 +73,64 @@ TEST(Entry, text_that_is_not_json_is_refused) {
   }
 }
 
+TEST(Entry, a_scalar_is_accepted_exactly_when_the_json_parser_accepts_it) {
+  // Numbers, true, false and null are checked without the parser; the answers must not differ.
+  for (const std::string& text : std::vector<std::string>{"0",
+                                                          "-0",
+                                                          "7",
+                                                          "-12",
+                                                          "123456789012345678901234567890",
+                                                          "1.5",
+                                                          "-0.25",
+                                                          "1e5",
+                                                          "1E+5",
+                                                          "2e-3",
+                                                          "1e308",
+                                                          "1e309",
+                                                          "-1e999",
+                                                          "1e-400",
+                                                          " 42 ",
+                                                          "\t\n42\r",
+                                                          "true",
+                                                          "false",
+                                                          "null",
+                                                          " null ",
+                                                          "01",
+                                                          "-",
+                                                          "+1",
+                                                          ".5",
+                                                          "1.",
+                                                          "1.e5",
+                                                          "1e",
+                                                          "1e+",
+                                                          "--1",
+                                                          "0x10",
+                                                          "1 2",
+                                                          "1,",
+                                                          "truex",
+                                                          "nulls",
+                                                          "True",
+                                                          "NaN",
+                                                          "Infinity",
+                                                          "-Infinity",
+                                                          "\x31",
+                                                          std::string(400, '9'),
+                                                          std::string(320, '1') + ".5"}) {
+    json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    EntryPtr e = Entry::make("k", text, 1);
+    EXPECT_EQ(static_cast<bool>(e), !parsed.is_discarded()) << text;
+    if (e) EXPECT_EQ(e->to_json(), parsed) << text;
+  }
+  // Where the parser is lenient the cache is not: it stops at a NUL byte, and skips a byte order
+  // mark. PostgreSQL sends neither.
+  for (const std::string& text : {std::string("1\0", 2), std::string("1\0x", 3),
+                                  std::string("\xEF\xBB\xBF"
+                                              "1")}) {
+    EXPECT_FALSE(json::parse(text, nullptr, /*allow_exceptions=*/false).is_discarded());
+    EXPECT_FALSE(Entry::make("k", text, 1));
+  }
+}
+
 TEST(Entry, hash_covers_key_and_value_and_is_zero_for_a_tombstone) {
   EntryPtr a = Entry::make("a", "1", 1), a2 = Entry::make("a", "1", 9),
            b = Entry::make("b", "1", 1), a_two = Entry::make("a", "2", 1);
