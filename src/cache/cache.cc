@@ -167,7 +167,12 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
   const bool was_empty = map_.empty();
   if (was_empty) map_.reserve(rows.size());
   // Store the snapshot's rows, marking every entry the snapshot has (or that is newer).
-  for (Row& row : rows) {
+  constexpr std::size_t kPrefetchAhead = 8;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i + kPrefetchAhead < rows.size()) {
+      map_.prefetch(rows[i + kPrefetchAhead].value.entry->key_hash());
+    }
+    Row& row = rows[i];
     EntryPtr incoming = std::move(row.value.entry);
     note_revision(row.revision);
     Entry* e = was_empty ? nullptr : map_.find(incoming->key());

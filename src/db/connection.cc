@@ -287,6 +287,33 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
   return collect("query");
 }
 
+void Connection::exec_rows(std::string_view sql, Deadline deadline,
+                           const std::function<void(const Result& row)>& on_row) {
+  if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
+  std::string query(sql);
+  if (PQsendQuery(conn_, query.c_str()) == 0) fail_link("sending query");
+  if (PQsetSingleRowMode(conn_) == 0) fail_link("entering single-row mode");
+  for (;;) {
+    wait_for_result(deadline, "query");
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) break;  // Not reached for a single query: its final result comes first.
+    if (PQresultStatus(r) != PGRES_SINGLE_TUPLE) {
+      // The end (zero-row PGRES_TUPLES_OK) or an error: collect reports either, and drains.
+      Result end(r);
+      if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        collect("query");
+        return;
+      }
+      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      Error failure(classify(state),
+                    fmt::format("query failed: {}", trim(PQresultErrorMessage(r))));
+      collect("query");  // Drains; throws itself if the link is gone.
+      throw failure;
+    }
+    on_row(Result(r));
+  }
+}
+
 void Connection::exec_script(std::string_view sql, Deadline deadline) {
   if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
   std::string query(sql);

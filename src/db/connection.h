@@ -6,6 +6,7 @@
 #include <libpq-fe.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,6 +73,11 @@ class Connection {
                        Deadline deadline);
   // Runs one or more statements without parameters (simple query protocol).
   void exec_script(std::string_view sql, Deadline deadline);
+  // Runs one query and hands each row to `on_row` as it arrives (libpq's single-row mode: a
+  // one-row Result), so that the caller works while the server is still sending. Errors as for
+  // exec; after an error mid-stream some rows have been handed over already.
+  void exec_rows(std::string_view sql, Deadline deadline,
+                 const std::function<void(const Result& row)>& on_row);
 
   // Whether the connection is usable. A connection is closed after any timeout or lost link.
   bool ok() const;

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <exception>
+#include <future>
+#include <iterator>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace syncconfig::internal {
@@ -89,9 +93,8 @@ class Snapshot {
   int64_t revision_ = 0;
 };
 
-// Builds the cache entries of a result. Hashing (MD5 + CRC32) is most of the work, so a large
-// result is split over two threads (a PGresult is read-only and may be read concurrently); this
-// is what keeps a start-up with a million keys near the cost of the SELECT itself.
+// Builds the cache entries of a result (a catch-up's). Hashing (MD5 + CRC32) is most of the
+// work, so a large result is split over two threads (a PGresult may be read concurrently).
 std::vector<Row> parse_rows(const Result& r) {
   constexpr int kParallelRows = 20000;
   const int n = r.rows();
@@ -123,15 +126,76 @@ std::vector<Row> parse_rows(const Result& r) {
   return rows;
 }
 
+// Rows per batch of a full load handed to another thread: small enough that making one batch
+// into entries overlaps the server sending the next, large enough that the hand-over is noise.
+constexpr std::size_t kLoadBatchRows = 16384;
+
+// Rows copied out of single-row results, to be made into entries on another thread.
+struct RowBatch {
+  std::string bytes;                                          // key and value text, back to back
+  std::vector<std::tuple<uint32_t, uint32_t, int64_t>> rows;  // key size, value size, revision
+};
+
+std::vector<Row> make_rows(const RowBatch& batch) {
+  std::vector<Row> rows;
+  rows.reserve(batch.rows.size());
+  std::string_view bytes = batch.bytes;
+  for (const auto& [key_size, value_size, revision] : batch.rows) {
+    std::string_view key = bytes.substr(0, key_size);
+    std::string_view text = bytes.substr(key_size, value_size);
+    bytes.remove_prefix(key_size + value_size);
+    // PostgreSQL's jsonb text is always JSON; anything else is dropped.
+    if (auto value = parse_value(key, text)) rows.push_back(Row{std::move(*value), revision});
+  }
+  return rows;
+}
+
+// Every row of the open snapshot, as cache entries. The rows are streamed (single-row mode) and
+// made into entries, hashing included, in batches on other threads while the server is still
+// sending: a start-up costs little more than the transfer, instead of the transfer followed by
+// the hashing.
+std::vector<Row> read_all_rows(Connection& conn, const TableSql& sql, Deadline deadline) {
+  const std::size_t max_in_flight = std::max(2u, std::thread::hardware_concurrency());
+  // Futures wait for their task when destroyed, so no task outlives this frame.
+  std::deque<std::future<std::vector<Row>>> in_flight;
+  std::vector<Row> rows;
+  auto collect_oldest = [&] {
+    std::vector<Row> made = in_flight.front().get();
+    in_flight.pop_front();
+    if (rows.empty()) {
+      rows = std::move(made);
+    } else {
+      rows.insert(rows.end(), std::make_move_iterator(made.begin()),
+                  std::make_move_iterator(made.end()));
+    }
+  };
+  RowBatch batch;
+  auto dispatch = [&] {
+    if (in_flight.size() >= max_in_flight) collect_oldest();
+    in_flight.push_back(
+        std::async(std::launch::async, [b = std::move(batch)] { return make_rows(b); }));
+    batch = RowBatch{};
+  };
+  conn.exec_rows(sql.select_all, deadline, [&](const Result& r) {
+    std::string_view key = r.text(0, 0), text = r.text(0, 1);
+    batch.bytes.append(key).append(text);
+    batch.rows.emplace_back(key.size(), text.size(), r.int64(0, 2));
+    if (batch.rows.size() == kLoadBatchRows) dispatch();
+  });
+  if (!batch.rows.empty()) dispatch();
+  while (!in_flight.empty()) collect_oldest();
+  return rows;
+}
+
 ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
                               Deadline deadline) {
   Snapshot tx(conn, sql, deadline);
   ReadResult out;
   out.full = true;
   out.snapshot_revision = tx.revision();
-  Result r = conn.exec(sql.select_all, {}, deadline);
+  std::vector<Row> rows = read_all_rows(conn, sql, deadline);
   tx.commit();
-  out.changed = cache.replace_all(parse_rows(r), out.snapshot_revision, mode);
+  out.changed = cache.replace_all(std::move(rows), out.snapshot_revision, mode);
   return out;
 }
 
