@@ -51,7 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if dpkg-query -W -f='${Status}' syncconfig 2>/dev/null | grep -q "install ok installed"; then
+if [[ "$(dpkg-query -W -f='${Status}' syncconfig 2>/dev/null)" == "install ok installed" ]]; then
   fail "a syncconfig package is already installed; remove it first (apt-get remove syncconfig)"
 fi
 for tool in cmake cpack pkg-config g++ dpkg-deb dpkg-shlibdeps apt-get; do
@@ -124,8 +124,11 @@ for f in ./usr/bin/syncconfig ./usr/lib/systemd/system/syncconfig.service \
   ./usr/lib/cmake/syncconfig/syncconfigConfig.cmake ./usr/lib/pkgconfig/syncconfig.pc; do
   grep -q " $f\$" "$work/deb-contents.txt" || fail "the package lacks $f"
 done
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q '^\./conffiles$' || fail "no conffiles"
-dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q '^\./postinst$' || fail "no postinst"
+# Listed first, then searched: `producer | grep -q` under pipefail fails whenever grep exits
+# before the producer is done writing (SIGPIPE), which once failed CI with "no postinst".
+control_files=$(dpkg-deb --ctrl-tarfile "$deb" | tar -t)
+grep -qx './conffiles' <<<"$control_files" || fail "no conffiles"
+grep -qx './postinst' <<<"$control_files" || fail "no postinst"
 
 step "apt-get install $(basename "$deb")"
 # Recommends (postgresql) are not pulled in: the test must not need the network.
