@@ -32,6 +32,12 @@ ErrorCode classify(const char* sqlstate) {
   return ErrorCode::kDatabase;
 }
 
+// The error a failed result reports, classified by its SQLSTATE.
+Error result_error(const PGresult* r, std::string_view what) {
+  return Error(classify(PQresultErrorField(r, PG_DIAG_SQLSTATE)),
+               fmt::format("{} failed: {}", what, trim(PQresultErrorMessage(r))));
+}
+
 }  // namespace
 
 Result& Result::operator=(Result&& other) noexcept {
@@ -208,11 +214,7 @@ Result Connection::collect(std::string_view what) {
     ExecStatusType status = PQresultStatus(r);
     if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
         status == PGRES_NONFATAL_ERROR) {
-      if (!failure) {
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        failure.emplace(classify(state),
-                        fmt::format("{} failed: {}", what, trim(PQresultErrorMessage(r))));
-      }
+      if (!failure) failure.emplace(result_error(r, what));
       PQclear(r);
     } else {
       last = Result(r);
@@ -304,9 +306,7 @@ void Connection::exec_rows(std::string_view sql, Deadline deadline,
         collect("query");
         return;
       }
-      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-      Error failure(classify(state),
-                    fmt::format("query failed: {}", trim(PQresultErrorMessage(r))));
+      Error failure = result_error(r, "query");
       collect("query");  // Drains; throws itself if the link is gone.
       throw failure;
     }
