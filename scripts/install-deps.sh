@@ -5,7 +5,9 @@ packages=(
   build-essential cmake pkg-config
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
-  libyaml-cpp-dev libcpp-httplib-dev libcli11-dev   # the service: YAML, HTTP, command line
+  libyaml-cpp-dev libcli11-dev   # the service: YAML, command line
+  libboost1.74-dev               # the service's HTTP server and client (Beast/Asio)
+  libcpp-httplib-dev             # tests only: an HTTP client independent of the server's stack
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev      # scripts/fuzz.sh: libFuzzer with ASan+UBSan
 )

@@ -202,6 +202,63 @@ class Store::Impl {
     worker_->request_sync();
   }
 
+  ChangesSince changes_since(int64_t revision, std::string_view prefix) {
+    check_open();
+    if (revision < 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("changes_since({}): a revision is not negative", revision));
+    }
+    Deadline deadline = deadline_after(options_.load_timeout);
+    internal::TableChanges read;
+    try {
+      read = with_connection(deadline, [&](internal::Connection& conn) {
+        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false,
+                                            deadline);
+      });
+    } catch (const Error& e) {
+      throw with_context(e, fmt::format("changes_since({}) failed", revision));
+    }
+    ChangesSince out;
+    out.revision = read.snapshot_revision;
+    if (!read.answerable) {
+      out.reason = read.snapshot_revision < revision
+                       ? fmt::format("revision {} is beyond the table's newest ({}): a history "
+                                     "this table does not have",
+                                     revision, read.snapshot_revision)
+                       : fmt::format("the deletions after revision {} were pruned (up to {})",
+                                     revision, read.compacted);
+      return out;
+    }
+    // Merge rows and tombstones in revision order, as catch_up applies them.
+    std::size_t ri = 0, ti = 0;
+    const auto& rows = read.rows;
+    const auto& tombstones = read.tombstones;
+    while (ri < rows.size() || ti < tombstones.size()) {
+      const bool take_row = ti == tombstones.size() ||
+                            (ri < rows.size() && rows[ri].revision < tombstones[ti].revision);
+      if (take_row) {
+        const internal::Row& row = rows[ri++];
+        std::string_view key = row.value.entry->key();
+        if (!key.starts_with(prefix)) continue;
+        out.changes.push_back(
+            Change{std::string(key), row.value.entry->to_json(), row.revision, ChangeOrigin::kResync, {}});
+      } else {
+        const internal::Tombstone& tomb = tombstones[ti++];
+        if (tomb.kind == 't') {
+          out.changes.clear();
+          out.reason = fmt::format(
+              "a TRUNCATE at revision {} removed keys that the table does not record", tomb.revision);
+          return out;
+        }
+        if (!std::string_view(tomb.key).starts_with(prefix)) continue;
+        out.changes.push_back(
+            Change{tomb.key, std::nullopt, tomb.revision, ChangeOrigin::kResync, {}});
+      }
+    }
+    out.complete = true;
+    return out;
+  }
+
   void shutdown() {
     std::lock_guard lock(shutdown_mu_);
     if (closed_.exchange(true)) return;
@@ -217,6 +274,7 @@ class Store::Impl {
     s.keys = d.count;
     s.crc = d.crc;
     s.revision = cache_.watermark();
+    s.applied_revision = d.max_revision;
     s.connected = counters_.connected.load();
     s.writes = counters_.writes.load();
     s.deletes = counters_.deletes.load();
@@ -285,6 +343,10 @@ std::size_t Store::size() const { return impl_->cache_.size(); }
 std::map<std::string, nlohmann::json> Store::get_all(std::string_view prefix) const {
   return impl_->cache_.get_all(prefix);
 }
+Snapshot Store::snapshot(std::string_view prefix) const { return impl_->cache_.snapshot(prefix); }
+ChangesSince Store::changes_since(int64_t revision, std::string_view prefix) const {
+  return impl_->changes_since(revision, prefix);
+}
 
 std::string Store::get_string(std::string_view key, std::string default_value) const {
   impl_->cache_.read(key, [&](const internal::Entry& v) {
@@ -313,6 +375,9 @@ bool Store::get_bool(std::string_view key, bool default_value) const {
 
 SubscriptionId Store::subscribe(Callback callback) {
   return impl_->dispatcher_.subscribe(std::move(callback));
+}
+SubscriptionId Store::subscribe(Callback callback, ProgressCallback on_progress) {
+  return impl_->dispatcher_.subscribe(std::move(callback), std::move(on_progress));
 }
 void Store::unsubscribe(SubscriptionId id) { impl_->dispatcher_.unsubscribe(id); }
 uint32_t Store::get_crc() const { return impl_->cache_.crc(); }

@@ -1,13 +1,20 @@
 // The HTTP API (src/http/http_server.h) against real stores on a real PostgreSQL, through real
 // sockets: routes, errors, auth, health, metrics, several stores, /watch streams (live, resumed,
 // reset) and a database outage.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -112,6 +119,16 @@ class WatchClient {
     cv_.wait_for(lock, timeout, [&] { return events_.size() >= n || finished_; });
     return events_.size() >= n;
   }
+  // Waits for a change event of `key`.
+  bool wait_until_change(const std::string& key, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] {
+      for (const auto& e : events_) {
+        if (e.event == "change" && json::parse(e.data).at("key") == key) return true;
+      }
+      return finished_;
+    }) && !finished_;
+  }
   bool wait_finished(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mu_);
     return cv_.wait_for(lock, timeout, [&] { return finished_; });
@@ -132,6 +149,10 @@ class WatchClient {
     std::lock_guard lock(mu_);
     return status_;
   }
+  int comments() const {
+    std::lock_guard lock(mu_);
+    return comments_;
+  }
   std::string content_type() const {
     std::lock_guard lock(mu_);
     return content_type_;
@@ -149,7 +170,11 @@ class WatchClient {
         if (eol == std::string::npos) eol = block.size();
         std::string line = block.substr(pos, eol - pos);
         pos = eol + 1;
-        if (line.empty() || line[0] == ':') continue;  // Comment (keepalive).
+        if (line.empty()) continue;
+        if (line[0] == ':') {  // Comment (keepalive).
+          ++comments_;
+          continue;
+        }
         std::size_t colon = line.find(": ");
         std::string field = line.substr(0, colon);
         std::string value = colon == std::string::npos ? "" : line.substr(colon + 2);
@@ -167,6 +192,7 @@ class WatchClient {
   std::string buffer_;
   std::vector<SseEvent> events_;
   int status_ = 0;
+  int comments_ = 0;
   std::string content_type_;
   bool closing_ = false;
   bool finished_ = false;
@@ -534,7 +560,10 @@ TEST(HttpStores, unusable_store_lists_are_refused_when_constructing) {
   EXPECT_THROW(HttpServer({{"a", a.get()}, {"a", a.get()}}, {}), Error);
   EXPECT_THROW(HttpServer({{"a/b", a.get()}}, {}), Error);
   HttpOptions o;
-  o.max_watch_streams = o.threads;
+  o.io_threads = 0;
+  EXPECT_THROW(HttpServer({{"a", a.get()}}, o), Error);
+  o = HttpOptions{};
+  o.watch_progress_interval = 0ms;
   EXPECT_THROW(HttpServer({{"a", a.get()}}, o), Error);
 }
 
@@ -562,7 +591,25 @@ HttpOptions watch_options() {
   return o;
 }
 
-TEST(HttpWatch, a_write_by_another_instance_arrives_as_a_change_event) {
+int64_t id_of(const SseEvent& e) { return std::stoll(e.id); }
+int64_t revision_of(const SseEvent& e) { return json::parse(e.data).at("revision"); }
+
+// Per key, the revisions a stream delivered never go back; ids strictly increase.
+void expect_ordered(const std::vector<SseEvent>& events) {
+  std::map<std::string, int64_t> last;
+  int64_t last_id = -1;
+  for (const auto& e : events) {
+    if (e.event != "change") continue;
+    EXPECT_GT(id_of(e), last_id) << e.data;
+    last_id = id_of(e);
+    EXPECT_EQ(id_of(e), revision_of(e)) << e.data;
+    std::string key = key_of(e);
+    if (last.count(key)) EXPECT_GT(id_of(e), last[key]) << key;
+    last[key] = id_of(e);
+  }
+}
+
+TEST(HttpWatch, a_write_by_another_instance_arrives_as_a_change_whose_id_is_its_revision) {
   Served s(watch_options());
   // Compression would hold events back in the compressor: streams are never compressed.
   WatchClient w(s.port(), "/watch", {{"Accept-Encoding", "gzip, deflate, br"}});
@@ -570,6 +617,7 @@ TEST(HttpWatch, a_write_by_another_instance_arrives_as_a_change_event) {
   EXPECT_EQ(w.status(), 200);
   EXPECT_EQ(w.content_type(), "text/event-stream");
   EXPECT_EQ(w.events()[0].event, "ready");
+  EXPECT_EQ(id_of(w.events()[0]), s.store().stats().revision);
 
   auto other = Store::open(dsn(), test_options(s.table()));
   other->set("feature:x", json{{"on", true}});
@@ -580,31 +628,55 @@ TEST(HttpWatch, a_write_by_another_instance_arrives_as_a_change_event) {
   EXPECT_EQ(data.at("key"), "feature:x");
   EXPECT_EQ(data.at("value"), (json{{"on", true}}));
   EXPECT_EQ(data.at("deleted"), false);
-  EXPECT_GT(data.at("revision").get<int64_t>(), 0);
-  EXPECT_EQ(std::stoull(e.id), std::stoull(w.events()[0].id) + 1);
+  EXPECT_EQ(id_of(e), data.at("revision").get<int64_t>());
+  EXPECT_GT(id_of(e), id_of(w.events()[0]));
 
   other->remove("feature:x");
   ASSERT_TRUE(w.wait_for_events(3));
   json deleted = json::parse(w.events()[2].data);
   EXPECT_EQ(deleted.at("deleted"), true);
   EXPECT_TRUE(deleted.at("value").is_null());
+  EXPECT_GT(id_of(w.events()[2]), id_of(e));
 }
 
-TEST(HttpWatch, a_prefix_filters_the_events) {
+TEST(HttpWatch, prefixes_filter_the_events_and_may_be_repeated) {
   Served s(watch_options());
-  WatchClient w(s.port(), "/watch?prefix=feature%3A");
+  WatchClient w(s.port(), "/watch?prefix=feature%3A&prefix=db:");
   ASSERT_TRUE(w.wait_for_events(1));
   s.store().set("other", 1);
   s.store().set("feature:a", 2);
-  ASSERT_TRUE(w.wait_for_events(2));
-  ASSERT_EQ(w.changes().size(), 1u);
+  s.store().set("db:b", 3);
+  ASSERT_TRUE(w.wait_for_events(3));
+  ASSERT_EQ(w.changes().size(), 2u);
   EXPECT_EQ(key_of(w.changes()[0]), "feature:a");
+  EXPECT_EQ(key_of(w.changes()[1]), "db:b");
+}
+
+TEST(HttpWatch, a_snapshot_says_the_revision_a_watch_continues_after) {
+  Served s(watch_options());
+  s.store().set("a", 1);
+  auto listing = s.http().Get("/settings");
+  ASSERT_TRUE(listing);
+  ASSERT_TRUE(listing->has_header("X-Syncconfig-Revision"));
+  const std::string revision = listing->get_header_value("X-Syncconfig-Revision");
+  EXPECT_EQ(body_of(listing), (json{{"a", 1}}));
+  s.store().set("b", 2);
+  WatchClient w(s.port(), "/watch?since=" + revision);
+  ASSERT_TRUE(w.wait_until_change("b"));
+  EXPECT_EQ(w.events()[0].event, "ready");
+  EXPECT_EQ(w.events()[0].id, revision);
+  // The snapshot is complete to its revision and may hold a later change too (this instance's
+  // own write, before the listener confirmed that nothing older was in flight): such a change
+  // comes again, with the value the snapshot had. Nothing the snapshot lacked is skipped.
+  for (const auto& e : w.changes()) {
+    if (key_of(e) == "b") continue;
+    EXPECT_EQ(json::parse(e.data).at("value"), body_of(listing).at(key_of(e))) << e.data;
+  }
 }
 
 TEST(HttpWatch, resuming_with_last_event_id_replays_exactly_the_missed_changes_in_order) {
   Served s(watch_options());
   auto other = Store::open(dsn(), test_options(s.table()));
-  // Sees every change while the first client is away, so they are all in the history.
   WatchClient witness(s.port(), "/watch");
   ASSERT_TRUE(witness.wait_for_events(1));
 
@@ -622,119 +694,340 @@ TEST(HttpWatch, resuming_with_last_event_id_replays_exactly_the_missed_changes_i
   ASSERT_TRUE(witness.wait_for_events(5));
 
   WatchClient resumed(s.port(), "/watch", {{"Last-Event-ID", last_id}});
-  ASSERT_TRUE(resumed.wait_for_events(3));
+  ASSERT_TRUE(resumed.wait_for_events(4));  // ready + 3
   other->set("after", 3);  // A live change after the replay: no gap, no duplicate.
-  // Events come in sequence order: a duplicate or an extra one would show before this one.
-  ASSERT_TRUE(resumed.wait_for_events(4));
+  ASSERT_TRUE(resumed.wait_for_events(5));
 
   std::vector<SseEvent> got = resumed.events();
-  ASSERT_EQ(got.size(), 4u);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0].event, "ready");
+  EXPECT_EQ(got[0].id, last_id);
   std::vector<std::string> keys;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    EXPECT_EQ(got[i].event, "change");
-    EXPECT_EQ(std::stoull(got[i].id), std::stoull(last_id) + 1 + i);
-    keys.push_back(key_of(got[i]));
-  }
+  for (std::size_t i = 1; i < got.size(); ++i) keys.push_back(key_of(got[i]));
   EXPECT_EQ(keys, (std::vector<std::string>{"m1", "m2", "before", "after"}));
-  EXPECT_TRUE(json::parse(got[2].data).at("deleted").get<bool>());
+  EXPECT_TRUE(json::parse(got[3].data).at("deleted").get<bool>());
+  expect_ordered(got);
   // The same events, ids included, as the witness saw live.
   ASSERT_TRUE(witness.wait_for_events(6));
   std::vector<SseEvent> live = witness.changes();
   ASSERT_EQ(live.size(), 5u);
   for (std::size_t i = 0; i < 4; ++i) {
-    EXPECT_EQ(live[i + 1].id, got[i].id);
-    EXPECT_EQ(live[i + 1].data, got[i].data);
+    EXPECT_EQ(live[i + 1].id, got[i + 1].id);
+    EXPECT_EQ(live[i + 1].data, got[i + 1].data);
   }
 }
 
-TEST(HttpWatch, resuming_with_the_since_parameter_works_like_last_event_id) {
+TEST(HttpWatch, bad_since_last_event_id_or_prefix_is_400_naming_it) {
   Served s(watch_options());
-  WatchClient witness(s.port(), "/watch");
-  ASSERT_TRUE(witness.wait_for_events(1));
-  const std::string start = witness.events()[0].id;
-  s.store().set("a", 1);
-  s.store().set("b", 2);
-  ASSERT_TRUE(witness.wait_for_events(3));
-
-  WatchClient resumed(s.port(), "/watch?since=" + start);
-  ASSERT_TRUE(resumed.wait_for_events(2));
-  ASSERT_EQ(resumed.changes().size(), 2u);
-  EXPECT_EQ(key_of(resumed.changes()[0]), "a");
-  EXPECT_EQ(key_of(resumed.changes()[1]), "b");
-
-  auto bad = s.http().Get("/watch?since=abc");
-  ASSERT_TRUE(bad);
-  EXPECT_EQ(bad->status, 400);
+  for (const char* path : {"/watch?since=abc", "/watch?since=-1", "/watch?since=1x",
+                           "/watch?prefix=%FF", "/watch?prefix=a%00b"}) {
+    auto r = s.http().Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 400) << path;
+    std::string error = body_of(r).at("error");
+    EXPECT_TRUE(error.find("since") != std::string::npos ||
+                error.find("prefix") != std::string::npos)
+        << path << ": " << error;
+  }
+  auto r = s.http().Get("/watch", {{"Last-Event-ID", "garbage"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(body_of(r).at("error").get<std::string>().find("Last-Event-ID"), std::string::npos);
 }
 
-TEST(HttpWatch, an_id_older_than_the_history_gets_a_reset_with_the_full_snapshot) {
+TEST(HttpWatch, an_id_older_than_the_memory_history_is_resumed_from_the_table) {
   HttpOptions o = watch_options();
   o.watch_history = 2;
   Served s(o);
   WatchClient witness(s.port(), "/watch");
   ASSERT_TRUE(witness.wait_for_events(1));
   const std::string start = witness.events()[0].id;
-  // One at a time, so that the witness (live) never falls behind the two-change history.
   for (int i = 0; i < 5; ++i) {
     s.store().set("k" + std::to_string(i), i);
     ASSERT_TRUE(witness.wait_for_events(2 + i));
   }
-  ASSERT_EQ(witness.changes().size(), 5u);
-  const std::string newest = witness.events().back().id;
+  s.store().remove("k1");
+  ASSERT_TRUE(witness.wait_for_events(7));
 
   WatchClient resumed(s.port(), "/watch", {{"Last-Event-ID", start}});
-  ASSERT_TRUE(resumed.wait_for_events(1));
-  SseEvent reset = resumed.events()[0];
-  EXPECT_EQ(reset.event, "reset");
-  EXPECT_EQ(reset.id, newest);
-  json data = json::parse(reset.data);
-  EXPECT_EQ(data.at("seq").get<uint64_t>(), std::stoull(newest));
-  EXPECT_EQ(data.at("settings"), (json{{"k0", 0}, {"k1", 1}, {"k2", 2}, {"k3", 3}, {"k4", 4}}));
-
-  // Live from there on.
-  s.store().set("k5", 5);
-  ASSERT_TRUE(resumed.wait_for_events(2));
-  EXPECT_EQ(resumed.events()[1].event, "change");
-  EXPECT_EQ(std::stoull(resumed.events()[1].id), std::stoull(newest) + 1);
-  EXPECT_EQ(key_of(resumed.events()[1]), "k5");
+  ASSERT_TRUE(resumed.wait_for_events(6));  // ready + 5 (k1 only as its deletion)
+  EXPECT_EQ(resumed.events()[0].event, "ready");
+  std::vector<std::string> keys;
+  for (const auto& e : resumed.changes()) keys.push_back(key_of(e));
+  EXPECT_EQ(keys, (std::vector<std::string>{"k0", "k2", "k3", "k4", "k1"}));
+  expect_ordered(resumed.events());
+  s.store().set("k5", 5);  // Live from there on.
+  ASSERT_TRUE(resumed.wait_for_events(7));
+  EXPECT_EQ(key_of(resumed.events()[6]), "k5");
+  ASSERT_TRUE(witness.wait_for_events(8));
+  EXPECT_EQ(witness.changes().back().id, resumed.events()[6].id);
 }
 
-TEST(HttpWatch, an_id_from_another_server_run_or_unparsable_gets_a_reset) {
+TEST(HttpWatch, a_stream_resumes_on_another_server_and_after_that_server_restarts) {
+  Served a(watch_options());
+  auto writer = Store::open(dsn(), test_options(a.table()));
+  auto store_b = Store::open(dsn(), test_options(a.table()));
+  HttpOptions ob = watch_options();
+  ob.port = 0;
+  auto server_b = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_b.get()}}, ob);
+  server_b->start();
+
+  std::string last_id;
+  {
+    WatchClient on_a(a.port(), "/watch");
+    ASSERT_TRUE(on_a.wait_for_events(1));
+    writer->set("x", 1);
+    writer->set("y", 1);
+    ASSERT_TRUE(on_a.wait_for_events(3));
+    last_id = on_a.events().back().id;
+  }
+  writer->set("x", 2);
+  writer->remove("y");
+  WatchClient on_b(server_b->port(), "/watch", {{"Last-Event-ID", last_id}});
+  ASSERT_TRUE(on_b.wait_for_events(3));
+  ASSERT_EQ(on_b.changes().size(), 2u);
+  EXPECT_EQ(json::parse(on_b.changes()[0].data).at("value"), 2);
+  EXPECT_TRUE(json::parse(on_b.changes()[1].data).at("deleted").get<bool>());
+  expect_ordered(on_b.events());
+  last_id = on_b.events().back().id;
+  on_b.close();
+
+  // B restarts: a new store and server on the same table know nothing in memory.
+  server_b.reset();
+  store_b.reset();
+  writer->set("z", 3);
+  store_b = Store::open(dsn(), test_options(a.table()));
+  server_b = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_b.get()}}, ob);
+  server_b->start();
+  WatchClient again(server_b->port(), "/watch", {{"Last-Event-ID", last_id}});
+  ASSERT_TRUE(again.wait_for_events(2));
+  EXPECT_EQ(again.events()[0].event, "ready");
+  ASSERT_EQ(again.changes().size(), 1u);
+  EXPECT_EQ(key_of(again.changes()[0]), "z");
+  // The id is the revision every server gives that change.
+  WatchClient on_a(a.port(), "/watch?since=" + last_id);
+  ASSERT_TRUE(on_a.wait_for_events(2));
+  EXPECT_EQ(on_a.changes().at(0).id, again.changes()[0].id);
+}
+
+TEST(HttpWatch, an_id_beyond_the_table_or_before_pruned_deletions_gets_a_reset_not_stale_data) {
   Served s(watch_options());
   s.store().set("k", 1);
-  for (const char* id : {"1", "99999999999999999", "garbage"}) {
-    WatchClient w(s.port(), "/watch", {{"Last-Event-ID", id}});
-    ASSERT_TRUE(w.wait_for_events(1)) << id;
-    EXPECT_EQ(w.events()[0].event, "reset") << id;
-    EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"k", 1}})) << id;
+  const int64_t newest = s.store().stats().revision;
+  WatchClient ahead(s.port(), "/watch", {{"Last-Event-ID", std::to_string(newest + 1000)}});
+  ASSERT_TRUE(ahead.wait_for_events(1));
+  EXPECT_EQ(ahead.events()[0].event, "reset");
+  EXPECT_EQ(json::parse(ahead.events()[0].data).at("settings"), (json{{"k", 1}}));
+  EXPECT_NE(json::parse(ahead.events()[0].data).at("reason").get<std::string>().find("beyond"),
+            std::string::npos);
+
+  // Deletions after revision 1 pruned: the table cannot say what changed since then. A server
+  // that started later has nothing in memory either.
+  s.store().set("gone", 1);
+  s.store().remove("gone");
+  Sql sql(dsn());
+  sql.exec("INSERT INTO " + s.table() + "_tombstones (revision, key, kind) VALUES (" +
+           std::to_string(s.store().stats().revision) + ", NULL, 'c') ON CONFLICT (revision) "
+           "DO UPDATE SET kind = 'c', key = NULL");
+  auto later_store = Store::open(dsn(), test_options(s.table()));
+  HttpOptions o = watch_options();
+  o.port = 0;
+  HttpServer later({{"main", later_store.get()}}, o);
+  later.start();
+  WatchClient old(later.port(), "/watch?since=1");
+  ASSERT_TRUE(old.wait_for_events(1));
+  EXPECT_EQ(old.events()[0].event, "reset");
+  EXPECT_EQ(json::parse(old.events()[0].data).at("settings"), (json{{"k", 1}}));
+  s.store().set("after", 2);  // Live after the reset.
+  ASSERT_TRUE(old.wait_for_events(2));
+  EXPECT_EQ(key_of(old.events()[1]), "after");
+  EXPECT_GT(id_of(old.events()[1]), id_of(old.events()[0]));
+}
+
+TEST(HttpWatch, a_truncate_after_the_id_gets_a_reset) {
+  Served s(watch_options());
+  s.store().set("a", 1);
+  const std::string before = std::to_string(s.store().stats().revision);
+  Sql(dsn()).exec("TRUNCATE " + s.table());
+  s.store().set("b", 2);
+  ASSERT_TRUE(wait_until([&] { return !s.store().contains("a") && s.store().contains("b"); }));
+  // Restarted servers know nothing in memory: only the table can answer, and it cannot.
+  auto store = Store::open(dsn(), test_options(s.table()));
+  HttpOptions o = watch_options();
+  o.port = 0;
+  HttpServer fresh({{"main", store.get()}}, o);
+  fresh.start();
+  WatchClient w(fresh.port(), "/watch", {{"Last-Event-ID", before}});
+  ASSERT_TRUE(w.wait_for_events(1));
+  EXPECT_EQ(w.events()[0].event, "reset");
+  EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"b", 2}}));
+}
+
+TEST(HttpWatch, a_recreated_table_resets_open_streams) {
+  Served s(watch_options());
+  // More revisions than the new table will have: its revisions are seen to go backwards.
+  for (int i = 0; i < 10; ++i) s.store().set("old", i);
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));
+  // Drop and recreate the table behind the store's back: its revisions start over.
+  auto other = Store::open(dsn(), test_options(s.table()));
+  other.reset();
+  Sql sql(dsn());
+  sql.exec("DROP TABLE " + s.table() + " CASCADE; DROP TABLE " + s.table() +
+           "_tombstones; DROP SEQUENCE " + s.table() + "_revision_seq");
+  auto recreated = Store::open(dsn(), test_options(s.table()));
+  recreated->set("new", 2);
+  // The server's store notices when its listener reconnects (or at its heartbeat).
+  sql.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+           "'syncconfig-listener' AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(w.wait_for_events(2, 15s));
+  std::vector<SseEvent> events = w.events();
+  auto reset = std::find_if(events.begin(), events.end(),
+                            [](const SseEvent& e) { return e.event == "reset"; });
+  ASSERT_NE(reset, events.end());
+  EXPECT_EQ(json::parse(reset->data).at("settings"), (json{{"new", 2}}));
+}
+
+TEST(HttpWatch, idle_streams_get_progress_events_and_keepalive_comments) {
+  HttpOptions o;
+  o.watch_progress_interval = 100ms;
+  o.watch_keepalive = 150ms;
+  Served s(o);
+  WatchClient w(s.port(), "/watch?prefix=mine:");
+  ASSERT_TRUE(w.wait_for_events(1));
+  s.store().set("theirs", 1);  // Filtered out: only a progress event says it was passed.
+  const int64_t revision = s.store().stats().revision;
+  ASSERT_TRUE(wait_until([&] {
+    for (const auto& e : w.events()) {
+      if (e.event == "progress" && id_of(e) >= revision) return true;
+    }
+    return false;
+  }));
+  for (const auto& e : w.events()) {
+    if (e.event == "progress") EXPECT_EQ(json::parse(e.data).at("revision"), id_of(e));
+  }
+  ASSERT_TRUE(wait_until([&] { return w.comments() >= 1; }));
+  EXPECT_TRUE(w.changes().empty());
+}
+
+TEST(HttpWatch, ten_thousand_is_not_a_thread_count_hundreds_of_streams_and_health_still_answers) {
+  Served s(watch_options());
+  std::vector<std::unique_ptr<WatchClient>> streams;
+  for (int i = 0; i < 300; ++i) {
+    streams.push_back(std::make_unique<WatchClient>(s.port(), "/watch"));
+  }
+  for (auto& w : streams) ASSERT_TRUE(w->wait_for_events(1));
+  auto health = s.http().Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  s.store().set("fan", "out");
+  for (auto& w : streams) {
+    ASSERT_TRUE(w->wait_for_events(2));
+    EXPECT_EQ(key_of(w->changes().at(0)), "fan");
   }
 }
 
-TEST(HttpWatch, a_reset_snapshot_respects_the_prefix) {
-  Served s(watch_options());
-  s.store().set("app:a", 1);
-  s.store().set("db:b", 2);
-  WatchClient w(s.port(), "/watch?prefix=app:&since=0");
-  ASSERT_TRUE(w.wait_for_events(1));
-  EXPECT_EQ(w.events()[0].event, "reset");
-  EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"app:a", 1}}));
+// A raw client socket: for clients that misbehave on purpose.
+class RawSocket {
+ public:
+  explicit RawSocket(int port, int receive_buffer = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) {
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    }
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawSocket() { ::close(fd_); }
+  bool ok() const { return ok_; }
+  bool send(std::string_view data) {
+    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+  // Whether the server closed the connection (reads and discards what is pending).
+  bool closed_by_peer() {
+    char buf[65536];
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+      if (n == 0) return true;
+      if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+TEST(HttpWatch, a_client_that_stops_reading_is_disconnected_and_counted) {
+  HttpOptions o = watch_options();
+  o.watch_write_timeout = 500ms;
+  o.watch_max_lag_bytes = 64 << 10;
+  Served s(o);
+  RawSocket stalled(s.port(), /*receive_buffer=*/4096);
+  ASSERT_TRUE(stalled.ok());
+  ASSERT_TRUE(stalled.send("GET /watch HTTP/1.1\r\nHost: x\r\n\r\n"));
+  WatchClient healthy(s.port(), "/watch");
+  ASSERT_TRUE(healthy.wait_for_events(1));
+  // Far more than the stalled client's and the kernel's buffers hold.
+  const std::string big(100000, 'x');
+  for (int i = 0; i < 60; ++i) s.store().set("big" + std::to_string(i % 5), big + std::to_string(i));
+  ASSERT_TRUE(wait_until([&] {
+    auto m = s.http().Get("/metrics");
+    return m && m->body.find("syncconfig_watch_slow_disconnects_total{store=\"main\"} 1") !=
+                    std::string::npos;
+  })) << s.http().Get("/metrics")->body << " healthy got " << healthy.events().size();
+  ASSERT_TRUE(healthy.wait_for_events(61));  // The others are not held back.
+  // The stalled client finds its stream closed once it reads (after what was sent before).
+  std::string ignored;
+  EXPECT_TRUE(wait_until([&] { return stalled.closed_by_peer(); }));
 }
 
-TEST(HttpWatch, streams_beyond_max_watch_streams_get_503) {
-  HttpOptions o = watch_options();
-  o.max_watch_streams = 1;
+TEST(HttpServerLimits, slow_header_senders_hold_a_socket_not_a_thread_and_are_cut_off) {
+  HttpOptions o;
+  o.header_timeout = 1500ms;
   Served s(o);
-  WatchClient first(s.port(), "/watch");
-  ASSERT_TRUE(first.wait_for_events(1));
-  auto second = s.http().Get("/watch");
-  ASSERT_TRUE(second);
-  EXPECT_EQ(second->status, 503);
-  first.close();
-  // The slot is free again once the first stream is gone.
-  ASSERT_TRUE(wait_until([&] {
-    WatchClient again(s.port(), "/watch");
-    return again.wait_for_events(1, 2s) && again.status() == 200;
-  }));
+  std::vector<std::unique_ptr<RawSocket>> trickle;
+  for (int i = 0; i < 40; ++i) {
+    trickle.push_back(std::make_unique<RawSocket>(s.port()));
+    ASSERT_TRUE(trickle.back()->ok());
+    ASSERT_TRUE(trickle.back()->send("GET /health HTTP/1.1\r\n"));
+  }
+  // While they trickle a header line every 200 ms, /health keeps answering.
+  int answered = 0;
+  auto until = std::chrono::steady_clock::now() + 1s;
+  while (std::chrono::steady_clock::now() < until) {
+    for (auto& t : trickle) t->send("X-Slow: 1\r\n");
+    auto h = s.http().Get("/health");
+    answered += h && h->status == 200;
+    std::this_thread::sleep_for(200ms);  // The attacker's pace, not a wait for the server.
+  }
+  EXPECT_GE(answered, 4);
+  // Past header_timeout from their first byte, the server has closed every one of them.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (auto& t : trickle) {
+          t->send("X-Slow: 1\r\n");
+          if (!t->closed_by_peer()) return false;
+        }
+        return true;
+      },
+      5s));
+}
+
+TEST(HttpServerLimits, a_header_over_the_limit_is_431_and_an_idle_connection_is_closed) {
+  HttpOptions o;
+  o.max_header_bytes = 1024;
+  o.idle_timeout = 300ms;
+  Served s(o);
+  auto r = s.http().Get("/health", {{"X-Big", std::string(4000, 'a')}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 431);
+  RawSocket idle(s.port());
+  ASSERT_TRUE(idle.ok());
+  EXPECT_TRUE(wait_until([&] { return idle.closed_by_peer(); }, 5s));
 }
 
 TEST(HttpWatch, stop_returns_promptly_and_ends_open_streams) {

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "syncconfig/error.h"
 #include "syncconfig/options.h"
@@ -53,12 +54,51 @@ struct Change {
 using Callback = std::function<void(const Change&)>;
 using SubscriptionId = uint64_t;
 
+// How far a store's stream of changes has come: every change with a revision at or below
+// `revision` has been delivered to the callbacks before this (revisions follow commit order, so
+// nothing at or below it can follow). Delivered once per committed transaction, after its changes
+// (also when a transaction changed nothing the cache did not already hold).
+struct Progress {
+  int64_t revision = 0;
+  // The table's revisions started over (it was dropped and recreated): revisions delivered before
+  // name other changes than those after. The changes that made the cache equal to the new table
+  // were delivered right before this progress.
+  bool reset = false;
+};
+using ProgressCallback = std::function<void(const Progress&)>;
+
+// The whole cache (or the keys under a prefix) together with the revision it is complete to:
+// every change at or below `revision` is in `values` (a later one may be too).
+struct Snapshot {
+  std::map<std::string, nlohmann::json> values;
+  int64_t revision = 0;
+};
+
+// What the table says changed after a revision (see Store::changes_since).
+struct ChangesSince {
+  // False when the table cannot say exactly: the deletions needed were pruned
+  // (Options::tombstone_retention), a TRUNCATE happened in between (which keys it removed is not
+  // recorded), or the revision is beyond the table's newest (a history this table does not have:
+  // it was recreated, or a failover lost commits). `reason` says which.
+  bool complete = false;
+  std::string reason;
+  // The snapshot's revision: `changes` is complete up to it.
+  int64_t revision = 0;
+  // In revision order; each key's latest state in the snapshot (intermediate values of a key
+  // changed several times are not kept by the table), deletions with std::nullopt values.
+  // Origin kResync, no written_at.
+  std::vector<Change> changes;
+};
+
 // Counters for monitoring. Each is a snapshot; they are not read atomically together.
 struct Stats {
   std::size_t keys = 0;
   uint32_t crc = 0;
   bool connected = false;  // The listener holds a live LISTEN connection.
   int64_t revision = 0;    // Highest revision this instance is known to be complete to.
+  // Highest revision applied to the cache: above `revision` while a change (usually this
+  // instance's own write) is applied before older commits have arrived.
+  int64_t applied_revision = 0;
   uint64_t writes = 0;     // Successful set() calls.
   uint64_t deletes = 0;    // remove() calls that deleted a key.
   uint64_t notifications_applied = 0;
@@ -98,6 +138,9 @@ class Store {
   std::size_t size() const;
   // Every key and value. With a non-empty prefix, only keys starting with it.
   std::map<std::string, nlohmann::json> get_all(std::string_view prefix = {}) const;
+  // Like get_all, with the revision the result is complete to, read together: a subscriber or
+  // a /watch that continues after `revision` misses nothing.
+  Snapshot snapshot(std::string_view prefix = {}) const;
 
   // Typed getters: the default when the key is absent or its value does not convert. They never
   // throw. Conversions (also in README.md):
@@ -129,6 +172,10 @@ class Store {
   // write that leaves a value unchanged does not call it. Exceptions it throws are logged and
   // counted. Returns an id for unsubscribe().
   SubscriptionId subscribe(Callback callback);
+  // Same, and `on_progress` (may be empty) is called on the same thread, in order with the
+  // changes, each time the store is complete to a new revision (see Progress). This is what a
+  // relay needs to number a stream of changes by revision (the HTTP /watch does).
+  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress);
   // After unsubscribe returns, the callback is not called again (if it is running on another
   // thread, unsubscribe waits for it to finish; called from a callback, it does not wait).
   void unsubscribe(SubscriptionId id);
@@ -144,6 +191,11 @@ class Store {
   void sync();
 
   Stats stats() const;
+
+  // Reads from the table (not the cache) what changed after `revision`, in one snapshot, with
+  // keys under `prefix` only when it is not empty. Used to resume a stream of changes that was
+  // interrupted. Throws kUnavailable/kTimeout if the database cannot be reached, kShutdown.
+  ChangesSince changes_since(int64_t revision, std::string_view prefix = {}) const;
 
   // Stops the listener and the dispatcher and closes every connection. Idempotent, prompt
   // (pending callbacks are dropped), and safe to call from any thread; afterwards reads still

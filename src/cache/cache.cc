@@ -33,11 +33,16 @@ int64_t Cache::watermark() const {
 }
 
 std::map<std::string, nlohmann::json> Cache::get_all(std::string_view prefix) const {
-  std::map<std::string, nlohmann::json> out;
+  return snapshot(prefix).values;
+}
+
+Snapshot Cache::snapshot(std::string_view prefix) const {
+  Snapshot out;
   std::shared_lock lock(mu_);
   map_.for_each([&](const Entry& e) {
-    if (e.live() && e.key().starts_with(prefix)) out.emplace(e.key(), e.to_json());
+    if (e.live() && e.key().starts_with(prefix)) out.values.emplace(e.key(), e.to_json());
   });
+  out.revision = watermark_;
   return out;
 }
 
@@ -121,8 +126,7 @@ void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteT
   // Everything before the truncation has been applied (both callers apply in commit order), and
   // it is all gone now. Raising the watermark makes a slow writer thread skip its own older
   // result instead of bringing back a key the truncation removed.
-  if (revision - 1 > watermark_) watermark_ = revision - 1;
-  prune_tombstones();
+  raise_watermark(revision - 1);
   std::vector<std::string> older;
   map_.for_each([&](const Entry& e) {
     if (e.revision < revision) older.emplace_back(e.key());
@@ -138,9 +142,14 @@ void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteT
 
 void Cache::advance_watermark(int64_t revision) {
   std::unique_lock lock(mu_);
+  raise_watermark(revision);
+}
+
+void Cache::raise_watermark(int64_t revision) {
   if (revision <= watermark_) return;
   watermark_ = revision;
   prune_tombstones();
+  sink_.progress(watermark_, /*reset=*/false);
 }
 
 void Cache::prune_tombstones() {
@@ -213,8 +222,17 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
     }
   }
   note_revision(snapshot_revision);
-  if (snapshot_revision > watermark_) watermark_ = snapshot_revision;
-  prune_tombstones();
+  if (mode == ReplaceMode::kReset) {
+    watermark_ = snapshot_revision;
+    prune_tombstones();
+    sink_.progress(watermark_, /*reset=*/true);
+  } else if (snapshot_revision > watermark_) {
+    raise_watermark(snapshot_revision);
+  } else if (mode == ReplaceMode::kResync) {
+    // Reported even when the watermark stays: subscribers learn that the repairs they were just
+    // given are complete.
+    sink_.progress(watermark_, /*reset=*/false);
+  }
   return changed;
 }
 

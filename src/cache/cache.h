@@ -43,6 +43,10 @@ class ChangeSink {
   virtual ~ChangeSink() = default;
   // Called under the cache lock: must be quick and must not call back into the cache.
   virtual void push(Change change) = 0;
+  // The watermark rose to `revision` (every change at or below it was pushed before), or, with
+  // `reset`, the table's revisions started over and the cache now equals the new table at
+  // `revision`. Under the cache lock, like push().
+  virtual void progress(int64_t revision, bool reset) = 0;
 };
 
 // A value as read from PostgreSQL, parsed and hashed into its cache entry (done before taking
@@ -91,6 +95,8 @@ class Cache {
   std::size_t size() const;
   uint32_t crc() const;
   std::map<std::string, nlohmann::json> get_all(std::string_view prefix) const;
+  // get_all and the watermark, under one lock.
+  Snapshot snapshot(std::string_view prefix) const;
   CacheDigest digest() const;
   int64_t watermark() const;
 
@@ -122,6 +128,8 @@ class Cache {
   void sub_sums(const EntryHash& h);
   void note_revision(int64_t revision);
   void prune_tombstones();  // Requires the write lock.
+  // Raises the watermark and reports it to the sink. Requires the write lock.
+  void raise_watermark(int64_t revision);
 
   ChangeSink& sink_;
   // Returns the key's entry after storing `e` there; pushes the change unless `quiet`.

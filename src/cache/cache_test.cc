@@ -28,6 +28,14 @@ class RecordingSink : public ChangeSink {
     std::lock_guard lock(mu_);
     changes_.push_back(std::move(change));
   }
+  void progress(int64_t revision, bool reset) override {
+    std::lock_guard lock(mu_);
+    progress_.push_back(Progress{revision, reset});
+  }
+  std::vector<Progress> take_progress() {
+    std::lock_guard lock(mu_);
+    return std::exchange(progress_, {});
+  }
   std::vector<Change> take() {
     std::lock_guard lock(mu_);
     return std::exchange(changes_, {});
@@ -40,6 +48,7 @@ class RecordingSink : public ChangeSink {
  private:
   std::mutex mu_;
   std::vector<Change> changes_;
+  std::vector<Progress> progress_;
 };
 
 ParsedValue value_of(std::string_view key, std::string_view text) {

@@ -1,6 +1,7 @@
 // `syncconfig serve`: the stores of a service-definitions file, of one DSN, or of an embedded
 // PostgreSQL, served over HTTP until SIGINT/SIGTERM.
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <charconv>
 #include <csignal>
@@ -64,9 +65,22 @@ const char* signal_name(int signo) {
 
 }  // namespace
 
+// Every /watch stream is a socket: take the file descriptors the system allows (the soft limit
+// is often 1024).
+void raise_open_files_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      spdlog::warn("could not raise the open files limit to {}", limit.rlim_max);
+    }
+  }
+}
+
 int run_serve(const ServeArgs& args) {
   // First, so that a signal arriving during startup shuts down cleanly after it.
   StopSignal stop;
+  raise_open_files_limit();
   ListenAddress address = parse_listen(args.listen);
   std::string token = args.token.empty() ? env("SYNCCONFIG_TOKEN").value_or("") : args.token;
 

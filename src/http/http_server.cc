@@ -1,49 +1,57 @@
 #include "http/http_server.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <atomic>
-#include <cerrno>
-#include <charconv>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
-#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
-#include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "http/metrics.h"
 #include "http/request.h"
 #include "http/store_feed.h"
+#include "http/target.h"
 
 namespace syncconfig::service {
 
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
 using detail::StoreFeed;
-using httplib::Request;
-using httplib::Response;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using Response = http::response<http::string_body>;
 
 namespace {
 
 constexpr const char* kJsonType = "application/json";
+// Bytes of events a stream writes at once (a resumed stream catching up writes several).
+constexpr std::size_t kStreamBatchBytes = 256u << 10;
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
 // JSON text; invalid UTF-8 (possible in keys taken from a URL) is replaced, never thrown on.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-void send_json(Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(dump(body), kJsonType);
+Response json_response(int status, const json& body) {
+  Response res{static_cast<http::status>(status), 11};
+  res.set(http::field::content_type, kJsonType);
+  res.body() = dump(body);
+  return res;
 }
 
-void send_error(Response& res, int status, const std::string& message) {
-  send_json(res, status, {{"error", message}});
+Response error_response(int status, const std::string& message) {
+  return json_response(status, {{"error", message}});
 }
 
 int status_for(ErrorCode code) {
@@ -59,6 +67,12 @@ int status_for(ErrorCode code) {
       break;
   }
   return 500;
+}
+
+Response error_response(const Error& e) {
+  Response res = error_response(status_for(e.code()), e.what());
+  if (e.retryable()) res.set(http::field::retry_after, "1");
+  return res;
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {
@@ -83,25 +97,21 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-// Sequence numbers of a server run start at its start time in microseconds, so that an event id
-// from an earlier run is older than anything this run has and gets a reset, never a wrong replay.
-uint64_t first_sequence_number() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
-std::string sse_event(uint64_t id, std::string_view type, std::string_view data) {
-  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, type, data);
-}
-
 json settings_object(const std::map<std::string, json>& all) {
   json out = json::object();
   for (const auto& [k, v] : all) out[k] = v;
   return out;
 }
 
+// One chunk of a chunked body.
+std::string chunk(std::string_view payload) {
+  return fmt::format("{:x}\r\n{}\r\n", payload.size(), payload);
+}
+
 }  // namespace
+
+class Session;
+class WatchStream;
 
 class HttpServer::Impl {
  public:
@@ -112,54 +122,550 @@ class HttpServer::Impl {
   int port() const { return port_.load(); }
   void stop();
 
+  // --- used by sessions and streams ---
+  const HttpOptions& options() const { return options_; }
+  spdlog::logger& log() { return *log_; }
+  bool stopping() const { return stopping_.load(); }
+  // Runs `work` on the blocking pool.
+  template <class F>
+  void run_blocking(F&& work) {
+    net::post(blocking_pool_, std::forward<F>(work));
+  }
+  // The answer to an ordinary request (not /watch), or std::nullopt when `route` needs the
+  // blocking pool (the caller then calls respond_blocking there).
+  std::optional<Response> respond_now(const detail::Route& route,
+                                      const http::request<http::string_body>& req);
+  Response respond_blocking(const detail::Route& route,
+                            const http::request<http::string_body>& req);
+  // The route of a request target, or a refusal (404 for unknown stores and routes).
+  std::variant<detail::Route, Response> route(const http::request<http::string_body>& req);
+  std::optional<Response> check_auth(const http::request<http::string_body>& req) const;
+
+  void add(const std::shared_ptr<Session>& s);
+  void remove(Session* s);
+  void add(const std::shared_ptr<WatchStream>& w);
+  void remove(WatchStream* w);
+
  private:
-  // One open /watch stream; lives as long as its response (shared with the content provider).
-  struct WatchStream {
-    enum class Opening { kNone, kReady, kReset };
-    StoreFeed* feed = nullptr;
-    std::string prefix;
-    uint64_t cursor = 0;  // Every change up to this sequence number was sent (or filtered out).
-    Opening opening = Opening::kNone;
-    Clock::time_point last_write = Clock::now();
-  };
-
-  void install_routes();
-  // Wraps a route: maps syncconfig::Error and other exceptions to JSON errors.
-  httplib::Server::Handler route(void (Impl::*fn)(const Request&, Response&));
-  // The store a request names (`/stores/{name}/...` or the default), or nullptr after a 404.
-  StoreFeed* feed_for(const Request& req, Response& res);
-
-  void get_health(const Request& req, Response& res);
-  void get_metrics(const Request& req, Response& res);
-  void list_settings(const Request& req, Response& res);
-  void get_setting(const Request& req, Response& res);
-  void put_setting(const Request& req, Response& res);
-  void delete_setting(const Request& req, Response& res);
-  void watch(const Request& req, Response& res);
-  void not_allowed(const Request& req, Response& res);
-
-  bool provide(WatchStream& w, httplib::DataSink& sink);
-  std::string reset_event(WatchStream& w);
+  void accept();
+  void tick(net::steady_timer& timer, std::chrono::milliseconds interval, bool progress);
 
   HttpOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<std::unique_ptr<StoreFeed>> feeds_;
   std::atomic<int> port_{0};
   std::atomic<bool> stopping_{false};
-  std::atomic<std::size_t> watch_streams_{0};
+
+  // Declared before the event loop: handlers it destroys last still unregister their sessions.
+  std::mutex registry_mu_;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;         // Guarded by registry_mu_.
+  std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_;  // Likewise.
+  std::condition_variable registry_cv_;                                   // One ended.
+
+  net::io_context ioc_;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+  net::thread_pool blocking_pool_;
+  tcp::acceptor acceptor_;
+  net::steady_timer progress_timer_;
+  net::steady_timer keepalive_timer_;
+  std::vector<std::thread> io_threads_;
 
   std::mutex lifecycle_mu_;  // Serializes start() and stop().
   bool started_ = false;     // Guarded by lifecycle_mu_.
   bool stopped_ = false;     // Guarded by lifecycle_mu_.
-  std::atomic<bool> listen_returned_{false};
-  std::thread listen_thread_;
 
-  httplib::Server server_;  // Destroyed first: its handlers use the members above.
+  friend class Session;
+  friend class WatchStream;
 };
+
+// ---------------------------------------------------------------------------------------------
+// WatchStream: one open /watch response. Lives on its connection's strand; the feed wakes it
+// through a posted handler. Reads the feed's history by cursor and writes what matches its
+// prefixes, one batch at a time, so it never holds more than one batch of its own.
+class WatchStream : public std::enable_shared_from_this<WatchStream> {
+ public:
+  WatchStream(HttpServer::Impl& server, beast::tcp_stream stream, StoreFeed& feed,
+              std::vector<std::string> prefixes, std::optional<int64_t> since)
+      : server_(server),
+        stream_(std::move(stream)),
+        feed_(feed),
+        prefixes_(std::move(prefixes)),
+        since_(since) {}
+
+  ~WatchStream() {
+    feed_.open_streams.fetch_sub(1);
+    server_.remove(this);
+  }
+
+  // Sends the response head, then the opening event, then changes.
+  void begin() {
+    feed_.open_streams.fetch_add(1);
+    server_.add(shared_from_this());
+    std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
+    watch_for_close();
+    write(std::move(head), [](WatchStream& self) { self.open(); });
+  }
+
+  // From the server's timers: a progress event or a keep-alive comment to a stream that sent
+  // nothing since the last tick.
+  void tick(bool progress) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), progress] {
+      if (self->closed_ || self->writing_ || !self->opened_) return;
+      bool& wrote = progress ? self->wrote_since_progress_ : self->wrote_since_keepalive_;
+      if (wrote) {
+        wrote = false;
+        return;
+      }
+      if (!progress) {
+        self->write(chunk(": keepalive\n\n"), [](WatchStream& s) { s.pump(); });
+        return;
+      }
+      // Move the cursor over what this stream's prefixes filtered out, then say where it is.
+      if (self->pump()) return;  // It had changes to send instead.
+      std::string event = detail::sse_event(self->cursor_, "progress",
+                                            dump(json{{"revision", self->cursor_}}));
+      self->write(chunk(event), [](WatchStream& s) { s.pump(); });
+    });
+  }
+
+  // Ends the stream (stop(), a slow client).
+  void close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] { self->shut(); });
+  }
+
+ private:
+  bool matches(std::string_view key) const {
+    if (prefixes_.empty()) return true;
+    for (const auto& p : prefixes_) {
+      if (key.starts_with(p)) return true;
+    }
+    return false;
+  }
+
+  // A read on the socket only to learn that the client went away (it sends nothing on a
+  // stream; anything it sends ends the stream).
+  void watch_for_close() {
+    stream_.socket().async_read_some(
+        net::buffer(probe_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          // Aborted: whoever closed the socket (a write timeout, stop()) ends the stream.
+          if (ec != net::error::operation_aborted) self->shut();
+        });
+  }
+
+  // Writes `data`, then runs `next` (unless the write failed or the stream closed).
+  void write(std::string data, void (*next)(WatchStream&)) {
+    writing_ = true;
+    wrote_since_progress_ = wrote_since_keepalive_ = true;
+    out_ = std::move(data);
+    stream_.expires_after(server_.options().watch_write_timeout);
+    net::async_write(stream_, net::buffer(out_),
+                     [self = shared_from_this(), next](beast::error_code ec, std::size_t) {
+                       self->writing_ = false;
+                       if (ec == beast::error::timeout) {
+                         self->drop_slow("a write stalled for watch_write_timeout");
+                         return;
+                       }
+                       if (ec || self->closed_) return self->shut();
+                       next(*self);
+                     });
+  }
+
+  // Where the stream starts: now, after `since` from memory, or from the table.
+  void open() {
+    StoreFeed::Start start = feed_.start(waker());
+    if (!start.ready) {
+      parked_ = true;  // Woken when the feed is.
+      return;
+    }
+    generation_ = start.generation;
+    if (!since_) return send_ready(start.position);
+    const int64_t since = *since_;
+    // Needs the table: a cursor older than the history, or ahead of this server (the client was
+    // on a server that is further along, or this is a history the table does not have).
+    if (since >= start.position) {
+      server_.run_blocking([self = shared_from_this(), since] {
+        std::optional<std::string> problem;
+        try {
+          ChangesSince c = self->feed_.store().changes_since(since);
+          if (!c.complete) problem = c.reason;
+        } catch (const Error& e) {
+          problem = e.what();
+        }
+        net::post(self->stream_.get_executor(), [self, since, problem] {
+          if (problem) return self->reset(*problem);
+          self->send_ready(since);
+        });
+      });
+      return;
+    }
+    cursor_ = since;
+    backfill_then([](WatchStream& s) { s.send_ready(s.cursor_); });
+  }
+
+  void send_ready(int64_t position) {
+    cursor_ = position;
+    opened_ = true;
+    std::string event = detail::sse_event(position, "ready", dump(json{{"revision", position}}));
+    write(chunk(event), [](WatchStream& s) { s.pump(); });
+  }
+
+  // Makes the feed's history reach back to cursor_ (a table read on the blocking pool), then
+  // runs `next`; resets the stream if the table cannot say what changed.
+  void backfill_then(void (*next)(WatchStream&)) {
+    server_.run_blocking([self = shared_from_this(), next] {
+      StoreFeed::Backfill b;
+      try {
+        b = self->feed_.backfill(self->cursor_);
+      } catch (const Error& e) {
+        b.reset = e.what();
+      }
+      net::post(self->stream_.get_executor(), [self, next, b = std::move(b)]() mutable {
+        if (self->closed_) return;
+        if (b.reset) return self->reset(*b.reset);
+        // Too many for the shared history: pump() writes them first, then reads on from there.
+        self->direct_ = std::move(b.direct);
+        self->direct_cursor_ = b.cursor;
+        next(*self);
+      });
+    });
+  }
+
+  // Writes the next batch of a backfill handed to this stream alone. Returns whether it wrote.
+  bool write_direct() {
+    while (!direct_.empty()) {
+      std::string payload;
+      std::size_t i = 0;
+      for (; i < direct_.size() && payload.size() < kStreamBatchBytes; ++i) {
+        if (matches(direct_[i]->key)) payload += direct_[i]->text;
+      }
+      direct_.erase(direct_.begin(), direct_.begin() + static_cast<std::ptrdiff_t>(i));
+      if (direct_.empty()) {
+        direct_.shrink_to_fit();
+        cursor_ = direct_cursor_;
+      }
+      if (!payload.empty()) {
+        write(chunk(payload), [](WatchStream& s) { s.pump(); });
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Sends the current settings (filtered) and continues after the feed position they hold.
+  void reset(std::string reason) {
+    if (closed_) return;
+    server_.run_blocking([self = shared_from_this(), reason = std::move(reason)] {
+      json settings = json::object();
+      StoreFeed::ResetPoint point;
+      if (self->prefixes_.size() == 1) {
+        point = self->feed_.reset_point(self->prefixes_.front());
+      } else {
+        point = self->feed_.reset_point({});
+        std::erase_if(point.settings, [&](const auto& kv) { return !self->matches(kv.first); });
+      }
+      self->feed_.resets_sent.fetch_add(1);
+      std::string event = detail::sse_event(
+          point.position, "reset",
+          dump(json{{"revision", point.position},
+                    {"reason", reason},
+                    {"settings", settings_object(point.settings)}}));
+      net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
+        if (self->closed_) return;
+        self->cursor_ = point.position;
+        self->generation_ = point.generation;
+        self->opened_ = true;
+        self->caught_up_ = false;
+        self->write(chunk(event), [](WatchStream& s) { s.pump(); });
+      });
+    });
+  }
+
+  // What the feed calls when there is something to read (see StoreFeed::read).
+  StoreFeed::Waker waker() {
+    return [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        net::post(self->stream_.get_executor(), [self] {
+          self->parked_ = false;
+          if (!self->opened_) {
+            if (!self->closed_ && !self->writing_) self->open();
+            return;
+          }
+          self->pump();
+        });
+      }
+    };
+  }
+
+  // Sends what the feed has after the cursor. Returns whether it started a write.
+  bool pump() {
+    if (closed_ || writing_ || !opened_) return false;
+    if (write_direct()) return true;
+    for (;;) {
+      const bool may_park = !parked_;  // One waker at a time.
+      StoreFeed::Read r =
+          feed_.read(cursor_, generation_, kStreamBatchBytes, may_park ? waker() : nullptr);
+      const bool parked = r.status == StoreFeed::Read::Status::kNotReady ||
+                          (r.status == StoreFeed::Read::Status::kOk && r.events.empty());
+      if (parked && may_park) parked_ = true;
+      switch (r.status) {
+        case StoreFeed::Read::Status::kClosed:
+          shut();
+          return false;
+        case StoreFeed::Read::Status::kNotReady:
+          return false;
+        case StoreFeed::Read::Status::kReset:
+          reset("the table was reloaded (recreated, or a change was repaired that no "
+                "notification announced)");
+          return true;
+        case StoreFeed::Read::Status::kBehind:
+          if (caught_up_) {
+            drop_slow("it fell behind the history the server keeps");
+          } else {
+            backfill_then([](WatchStream& s) { s.pump(); });
+          }
+          return true;
+        case StoreFeed::Read::Status::kOk:
+          break;
+      }
+      if (r.events.empty()) {
+        caught_up_ = true;
+        return false;  // Parked.
+      }
+      if (caught_up_ && static_cast<std::size_t>(r.lag_bytes) > server_.options().watch_max_lag_bytes) {
+        drop_slow("it fell more than watch_max_lag_bytes behind");
+        return true;
+      }
+      cursor_ = r.cursor;
+      if (r.lag_bytes == 0) caught_up_ = true;
+      std::string payload;
+      for (const auto& e : r.events) {
+        if (matches(e->key)) payload += e->text;
+      }
+      if (!payload.empty()) {
+        write(chunk(payload), [](WatchStream& s) { s.pump(); });
+        return true;
+      }
+    }
+  }
+
+  void drop_slow(std::string_view why) {
+    if (dropped_) return;
+    dropped_ = true;
+    feed_.streams_dropped_slow.fetch_add(1);
+    beast::error_code ec;
+    auto endpoint = stream_.socket().remote_endpoint(ec);
+    server_.log().warn("http: closing /watch stream of {} on store '{}' at revision {}: {}",
+                       ec ? std::string("?") : endpoint.address().to_string() + ":" +
+                                                   std::to_string(endpoint.port()),
+                       feed_.name(), cursor_, why);
+    shut();
+  }
+
+  void shut() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  HttpServer::Impl& server_;
+  beast::tcp_stream stream_;
+  StoreFeed& feed_;
+  const std::vector<std::string> prefixes_;
+  const std::optional<int64_t> since_;
+  int64_t cursor_ = 0;
+  uint64_t generation_ = 0;
+  bool opened_ = false;     // The opening event was decided; changes flow.
+  bool caught_up_ = false;  // It has read everything at least once (then lag counts).
+  bool parked_ = false;     // A waker is registered with the feed.
+  bool writing_ = false;
+  bool closed_ = false;
+  bool dropped_ = false;  // Closed as too slow (counted once).
+  bool wrote_since_progress_ = false;
+  bool wrote_since_keepalive_ = false;
+  std::string out_;
+  std::array<char, 1> probe_{};
+  std::vector<detail::WatchEventPtr> direct_;  // A backfill too large for the history.
+  int64_t direct_cursor_ = 0;                   // Where the history goes on after it.
+};
+
+// ---------------------------------------------------------------------------------------------
+// Session: one connection serving requests one at a time (HTTP/1.1 keep-alive), until it becomes
+// a /watch stream, is idle too long, or the server stops.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer::Impl& server, tcp::socket socket)
+      : server_(server), stream_(std::move(socket)) {}
+  ~Session() { server_.remove(this); }
+
+  void start() {
+    server_.add(shared_from_this());
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); });
+  }
+
+  void close() {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->closing_ = true;
+      if (!self->busy_) self->shut();
+    });
+  }
+
+  // Answers 503 and closes (over max_connections).
+  void refuse(std::string message) {
+    auto res = std::make_shared<Response>(error_response(503, message));
+    res->set(http::field::connection, "close");
+    res->prepare_payload();
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
+      self->shut();
+    });
+  }
+
+ private:
+  // Idle until the next request's first byte; then its head within header_timeout.
+  void wait_for_request() {
+    if (closing_ || server_.stopping()) return shut();
+    busy_ = false;
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_bytes));
+    parser_->body_limit(server_.options().max_body_bytes);
+    if (buffer_.size() > 0) return read_head();  // A pipelined request is already here.
+    stream_.expires_after(server_.options().idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              if (ec) return self->shut();
+                              self->buffer_.commit(n);
+                              self->read_head();
+                            });
+  }
+
+  void read_head() {
+    busy_ = true;
+    stream_.expires_after(server_.options().header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec) return self->on_read_error(ec);
+                              self->read_body();
+                            });
+  }
+
+  void read_body() {
+    if (parser_->is_done()) return handle();
+    stream_.expires_after(server_.options().body_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       if (ec) return self->on_read_error(ec);
+                       self->handle();
+                     });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      return send_and_close(error_response(
+          413, fmt::format("request body larger than {} bytes (max_body_bytes)",
+                           server_.options().max_body_bytes)));
+    }
+    if (ec == http::error::header_limit) {
+      return send_and_close(error_response(
+          431, fmt::format("request line and headers larger than {} bytes (max_header_bytes)",
+                           server_.options().max_header_bytes)));
+    }
+    if (ec.category() == http::make_error_code(http::error::bad_target).category()) {
+      return send_and_close(error_response(400, "malformed request: " + ec.message()));
+    }
+    shut();  // Timeout, the client went away, the server stops.
+  }
+
+  void handle() {
+    stream_.expires_never();
+    auto req = std::make_shared<http::request<http::string_body>>(parser_->release());
+    parser_.reset();
+    if (auto refused = server_.check_auth(*req)) return send(std::move(*refused), *req);
+    auto routed = server_.route(*req);
+    if (auto* res = std::get_if<Response>(&routed)) return send(std::move(*res), *req);
+    auto route = std::make_shared<detail::Route>(std::get<detail::Route>(std::move(routed)));
+    if (route->kind == detail::Route::Kind::kWatch) return start_watch(*route, *req);
+    if (auto res = server_.respond_now(*route, *req)) return send(std::move(*res), *req);
+    server_.run_blocking([self = shared_from_this(), route, req] {
+      Response res = self->server_.respond_blocking(*route, *req);
+      net::post(self->stream_.get_executor(),
+                [self, req, res = std::move(res)]() mutable { self->send(std::move(res), *req); });
+    });
+  }
+
+  void start_watch(const detail::Route& route, const http::request<http::string_body>& req) {
+    log_access(req, 200);
+    buffer_.consume(buffer_.size());
+    buffer_.shrink_to_fit();
+    stream_.expires_never();
+    auto watch = std::make_shared<WatchStream>(server_, std::move(stream_), *route.feed,
+                                               route.prefixes, route.since);
+    watch->begin();
+    // This session ends here; the stream owns the connection now.
+  }
+
+  void send(Response res, const http::request<http::string_body>& req) {
+    log_access(req, res.result_int());
+    const bool keep_alive = req.keep_alive() && !closing_ && !server_.stopping();
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    auto shared = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(server_.options().watch_write_timeout);
+    http::async_write(stream_, *shared,
+                      [self = shared_from_this(), shared, keep_alive](beast::error_code ec,
+                                                                       std::size_t) {
+                        if (ec || !keep_alive) return self->shut();
+                        self->wait_for_request();
+                      });
+  }
+
+  void send_and_close(Response res) {
+    closing_ = true;
+    res.keep_alive(false);
+    res.prepare_payload();
+    auto shared = std::make_shared<Response>(std::move(res));
+    stream_.expires_after(server_.options().watch_write_timeout);
+    http::async_write(stream_, *shared, [self = shared_from_this(), shared](beast::error_code,
+                                                                             std::size_t) {
+      self->shut();
+    });
+  }
+
+  void log_access(const http::request<http::string_body>& req, int status) {
+    beast::error_code ec;
+    auto endpoint = stream_.socket().remote_endpoint(ec);
+    server_.log().debug("http: {} {} {} {}", sv(req.method_string()),
+                        printable(sv(req.target())), status,
+                        ec ? std::string("?")
+                           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
+  }
+
+  void shut() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  HttpServer::Impl& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool busy_ = false;     // A request is being read or answered.
+  bool closing_ = false;  // Close once the request in progress is answered.
+};
+
+// ---------------------------------------------------------------------------------------------
 
 HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
     : options_(std::move(options)),
-      log_(options_.logger ? options_.logger : spdlog::default_logger()) {
+      log_(options_.logger ? options_.logger : spdlog::default_logger()),
+      ioc_(static_cast<int>(std::max<std::size_t>(options_.io_threads, 1))),
+      blocking_pool_(std::max<std::size_t>(options_.blocking_threads, 1)),
+      acceptor_(ioc_),
+      progress_timer_(ioc_),
+      keepalive_timer_(ioc_) {
   auto invalid = [](const std::string& what) {
     return Error(ErrorCode::kInvalidArgument, "HttpServer: " + what);
   };
@@ -173,365 +679,274 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
     }
     if (!names.insert(s.name).second) throw invalid(fmt::format("duplicate store '{}'", s.name));
   }
-  if (options_.threads < 2) throw invalid("HttpOptions::threads must be at least 2");
-  if (options_.max_watch_streams >= options_.threads) {
-    throw invalid("HttpOptions::max_watch_streams must be less than HttpOptions::threads");
+  auto positive = [&](std::chrono::milliseconds d, const char* name) {
+    if (d <= std::chrono::milliseconds::zero()) {
+      throw invalid(fmt::format("HttpOptions::{} must be positive", name));
+    }
+  };
+  positive(options_.idle_timeout, "idle_timeout");
+  positive(options_.header_timeout, "header_timeout");
+  positive(options_.body_timeout, "body_timeout");
+  positive(options_.watch_write_timeout, "watch_write_timeout");
+  positive(options_.watch_progress_interval, "watch_progress_interval");
+  positive(options_.watch_keepalive, "watch_keepalive");
+  if (options_.io_threads == 0) throw invalid("HttpOptions::io_threads must be at least 1");
+  if (options_.blocking_threads == 0) {
+    throw invalid("HttpOptions::blocking_threads must be at least 1");
   }
-  if (options_.watch_keepalive <= std::chrono::milliseconds::zero()) {
-    throw invalid("HttpOptions::watch_keepalive must be positive");
-  }
-  if (options_.keep_alive_timeout <= std::chrono::seconds::zero()) {
-    throw invalid("HttpOptions::keep_alive_timeout must be positive");
-  }
+  if (options_.watch_history == 0) throw invalid("HttpOptions::watch_history must be at least 1");
   if (options_.port < 0 || options_.port > 65535) {
     throw invalid(fmt::format("HttpOptions::port {} is out of range", options_.port));
   }
-
-  const uint64_t first_seq = first_sequence_number();
   for (auto& s : stores) {
     feeds_.push_back(std::make_unique<StoreFeed>(s.name, s.store, options_.watch_history,
-                                                 options_.watch_history_bytes, first_seq));
+                                                 options_.watch_history_bytes));
   }
-
-  const std::size_t threads = options_.threads;
-  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server_.set_payload_max_length(options_.max_body_bytes);
-  server_.set_keep_alive_timeout(static_cast<time_t>(options_.keep_alive_timeout.count()));
-  server_.set_tcp_nodelay(true);  // /watch writes small events that must not wait.
-  // httplib's default sets SO_REUSEPORT, which lets a second server bind the same port and
-  // silently share its connections. SO_REUSEADDR only: a busy port is an error.
-  server_.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  install_routes();
 }
 
-httplib::Server::Handler HttpServer::Impl::route(void (Impl::*fn)(const Request&, Response&)) {
-  return [this, fn](const Request& req, Response& res) {
-    try {
-      (this->*fn)(req, res);
-    } catch (const Error& e) {
-      int status = status_for(e.code());
-      if (status >= 500) {
-        log_->warn("http: {} {} failed: {}", req.method, printable(req.path), e.what());
+std::optional<Response> HttpServer::Impl::check_auth(
+    const http::request<http::string_body>& req) const {
+  if (options_.token.empty()) return std::nullopt;
+  auto [first, last] = req.equal_range(http::field::authorization);
+  if (first != last && std::next(first) == last &&
+      constant_time_equal(sv(first->value()), "Bearer " + options_.token)) {
+    return std::nullopt;
+  }
+  Response res = error_response(401, "unauthorized");
+  res.set(http::field::www_authenticate, "Bearer");
+  return res;
+}
+
+std::variant<detail::Route, Response> HttpServer::Impl::route(
+    const http::request<http::string_body>& req) {
+  std::vector<std::string> names;
+  names.reserve(feeds_.size());
+  for (const auto& f : feeds_) names.push_back(f->name());
+  auto parsed = detail::parse_target(sv(req.target()), sv(req.method_string()), names);
+  if (auto* refusal = std::get_if<detail::Refusal>(&parsed)) {
+    Response res = error_response(refusal->status, refusal->message);
+    if (!refusal->allow.empty()) res.set(http::field::allow, refusal->allow);
+    return res;
+  }
+  detail::Route route = std::get<detail::Route>(std::move(parsed));
+  if (route.kind != detail::Route::Kind::kHealth && route.kind != detail::Route::Kind::kMetrics) {
+    route.feed = feeds_[route.store_index].get();
+  }
+  if (route.kind == detail::Route::Kind::kWatch) {
+    // Last-Event-ID (what EventSource sends when reconnecting) wins over ?since=.
+    auto last_id = req.find("Last-Event-ID");
+    if (last_id != req.end()) {
+      std::optional<uint64_t> id = detail::parse_event_id(sv(last_id->value()));
+      if (!id || *id > static_cast<uint64_t>(INT64_MAX)) {
+        return error_response(400, "Last-Event-ID must be an event id (a revision: a "
+                                   "non-negative integer)");
       }
-      if (e.retryable()) res.set_header("Retry-After", "1");
-      send_error(res, status, e.what());
+      route.since = static_cast<int64_t>(*id);
     }
-  };
-}
-
-void HttpServer::Impl::install_routes() {
-  using httplib::Server;
-
-  // Authorization comes before routing and before the body is read.
-  server_.set_pre_routing_handler([this](const Request& req, Response& res) {
-    if (options_.token.empty()) return Server::HandlerResponse::Unhandled;
-    if (req.get_header_value_count("Authorization") == 1 &&
-        constant_time_equal(req.get_header_value("Authorization"), "Bearer " + options_.token)) {
-      return Server::HandlerResponse::Unhandled;
-    }
-    res.set_header("WWW-Authenticate", "Bearer");
-    send_error(res, 401, "unauthorized");
-    return Server::HandlerResponse::Handled;
-  });
-
-  // `/stores/{name}` in front of a store's routes; without it, the default store. httplib has
-  // already percent-decoded the path (once): the groups are used as they are.
-  const std::string scope = R"((?:/stores/([^/]+))?)";
-  const std::string key_route = scope + R"(/settings/([\s\S]+))";
-  server_.Get("/health", route(&Impl::get_health));
-  server_.Get("/metrics", route(&Impl::get_metrics));
-  server_.Get(scope + "/settings", route(&Impl::list_settings));
-  server_.Get(key_route, route(&Impl::get_setting));
-  server_.Put(key_route, route(&Impl::put_setting));
-  server_.Delete(key_route, route(&Impl::delete_setting));
-  server_.Get(scope + "/watch", route(&Impl::watch));
-  const std::string any = R"([\s\S]*)";
-  server_.Post(any, route(&Impl::not_allowed));
-  server_.Put(any, route(&Impl::not_allowed));
-  server_.Patch(any, route(&Impl::not_allowed));
-  server_.Delete(any, route(&Impl::not_allowed));
-
-  // Whatever status >= 400 has no body yet (unknown route, 413 from httplib, a malformed
-  // request) gets a JSON one.
-  server_.set_error_handler(Server::HandlerWithResponse([this](const Request& req, Response& res) {
-    if (!res.body.empty()) return Server::HandlerResponse::Unhandled;
-    std::string message;
-    switch (res.status) {
-      case 404:
-        message = fmt::format("no route for {} {}", req.method, req.path);
-        break;
-      case 413:
-        message = fmt::format("request body larger than {} bytes (max_body_bytes)",
-                              options_.max_body_bytes);
-        break;
-      case 400:
-        message = "malformed request";
-        break;
-      default:
-        message = fmt::format("HTTP status {}", res.status);
-    }
-    send_error(res, res.status, message);
-    return Server::HandlerResponse::Handled;
-  }));
-
-  server_.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    log_->error("http: {} {} failed: {}", req.method, printable(req.path), what);
-    send_error(res, 500, "internal error: " + what);
-  });
-
-  // Access log: method, path, status, client. Never bodies or headers (tokens).
-  server_.set_logger([this](const Request& req, const Response& res) {
-    log_->debug("http: {} {} {} {}:{}", req.method, printable(req.path), res.status,
-                req.remote_addr, req.remote_port);
-  });
-}
-
-StoreFeed* HttpServer::Impl::feed_for(const Request& req, Response& res) {
-  if (req.matches.size() < 2 || !req.matches[1].matched) return feeds_.front().get();
-  const std::string name = req.matches[1].str();
-  for (const auto& f : feeds_) {
-    if (f->name() == name) return f.get();
+    if (stopping_.load()) return error_response(503, "the server is stopping");
   }
-  send_error(res, 404, fmt::format("unknown store '{}'", name));
-  return nullptr;
+  return route;
 }
 
-void HttpServer::Impl::get_health(const Request&, Response& res) {
-  json stores = json::object();
-  bool all_connected = true;
-  std::optional<Stats> first;
-  for (const auto& f : feeds_) {
-    Stats s = f->store().stats();
-    all_connected = all_connected && s.connected;
-    stores[f->name()] = {{"status", s.connected ? "healthy" : "degraded"},
-                         {"crc", s.crc},
-                         {"count", s.keys},
-                         {"connected", s.connected},
-                         {"revision", s.revision}};
-    if (!first) first = s;
-  }
-  send_json(res, all_connected ? 200 : 503,
-            {{"status", all_connected ? "healthy" : "degraded"},
-             {"crc", first->crc},
-             {"count", first->keys},
-             {"connected", first->connected},
-             {"revision", first->revision},
-             {"stores", std::move(stores)}});
-}
-
-void HttpServer::Impl::get_metrics(const Request&, Response& res) {
-  res.status = 200;
-  res.set_content(detail::render_metrics(feeds_), detail::kMetricsContentType);
-}
-
-void HttpServer::Impl::list_settings(const Request& req, Response& res) {
-  StoreFeed* feed = feed_for(req, res);
-  if (feed == nullptr) return;
-  send_json(res, 200, settings_object(feed->store().get_all(req.get_param_value("prefix"))));
-}
-
-void HttpServer::Impl::get_setting(const Request& req, Response& res) {
-  StoreFeed* feed = feed_for(req, res);
-  if (feed == nullptr) return;
-  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
-  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
-  // An invalid key cannot be stored: absent, like any other.
-  std::optional<json> value = feed->store().get(path->key);
-  if (!value) {
-    return send_error(res, 404, fmt::format("key {} not found", detail::quoted(path->key)));
-  }
-  res.status = 200;
-  res.set_content(dump(*value), kJsonType);
-}
-
-void HttpServer::Impl::put_setting(const Request& req, Response& res) {
-  StoreFeed* feed = feed_for(req, res);
-  if (feed == nullptr) return;
-  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
-  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
-  const std::string& key = path->key;
-  if (auto refused = detail::check_key(key)) {
-    return send_error(res, refused->status, refused->message);
-  }
-  // httplib enforces the size limit on bodies with a Content-Length; this covers chunked ones.
-  auto parsed = detail::parse_put_body(key, req.body, options_.max_body_bytes);
-  if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
-    return send_error(res, refused->status, refused->message);
-  }
-  const json& value = std::get<json>(parsed);
-  feed->store().set(key, value);
-  send_json(res, 200, {{"key", key}, {"value", feed->store().get(key).value_or(json(nullptr))}});
-}
-
-void HttpServer::Impl::delete_setting(const Request& req, Response& res) {
-  StoreFeed* feed = feed_for(req, res);
-  if (feed == nullptr) return;
-  std::optional<detail::KeyPath> path = detail::parse_key_path(req.path);
-  if (!path) return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
-  const std::string& key = path->key;
-  if (auto refused = detail::check_key(key)) {
-    return send_error(res, refused->status, refused->message);
-  }
-  if (!feed->store().remove(key)) {
-    return send_error(res, 404, fmt::format("key {} not found", detail::quoted(key)));
-  }
-  send_json(res, 200, {{"key", key}, {"deleted", true}});
-}
-
-void HttpServer::Impl::not_allowed(const Request& req, Response& res) {
-  static const std::regex key_route(R"((?:/stores/[^/]+)?/settings/[\s\S]+)");
-  static const std::regex get_route(R"((?:/stores/[^/]+)?/(settings|watch)|/health|/metrics)");
-  if (std::regex_match(req.path, key_route)) {
-    res.set_header("Allow", "GET, PUT, DELETE");
-  } else if (std::regex_match(req.path, get_route)) {
-    res.set_header("Allow", "GET");
-  } else {
-    return send_error(res, 404, fmt::format("no route for {} {}", req.method, req.path));
-  }
-  send_error(res, 405, fmt::format("{} is not allowed on {}", req.method, req.path));
-}
-
-void HttpServer::Impl::watch(const Request& req, Response& res) {
-  StoreFeed* feed = feed_for(req, res);
-  if (feed == nullptr) return;
-
-  auto stream = std::make_shared<WatchStream>();
-  stream->feed = feed;
-  stream->prefix = req.get_param_value("prefix");
-  // Resume point: Last-Event-ID (what EventSource sends when reconnecting) wins over ?since=.
-  if (req.has_header("Last-Event-ID")) {
-    std::optional<uint64_t> id = detail::parse_event_id(req.get_header_value("Last-Event-ID"));
-    stream->cursor = id.value_or(0);
-    stream->opening = id ? WatchStream::Opening::kNone : WatchStream::Opening::kReset;
-  } else if (req.has_param("since")) {
-    std::optional<uint64_t> id = detail::parse_event_id(req.get_param_value("since"));
-    if (!id) {
-      return send_error(res, 400, "since must be an event id (a non-negative integer)");
-    }
-    stream->cursor = *id;
-  } else {
-    stream->cursor = feed->current_seq();
-    stream->opening = WatchStream::Opening::kReady;
-  }
-  // A cursor that is no longer (or never was) in the history turns into a reset on the first
-  // wait (StoreFeed::wait_after reports it lost).
-
-  if (stopping_.load()) return send_error(res, 503, "the server is stopping");
-  if (watch_streams_.fetch_add(1) >= options_.max_watch_streams) {
-    watch_streams_.fetch_sub(1);
-    return send_error(res, 503,
-                      fmt::format("too many /watch streams open (max_watch_streams = {})",
-                                  options_.max_watch_streams));
-  }
-  feed->stream_opened();
-
-  res.status = 200;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_header("X-Accel-Buffering", "no");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, stream](std::size_t, httplib::DataSink& sink) { return provide(*stream, sink); },
-      [this, feed](bool) {
-        feed->stream_closed();
-        watch_streams_.fetch_sub(1);
-      });
-}
-
-std::string HttpServer::Impl::reset_event(WatchStream& w) {
-  // Every change up to `seq` is already in the cache (a store applies a change before calling
-  // back), so the snapshot holds at least the state at `seq`; it may also hold changes whose
-  // events follow. Events carry whole values, so applying them again ends in the same state.
-  const uint64_t seq = w.feed->current_seq();
-  json data = {{"settings", settings_object(w.feed->store().get_all(w.prefix))}, {"seq", seq}};
-  w.cursor = seq;
-  return sse_event(seq, "reset", dump(data));
-}
-
-// httplib calls this again and again on the connection's worker thread until it returns false
-// (connection dropped) or calls sink.done().
-bool HttpServer::Impl::provide(WatchStream& w, httplib::DataSink& sink) {
-  std::string out;
-  switch (w.opening) {
-    case WatchStream::Opening::kReady:
-      // Tells the client its position: EventSource keeps the id for Last-Event-ID.
-      out = sse_event(w.cursor, "ready", dump(json{{"seq", w.cursor}}));
-      break;
-    case WatchStream::Opening::kReset:
-      out = reset_event(w);
-      break;
-    case WatchStream::Opening::kNone: {
-      const Clock::time_point keepalive_at = w.last_write + options_.watch_keepalive;
-      StoreFeed::Batch batch = w.feed->wait_after(w.cursor, keepalive_at);
-      if (batch.closed) {
-        sink.done();
-        return true;
+std::optional<Response> HttpServer::Impl::respond_now(
+    const detail::Route& route, const http::request<http::string_body>& req) {
+  using Kind = detail::Route::Kind;
+  switch (route.kind) {
+    case Kind::kHealth: {
+      json stores = json::object();
+      bool all_connected = true;
+      std::optional<Stats> first;
+      for (const auto& f : feeds_) {
+        Stats s = f->store().stats();
+        all_connected = all_connected && s.connected;
+        stores[f->name()] = {{"status", s.connected ? "healthy" : "degraded"},
+                             {"crc", s.crc},
+                             {"count", s.keys},
+                             {"connected", s.connected},
+                             {"revision", s.revision}};
+        if (!first) first = s;
       }
-      if (batch.lost) {
-        out = reset_event(w);
-      } else {
-        for (const auto& e : batch.events) {
-          if (e->key.starts_with(w.prefix)) out += sse_event(e->seq, "change", e->data);
-          w.cursor = e->seq;
+      return json_response(all_connected ? 200 : 503,
+                           {{"status", all_connected ? "healthy" : "degraded"},
+                            {"crc", first->crc},
+                            {"count", first->keys},
+                            {"connected", first->connected},
+                            {"revision", first->revision},
+                            {"stores", std::move(stores)}});
+    }
+    case Kind::kMetrics: {
+      Response res{http::status::ok, 11};
+      res.set(http::field::content_type, detail::kMetricsContentType);
+      res.body() = detail::render_metrics(feeds_);
+      return res;
+    }
+    case Kind::kKey:
+      if (req.method() != http::verb::get) return std::nullopt;
+      {
+        // An invalid key cannot be stored: absent, like any other.
+        std::optional<json> value = route.feed->store().get(route.key);
+        if (!value) {
+          return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
         }
+        Response res{http::status::ok, 11};
+        res.set(http::field::content_type, kJsonType);
+        res.body() = dump(*value);
+        return res;
       }
-      if (out.empty() && Clock::now() >= keepalive_at) out = ": keepalive\n\n";
+    case Kind::kList:
+    case Kind::kWatch:
       break;
-    }
   }
-  w.opening = WatchStream::Opening::kNone;
-  if (out.empty()) return true;
-  if (!sink.write(out.data(), out.size())) return false;
-  w.last_write = Clock::now();
-  return true;
+  return std::nullopt;  // A whole listing, or database work: the blocking pool.
+}
+
+Response HttpServer::Impl::respond_blocking(const detail::Route& route,
+                                            const http::request<http::string_body>& req) {
+  try {
+    Store& store = route.feed->store();
+    if (route.kind == detail::Route::Kind::kList) {
+      Snapshot snap = store.snapshot(route.prefixes.empty() ? "" : route.prefixes.front());
+      Response res = json_response(200, settings_object(snap.values));
+      res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
+      return res;
+    }
+    if (auto refused = detail::check_key(route.key)) {
+      return error_response(refused->status, refused->message);
+    }
+    if (req.method() == http::verb::put) {
+      auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);
+      if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
+        return error_response(refused->status, refused->message);
+      }
+      const json& value = std::get<json>(parsed);
+      store.set(route.key, value);
+      return json_response(200, {{"key", route.key},
+                                 {"value", store.get(route.key).value_or(json(nullptr))}});
+    }
+    if (!store.remove(route.key)) {
+      return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
+    }
+    return json_response(200, {{"key", route.key}, {"deleted", true}});
+  } catch (const Error& e) {
+    if (status_for(e.code()) >= 500) {
+      log_->warn("http: {} {} failed: {}", sv(req.method_string()),
+                 printable(sv(req.target())), e.what());
+    }
+    return error_response(e);
+  } catch (const std::exception& e) {
+    log_->error("http: {} {} failed: {}", sv(req.method_string()),
+                printable(sv(req.target())), e.what());
+    return error_response(500, std::string("internal error: ") + e.what());
+  }
+}
+
+void HttpServer::Impl::add(const std::shared_ptr<Session>& s) {
+  std::lock_guard lock(registry_mu_);
+  sessions_.emplace(s.get(), s);
+}
+void HttpServer::Impl::remove(Session* s) {
+  std::lock_guard lock(registry_mu_);
+  sessions_.erase(s);
+  registry_cv_.notify_all();
+}
+void HttpServer::Impl::add(const std::shared_ptr<WatchStream>& w) {
+  std::lock_guard lock(registry_mu_);
+  streams_.emplace(w.get(), w);
+}
+void HttpServer::Impl::remove(WatchStream* w) {
+  std::lock_guard lock(registry_mu_);
+  streams_.erase(w);
+  registry_cv_.notify_all();
+}
+
+void HttpServer::Impl::accept() {
+  acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      socket.set_option(tcp::no_delay(true), ec);  // Small events must not wait.
+      std::size_t open;
+      {
+        std::lock_guard lock(registry_mu_);
+        open = sessions_.size() + streams_.size();
+      }
+      auto session = std::make_shared<Session>(*this, std::move(socket));
+      if (open >= options_.max_connections) {
+        session->refuse(fmt::format("too many connections (max_connections = {})",
+                                    options_.max_connections));
+      } else {
+        session->start();
+      }
+    } else if (ec == net::error::no_descriptors) {
+      // Out of file descriptors: let connections close before accepting again.
+      log_->warn("http: accept failed: {}", ec.message());
+      auto timer = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer](beast::error_code) { accept(); });
+      return;
+    }
+    accept();
+  });
+}
+
+void HttpServer::Impl::tick(net::steady_timer& timer, std::chrono::milliseconds interval,
+                            bool progress) {
+  timer.expires_after(interval);
+  timer.async_wait([this, &timer, interval, progress](beast::error_code ec) {
+    if (ec || stopping_.load()) return;
+    std::vector<std::shared_ptr<WatchStream>> streams;
+    {
+      std::lock_guard lock(registry_mu_);
+      streams.reserve(streams_.size());
+      for (auto& [ptr, weak] : streams_) {
+        if (auto s = weak.lock()) streams.push_back(std::move(s));
+      }
+    }
+    for (auto& s : streams) s->tick(progress);
+    tick(timer, interval, progress);
+  });
 }
 
 void HttpServer::Impl::start() {
   std::lock_guard lock(lifecycle_mu_);
   if (stopped_) throw Error(ErrorCode::kShutdown, "HttpServer: start() after stop()");
   if (started_) return;
-
+  try {
+    auto address = net::ip::make_address(options_.host == "localhost" ? "127.0.0.1" : options_.host);
+    tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.port));
+    acceptor_.open(endpoint.protocol());
+    // SO_REUSEADDR only (not SO_REUSEPORT): a port another server holds is an error.
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(net::socket_base::max_listen_connections);
+  } catch (const boost::system::system_error& e) {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    throw Error(ErrorCode::kUnavailable, fmt::format("HttpServer: cannot listen on {}:{} ({})",
+                                                     options_.host, options_.port,
+                                                     e.code().message()));
+  }
+  port_.store(acceptor_.local_endpoint().port());
   for (auto& f : feeds_) f->attach();
-  int port = -1;
-  if (options_.port == 0) {
-    port = server_.bind_to_any_port(options_.host);
-  } else if (server_.bind_to_port(options_.host, options_.port)) {
-    port = options_.port;
-  }
-  if (port < 0) {
-    const int err = errno;
-    for (auto& f : feeds_) f->detach();
-    throw Error(ErrorCode::kUnavailable,
-                fmt::format("HttpServer: cannot listen on {}:{} ({})", options_.host, options_.port,
-                            err != 0 ? std::strerror(err) : "bind failed"));
-  }
-  port_.store(port);
-
-  listen_thread_ = std::thread([this] {
-    if (!server_.listen_after_bind()) log_->error("http: the listener stopped with an error");
-    listen_returned_.store(true);
+  work_.emplace(ioc_.get_executor());
+  net::post(ioc_, [this] {
+    accept();
+    tick(progress_timer_, options_.watch_progress_interval, /*progress=*/true);
+    tick(keepalive_timer_, options_.watch_keepalive, /*progress=*/false);
   });
-  // httplib's stop() has no effect until the accept loop runs: wait for it.
-  while (!server_.is_running() && !listen_returned_.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (listen_returned_.load()) {
-    listen_thread_.join();
-    for (auto& f : feeds_) f->detach();
-    throw Error(ErrorCode::kUnavailable,
-                fmt::format("HttpServer: the listener on {}:{} failed", options_.host, port));
+  for (std::size_t i = 0; i < options_.io_threads; ++i) {
+    io_threads_.emplace_back([this] {
+      for (;;) {
+        try {
+          ioc_.run();
+          return;
+        } catch (const std::exception& e) {
+          // A handler threw: log it and keep serving the other connections.
+          log_->error("http: unexpected error in the event loop: {}", e.what());
+        }
+      }
+    });
   }
   started_ = true;
-  log_->info("http: serving {} store(s) on http://{}:{}", feeds_.size(), options_.host, port);
+  log_->info("http: serving {} store(s) on http://{}:{}", feeds_.size(), options_.host, port());
 }
 
 void HttpServer::Impl::stop() {
@@ -540,9 +955,43 @@ void HttpServer::Impl::stop() {
   stopped_ = true;
   stopping_.store(true);
   if (started_) {
-    server_.stop();                     // Stops accepting; connections end after a request.
-    for (auto& f : feeds_) f->close();  // /watch streams end now.
-    if (listen_thread_.joinable()) listen_thread_.join();  // Joins the worker pool too.
+    net::post(ioc_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+      progress_timer_.cancel();
+      keepalive_timer_.cancel();
+    });
+    for (auto& f : feeds_) f->close();  // Streams end now.
+    // Requests waiting on the database finish (bounded by the stores' db_timeout) and post their
+    // answers to the loop, which is still running.
+    blocking_pool_.join();
+    std::vector<std::shared_ptr<Session>> sessions;
+    std::vector<std::shared_ptr<WatchStream>> streams;
+    {
+      std::lock_guard registry(registry_mu_);
+      for (auto& [p, w] : sessions_) {
+        if (auto s = w.lock()) sessions.push_back(std::move(s));
+      }
+      for (auto& [p, w] : streams_) {
+        if (auto s = w.lock()) streams.push_back(std::move(s));
+      }
+    }
+    for (auto& s : sessions) s->close();
+    for (auto& s : streams) s->close();
+    sessions.clear();
+    streams.clear();
+    {
+      // Answers being written finish; then every connection is gone.
+      std::unique_lock registry(registry_mu_);
+      registry_cv_.wait_for(registry, options_.watch_write_timeout,
+                            [&] { return sessions_.empty() && streams_.empty(); });
+    }
+    work_.reset();
+    ioc_.stop();
+    for (auto& t : io_threads_) t.join();
+    io_threads_.clear();
+  } else {
+    blocking_pool_.join();
   }
   for (auto& f : feeds_) f->detach();
 }

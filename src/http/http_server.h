@@ -1,35 +1,44 @@
-// HttpServer: the HTTP API of `syncconfig serve` over one or more stores (see README "HTTP API").
+// HttpServer: the HTTP API of `syncconfig serve` over one or more stores (see README "HTTP API"),
+// on Boost.Beast/Asio: an event loop on `io_threads` threads serves every connection, so an open
+// /watch stream costs a socket and a small object, not a thread (docs/architecture.md). Requests
+// that wait on the database (PUT, DELETE, resuming a stream from the table) run on a separate
+// pool of `blocking_threads`, so a slow database never stalls the loop.
 //
-// Owns its listener thread (cpp-httplib's worker pool): stop() stops accepting, lets requests in
-// flight finish, and joins. Safe for concurrent access from multiple threads without external
-// synchronization.
+// Owns its threads: stop() stops accepting, lets requests in flight finish, ends /watch streams
+// and joins. Safe for concurrent access from multiple threads without external synchronization.
 //
 // Routes (JSON bodies; every error is {"error": "<what was wrong>"}). The settings and watch
 // routes exist for the default (first) store and, for every store, under /stores/{name}:
-//   GET    /settings[?prefix=P]  200 {key: value, ...}
+//   GET    /settings[?prefix=P]  200 {key: value, ...}; header X-Syncconfig-Revision: the
+//                                revision the answer is complete to (a watch from it misses
+//                                nothing)
 //   GET    /settings/{key}       200 the value as JSON text; 404 absent
 //   PUT    /settings/{key}       body: a JSON value. 200 {"key", "value" (as stored)}; 400 body not
 //                                JSON (or nested deeper than 512) or bad key; 413 body over
 //                                max_body_bytes; 503 database unavailable/timeout/shut down
 //   DELETE /settings/{key}       200 {"key", "deleted": true}; 404 absent
-//   GET    /watch[?prefix=P][&since=ID]  Server-Sent Events, see below
-//   GET    /health               200 healthy / 503 degraded (a store has no live connection):
-//                                {"status", "crc", "count", "connected", "revision" (of the
-//                                default store), "stores": {name: {same fields}}}
+//   GET    /watch[?prefix=P...][&since=R]  Server-Sent Events, see below
+//   GET    /health               200 healthy / 503 degraded (a store has no live connection)
 //   GET    /metrics              Prometheus text format 0.0.4, series labelled store="name"
 // Keys are the rest of the path after /settings/, percent-decoded once ('/' allowed). Unknown
 // routes and stores get 404, other methods on a known route 405. With a token, every route
 // (health and metrics included) needs "Authorization: Bearer <token>", else 401.
 //
-// /watch: `id: <seq>\nevent: change\ndata: {"key","value" (null if deleted),"deleted","revision"}`
-// per change, where seq numbers a store's changes in delivery order (a run's first seq is its
-// start time in microseconds, so ids from an earlier run are always older). A fresh stream starts
-// with `event: ready` (`data: {"seq": N}`, id N: the position to resume from). Last-Event-ID (or
-// ?since=) resumes after that id from the last `watch_history` changes; an id that is older,
-// unknown or unparsable gets `event: reset` with `data: {"settings": {...}, "seq": N}` (the current
-// snapshot, filtered by prefix), then changes after N. A stream that falls behind the history also
-// gets a reset. Comment lines (": keepalive") every watch_keepalive. stop() ends open streams.
-// ?since= that is not a number: 400. Over max_watch_streams open streams: 503.
+// /watch: every event id is a database revision of the table, the same on every server of it:
+//   id: R / event: ready  / data: {"revision": R}     first, unless the stream starts with a reset
+//   id: R / event: change / data: {"key","value" (null if deleted),"deleted","revision": R}
+//   id: R / event: progress / data: {"revision": R}   every watch_progress_interval on a stream
+//                                                     that sent nothing else: all up to R was sent
+//   id: R / event: reset  / data: {"revision": R, "reason", "settings": {...}}  replace your state
+//   ": keepalive" comments every watch_keepalive on a stream that sent nothing else
+// Changes go out per key in commit order and across keys in revision order; a transaction's
+// changes are consecutive events (one per key, each with its own revision) written together.
+// Last-Event-ID (or ?since=R) resumes after R on any server of the same table: from memory,
+// else from the table; when neither can say exactly what changed after R (R pruned, R beyond the
+// table's newest revision, the table recreated, a TRUNCATE after R) the stream starts with a
+// reset. since/Last-Event-ID not a non-negative integer, or a prefix that no key can start with:
+// 400. A stream that falls more than watch_max_lag_bytes behind, or whose write stalls for
+// watch_write_timeout, is closed (the client resumes by id). stop() ends open streams.
 #pragma once
 
 #include <chrono>
@@ -56,23 +65,37 @@ struct HttpOptions {
   std::string token;
   // Largest request body accepted; larger gets 413. Default 1 MiB.
   std::size_t max_body_bytes = 1u << 20;
-  // Changes kept per store for resuming /watch streams. Default 10000.
-  std::size_t watch_history = 10000;
-  // Bound on the memory those changes take per store (keys plus JSON text); the oldest are
-  // dropped first. A stream resuming from a dropped change gets an `event: reset`. Default 64 MiB.
+  // Largest request line + headers; larger gets 431. Default 16 KiB.
+  std::size_t max_header_bytes = 16u << 10;
+  // Threads running the event loop. Default 2.
+  std::size_t io_threads = 2;
+  // Threads for requests that wait on the database (PUT, DELETE, a /watch resumed from the
+  // table): at most this many such requests run at once, the others queue. Default 8.
+  std::size_t blocking_threads = 8;
+  // A connection with no request in progress is closed after this long. Default 60 s.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
+  // From a request's first byte, its line and headers must arrive within this (slow senders
+  // hold a socket, never a thread, and not for longer). Default 10 s.
+  std::chrono::milliseconds header_timeout = std::chrono::seconds(10);
+  // The body must arrive within this after the headers. Default 30 s.
+  std::chrono::milliseconds body_timeout = std::chrono::seconds(30);
+  // Open connections at most; one more is answered 503 and closed. Default 50000 (mind the
+  // process's file descriptor limit, which `serve` raises to its hard limit).
+  std::size_t max_connections = 50000;
+  // Changes kept per store for resuming /watch streams from memory. Default 100000.
+  std::size_t watch_history = 100000;
+  // Bound on the bytes of event text those changes take per store. Default 64 MiB.
   std::size_t watch_history_bytes = 64u << 20;
-  // A /watch stream with nothing to send writes a comment line (": keepalive") this often, which
-  // also detects clients that went away. Default 15 seconds.
+  // A stream that has caught up and then falls further behind than this many bytes of events is
+  // closed as too slow. Default 4 MiB.
+  std::size_t watch_max_lag_bytes = 4u << 20;
+  // A write to a stream that does not complete within this closes it (a stalled client).
+  // Default 10 s.
+  std::chrono::milliseconds watch_write_timeout = std::chrono::seconds(10);
+  // A stream that sent nothing for this long gets a progress event. Default 10 s.
+  std::chrono::milliseconds watch_progress_interval = std::chrono::seconds(10);
+  // A stream that sent nothing for this long gets a ": keepalive" comment. Default 15 s.
   std::chrono::milliseconds watch_keepalive = std::chrono::seconds(15);
-  // Worker threads, i.e. connections served at once (a keep-alive connection holds one while
-  // open, a /watch stream holds one for its whole life). Default 16.
-  std::size_t threads = 16;
-  // Open /watch streams allowed at once, over all stores; one more gets 503. Must be less than
-  // `threads` so that the other routes keep answering. Default 8.
-  std::size_t max_watch_streams = 8;
-  // Idle time after which a keep-alive connection is closed. stop() waits up to this long for
-  // an idle keep-alive connection (httplib does not interrupt them). Default 1 second.
-  std::chrono::seconds keep_alive_timeout = std::chrono::seconds(1);
   // Logger for the access log (debug level) and errors. Default (nullptr): spdlog's default.
   std::shared_ptr<spdlog::logger> logger;
 };

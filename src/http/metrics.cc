@@ -15,6 +15,9 @@ struct Sample {
   Stats stats;
   LagHistogram::Snapshot lag;
   std::size_t streams = 0;
+  uint64_t dropped_slow = 0;
+  uint64_t resets = 0;
+  uint64_t backfills = 0;
 };
 
 struct Family {
@@ -55,7 +58,10 @@ std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds)
     s.label = fmt::format("store=\"{}\"", escape_label_value(feed->name()));
     s.stats = feed->store().stats();
     s.lag = feed->lag().snapshot();
-    s.streams = feed->open_streams();
+    s.streams = feed->open_streams.load();
+    s.dropped_slow = feed->streams_dropped_slow.load();
+    s.resets = feed->resets_sent.load();
+    s.backfills = feed->backfills.load();
     samples.push_back(std::move(s));
   }
 
@@ -92,6 +98,15 @@ std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds)
        [&](const Sample& s) { return s.stats.revision; }},
       {"syncconfig_watch_streams", "gauge", "Open /watch streams.",
        [&](const Sample& s) { return u(s.streams); }},
+      {"syncconfig_watch_slow_disconnects_total", "counter",
+       "/watch streams closed because the client fell too far behind or stalled a write.",
+       [&](const Sample& s) { return u(s.dropped_slow); }},
+      {"syncconfig_watch_resets_total", "counter",
+       "/watch resets sent (the changes after a client's id could not be given exactly).",
+       [&](const Sample& s) { return u(s.resets); }},
+      {"syncconfig_watch_backfills_total", "counter",
+       "Reads of the table to resume /watch streams older than the in-memory history.",
+       [&](const Sample& s) { return u(s.backfills); }},
   };
 
   std::string out;

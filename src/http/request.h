@@ -22,6 +22,7 @@ constexpr int kMaxBodyDepth = 512;
 struct Refusal {
   int status = 400;
   std::string message;
+  std::string allow;  // For 405: the methods the route allows.
 };
 
 // A key route's path, as httplib hands it over (already percent-decoded once):

@@ -1,5 +1,7 @@
 #include "http/store_feed.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -8,10 +10,20 @@ namespace syncconfig::service::detail {
 
 namespace {
 
-// Bytes an event is charged in the history: its strings plus a fixed overhead.
-std::size_t event_cost(const WatchEvent& e) { return e.key.size() + e.data.size() + 64; }
+using nlohmann::json;
+
+// The first event after `cursor` in a revision-ordered history.
+std::deque<WatchEventPtr>::const_iterator first_after(const std::deque<WatchEventPtr>& history,
+                                                      int64_t cursor) {
+  return std::upper_bound(history.begin(), history.end(), cursor,
+                          [](int64_t c, const WatchEventPtr& e) { return c < e->revision; });
+}
 
 }  // namespace
+
+std::string sse_event(int64_t id, std::string_view type, std::string_view data) {
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, type, data);
+}
 
 void LagHistogram::observe(double seconds) {
   if (!(seconds >= 0)) seconds = 0;  // Clock skew with the database server; NaN.
@@ -36,19 +48,29 @@ LagHistogram::Snapshot LagHistogram::snapshot() const {
   return s;
 }
 
-StoreFeed::StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes,
-                     uint64_t first_seq)
-    : name_(std::move(name)),
-      store_(store),
-      max_events_(max_events),
-      max_bytes_(max_bytes),
-      last_seq_(first_seq) {}
+StoreFeed::StoreFeed(std::string name, Store* store, std::size_t max_events,
+                     std::size_t max_bytes)
+    : name_(std::move(name)), store_(store), max_events_(max_events), max_bytes_(max_bytes) {}
 
 StoreFeed::~StoreFeed() { detach(); }
 
 void StoreFeed::attach() {
   if (subscription_) return;
-  subscription_ = store_->subscribe([this](const Change& c) { on_change(c); });
+  subscription_ = store_->subscribe([this](const Change& c) { on_change(c); },
+                                    [this](const Progress& p) { on_progress(p); });
+  // Every change applied from now on reaches on_change; those applied before may not have.
+  // History can therefore only start above everything applied so far, and the feed is ready
+  // once the store is complete to there (normally at once; while the listener is away, when it
+  // is back).
+  Stats s = store_->stats();
+  std::unique_lock lock(mu_);
+  start_revision_ = std::max(s.revision, s.applied_revision);
+  if (!ready_ && s.revision >= start_revision_) {
+    ready_ = true;
+    std::erase_if(pending_, [&](const Change& c) { return c.revision <= s.revision; });
+    reset_history(s.revision);
+    wake_all(lock);
+  }
 }
 
 void StoreFeed::detach() {
@@ -57,84 +79,242 @@ void StoreFeed::detach() {
   subscription_.reset();
 }
 
+WatchEventPtr StoreFeed::make_event(const Change& change) const {
+  auto event = std::make_shared<WatchEvent>();
+  event->revision = change.revision;
+  event->key = change.key;
+  json data = {
+      {"key", change.key},
+      {"value", change.value ? *change.value : json(nullptr)},
+      {"deleted", !change.value.has_value()},
+      {"revision", change.revision},
+  };
+  event->text =
+      sse_event(change.revision, "change",
+                data.dump(-1, ' ', false, json::error_handler_t::replace));
+  return event;
+}
+
 void StoreFeed::on_change(const Change& change) {
   if (change.written_at) {
     std::chrono::duration<double> lag = std::chrono::system_clock::now() - *change.written_at;
     lag_.observe(lag.count());
   }
+  std::lock_guard lock(mu_);
+  if (!ready_ || change.revision > position_) {
+    pending_.push_back(change);
+    return;
+  }
+  // At or below the position: released already. A repair found by a resync (a write that sent
+  // no notification keeps its old revision) cannot be numbered into the history: the streams
+  // get a reset. This instance's own write applied late is superseded by a change the history
+  // has or will have (see Cache::upsert), so it is dropped.
+  if (change.origin == ChangeOrigin::kResync) reset_pending_ = true;
+}
 
-  // Formatted here, once, outside the lock; streams only copy pointers.
-  auto event = std::make_shared<WatchEvent>();
-  event->key = change.key;
-  nlohmann::json data = {
-      {"key", change.key},
-      {"value", change.value ? *change.value : nlohmann::json(nullptr)},
-      {"deleted", !change.value.has_value()},
-      {"revision", change.revision},
-  };
-  event->data = data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  const std::size_t cost = event_cost(*event);
+void StoreFeed::on_progress(const Progress& progress) {
+  std::unique_lock lock(mu_);
+  if (closed_) return;
+  if (!ready_) {
+    if (progress.revision < start_revision_ && !progress.reset) {
+      std::erase_if(pending_, [&](const Change& c) { return c.revision <= progress.revision; });
+      return;
+    }
+    ready_ = true;
+    std::erase_if(pending_, [&](const Change& c) { return c.revision <= start_revision_; });
+    reset_history(start_revision_);
+    // Released below as usual.
+  }
+  if (progress.reset || reset_pending_) {
+    // Whatever was below the new position is in the store's snapshot, which a reset sends.
+    std::erase_if(pending_, [&](const Change& c) { return c.revision <= progress.revision; });
+    reset_history(progress.revision);
+    ++generation_;
+    wake_all(lock);
+    return;
+  }
+  if (progress.revision <= position_) return;
+  // Release what is now complete, in revision order.
+  auto complete = std::partition(pending_.begin(), pending_.end(), [&](const Change& c) {
+    return c.revision > progress.revision;
+  });
+  std::vector<Change> released(std::make_move_iterator(complete),
+                               std::make_move_iterator(pending_.end()));
+  pending_.erase(complete, pending_.end());
+  position_ = progress.revision;
+  if (released.empty()) return;  // Streams learn the new position from progress events.
+  std::sort(released.begin(), released.end(),
+            [](const Change& a, const Change& b) { return a.revision < b.revision; });
+  lock.unlock();
+  // Formatted once, outside the lock; streams share the text.
+  std::vector<WatchEventPtr> events;
+  events.reserve(released.size());
+  for (const Change& c : released) events.push_back(make_event(c));
+  lock.lock();
+  for (WatchEventPtr& e : events) {
+    // A change at or below the newest held (a reset in between) is not part of this history.
+    if (!history_.empty() && e->revision <= history_.back()->revision) continue;
+    if (e->revision <= history_start_) continue;
+    int64_t base = history_.empty() ? 0 : history_.back()->offset;
+    std::const_pointer_cast<WatchEvent>(e)->offset = base + static_cast<int64_t>(e->text.size());
+    history_bytes_ += e->text.size();
+    history_.push_back(std::move(e));
+  }
+  trim();
+  wake_all(lock);
+}
 
+void StoreFeed::reset_history(int64_t position) {
+  history_.clear();
+  history_bytes_ = 0;
+  position_ = position;
+  history_start_ = position;
+  reset_pending_ = false;
+}
+
+void StoreFeed::trim() {
+  while (!history_.empty() && (history_.size() > max_events_ || history_bytes_ > max_bytes_)) {
+    history_bytes_ -= history_.front()->text.size();
+    history_start_ = history_.front()->revision;
+    history_.pop_front();
+  }
+}
+
+void StoreFeed::wake_all(std::unique_lock<std::mutex>& lock) {
+  std::vector<Waker> wakers = std::exchange(wakers_, {});
+  lock.unlock();
+  for (Waker& w : wakers) w();
+}
+
+StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t max_bytes,
+                                Waker waker) {
+  Read out;
+  std::unique_lock lock(mu_);
+  if (closed_) {
+    out.status = Read::Status::kClosed;
+    return out;
+  }
+  if (!ready_) {
+    out.status = Read::Status::kNotReady;
+    if (waker) wakers_.push_back(std::move(waker));
+    return out;
+  }
+  if (generation != generation_) {
+    out.status = Read::Status::kReset;
+    return out;
+  }
+  if (cursor < history_start_) {
+    out.status = Read::Status::kBehind;
+    return out;
+  }
+  auto it = first_after(history_, cursor);
+  std::size_t bytes = 0;
+  for (; it != history_.end() && (out.events.empty() || bytes < max_bytes); ++it) {
+    bytes += (*it)->text.size();
+    out.events.push_back(*it);
+  }
+  if (it == history_.end()) {
+    out.cursor = std::max(cursor, position_);
+  } else {
+    out.cursor = out.events.back()->revision;
+    out.lag_bytes = history_.back()->offset - out.events.back()->offset;
+  }
+  if (out.events.empty() && waker) wakers_.push_back(std::move(waker));
+  return out;
+}
+
+StoreFeed::Start StoreFeed::start(Waker waker) {
+  Start out;
+  std::lock_guard lock(mu_);
+  if (!ready_ && !closed_) {
+    wakers_.push_back(std::move(waker));
+    return out;
+  }
+  out.ready = true;
+  out.position = position_;
+  out.generation = generation_;
+  return out;
+}
+
+StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
+  Backfill out;
+  std::lock_guard single(backfill_mu_);
+  uint64_t generation;
   {
     std::lock_guard lock(mu_);
-    event->seq = ++last_seq_;
-    ring_.push_back(std::move(event));
-    ring_bytes_ += cost;
-    while (!ring_.empty() && (ring_.size() > max_events_ || ring_bytes_ > max_bytes_)) {
-      ring_bytes_ -= event_cost(*ring_.front());
-      ring_.pop_front();
+    if (closed_) {
+      out.reset = "the server is stopping";
+      return out;
     }
+    if (since >= history_start_) return out;  // A reader before us did it.
+    generation = generation_;
   }
-  cv_.notify_all();
-}
-
-uint64_t StoreFeed::current_seq() const {
+  backfills.fetch_add(1);
+  ChangesSince read = store_->changes_since(since);
+  if (!read.complete) {
+    out.reset = read.reason;
+    return out;
+  }
+  std::vector<WatchEventPtr> events;
+  events.reserve(read.changes.size());
+  for (const Change& c : read.changes) events.push_back(make_event(c));
   std::lock_guard lock(mu_);
-  return last_seq_;
+  if (generation != generation_) {
+    out.reset = "the table was reloaded meanwhile";
+    return out;
+  }
+  if (read.revision < history_start_) {
+    out.reset = fmt::format("the table (at revision {}) is behind this server (at {})",
+                            read.revision, history_start_);
+    return out;
+  }
+  // Each key's state in the table after `since`, up to where the history starts; above that
+  // the history has every change (a key's later change supersedes its earlier one either way).
+  const int64_t start = history_start_;
+  std::erase_if(events, [&](const WatchEventPtr& e) { return e->revision > start; });
+  std::size_t bytes = 0;
+  for (const WatchEventPtr& e : events) bytes += e->text.size();
+  if (history_.size() + events.size() > max_events_ || history_bytes_ + bytes > max_bytes_) {
+    // More than the history holds: this stream alone gets them.
+    out.direct = std::move(events);
+    out.cursor = start;
+    return out;
+  }
+  int64_t offset = history_.empty() ? 0
+                                    : history_.front()->offset -
+                                          static_cast<int64_t>(history_.front()->text.size());
+  for (auto it = events.rbegin(); it != events.rend(); ++it) {
+    std::const_pointer_cast<WatchEvent>(*it)->offset = offset;
+    offset -= static_cast<int64_t>((*it)->text.size());
+    history_.push_front(*it);
+  }
+  history_bytes_ += bytes;
+  history_start_ = since;
+  return out;
 }
 
-StoreFeed::Batch StoreFeed::wait_after(uint64_t cursor,
-                                       std::chrono::steady_clock::time_point deadline) const {
-  Batch batch;
-  std::unique_lock lock(mu_);
-  cv_.wait_until(lock, deadline, [&] { return closed_ || last_seq_ != cursor; });
-  if (closed_) {
-    batch.closed = true;
-    return batch;
+StoreFeed::ResetPoint StoreFeed::reset_point(std::string_view prefix) const {
+  ResetPoint out;
+  {
+    std::lock_guard lock(mu_);
+    out.position = position_;
+    out.generation = generation_;
   }
-  if (cursor == last_seq_) return batch;  // Deadline, nothing new.
-  // Complete only if the change right after the cursor is still held (seqs are contiguous and
-  // end at last_seq_). A cursor ahead of last_seq_ was never issued by this run.
-  if (cursor > last_seq_ || ring_.empty() || ring_.front()->seq > cursor + 1) {
-    batch.lost = true;
-    return batch;
-  }
-  auto first = ring_.begin() + static_cast<std::ptrdiff_t>(cursor + 1 - ring_.front()->seq);
-  batch.events.assign(first, ring_.end());
-  return batch;
+  // Taken after the position: it holds at least every change up to it. Later changes it also
+  // holds are sent again after it, as whole values, which leaves the same state.
+  out.settings = store_->snapshot(prefix).values;
+  return out;
+}
+
+int64_t StoreFeed::position() const {
+  std::lock_guard lock(mu_);
+  return ready_ ? position_ : 0;
 }
 
 void StoreFeed::close() {
-  {
-    std::lock_guard lock(mu_);
-    closed_ = true;
-  }
-  cv_.notify_all();
-}
-
-std::size_t StoreFeed::open_streams() const {
-  std::lock_guard lock(mu_);
-  return open_streams_;
-}
-
-void StoreFeed::stream_opened() {
-  std::lock_guard lock(mu_);
-  ++open_streams_;
-}
-
-void StoreFeed::stream_closed() {
-  std::lock_guard lock(mu_);
-  --open_streams_;
+  std::unique_lock lock(mu_);
+  closed_ = true;
+  wake_all(lock);
 }
 
 }  // namespace syncconfig::service::detail

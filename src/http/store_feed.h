@@ -1,21 +1,34 @@
-// StoreFeed: what the HTTP server keeps per served store, fed by one store subscription.
+// StoreFeed: what the HTTP server keeps per served store for /watch, fed by one subscription.
 //
-//  - the change history for /watch: every change gets a sequence number (in delivery order, per
-//    store) and the last ones are kept in a ring buffer bounded by count and bytes. Streams read
-//    it by cursor ("everything after seq N"), so replaying and delivering live are one mechanism
-//    under one mutex: a resumed stream can neither miss nor repeat a change.
-//  - the notification lag histogram (now - Change::written_at) for /metrics.
+// Events are numbered by database revision, so a client can resume on any server of the table.
+// A store delivers changes per key in commit order, but across keys its own writes can come
+// before older commits of other instances. So the feed holds changes back until the store
+// reports progress past them (Store::subscribe with a ProgressCallback: every change at or
+// below that revision has been delivered), then releases them in revision order into a history
+// bounded by count and bytes. Streams read that history by cursor ("everything after revision
+// R"), so replaying and delivering live are one mechanism: a stream can neither miss nor repeat
+// a change, and every id it sends is a point it can resume from.
 //
-// The subscription callback runs on the store's dispatcher thread: it only formats the event,
-// appends it under the mutex and notifies; it never waits for a stream.
+// A cursor older than the history is served from the table (backfill: Store::changes_since,
+// merged into the front of the history, so a herd of clients resuming after a restart costs one
+// read). Where the table cannot say exactly what changed (pruned deletions, a TRUNCATE, a
+// revision this table never had, the table recreated, a heartbeat that repaired a change the
+// notifications missed), streams get a reset: the current snapshot, then changes after it.
+//
+// Threads: on_change/on_progress run on the store's dispatcher thread and never wait for a
+// stream; wakers they call must only post work elsewhere. backfill() does database I/O and runs
+// on the server's blocking pool. Everything else is quick, under one mutex. StoreFeed is safe for
+// concurrent access from multiple threads without external synchronization.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,10 +41,16 @@ namespace syncconfig::service::detail {
 
 // One change as /watch sends it.
 struct WatchEvent {
-  uint64_t seq = 0;
+  int64_t revision = 0;
   std::string key;
-  std::string data;  // JSON text of the `data:` line: {"key","value","deleted","revision"}.
+  std::string text;  // The whole SSE event: "id: R\nevent: change\ndata: {...}\n\n".
+  // Bytes of history up to and including this event (for a stream's lag in bytes).
+  int64_t offset = 0;
 };
+using WatchEventPtr = std::shared_ptr<const WatchEvent>;
+
+// The SSE text of an event: "id: <id>\nevent: <type>\ndata: <data>\n\n".
+std::string sse_event(int64_t id, std::string_view type, std::string_view data);
 
 // Prometheus histogram of notification lag in seconds. Thread-safe.
 class LagHistogram {
@@ -57,10 +76,8 @@ class LagHistogram {
 
 class StoreFeed {
  public:
-  // `first_seq`: the sequence number before the first change (the first change gets
-  // first_seq + 1). History keeps at most `max_events` changes and `max_bytes` bytes.
-  StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes,
-            uint64_t first_seq);
+  // History keeps at most `max_events` changes and `max_bytes` bytes of event text.
+  StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes);
   ~StoreFeed();
   StoreFeed(const StoreFeed&) = delete;
   StoreFeed& operator=(const StoreFeed&) = delete;
@@ -72,46 +89,100 @@ class StoreFeed {
   void attach();
   void detach();
 
-  // Records a change (the subscription callback; public for tests).
+  // The subscription's callbacks (public for tests).
   void on_change(const Change& change);
+  void on_progress(const Progress& progress);
 
-  // The sequence number of the newest change (first_seq before any).
-  uint64_t current_seq() const;
+  using Waker = std::function<void()>;
 
-  struct Batch {
-    bool closed = false;  // close() was called: the stream must end.
-    bool lost = false;    // Changes after the cursor are no longer (or were never) in history.
-    std::vector<std::shared_ptr<const WatchEvent>> events;  // In seq order, all after cursor.
+  struct Read {
+    enum class Status {
+      kOk,        // `events` (maybe none) and `cursor`; with none, `waker` was parked.
+      kNotReady,  // The feed has no position yet (just attached); `waker` was parked.
+      kBehind,    // The cursor is older than the history: backfill(), or close a slow stream.
+      kReset,     // The history this stream follows was replaced: send a reset.
+      kClosed,    // close() was called.
+    };
+    Status status = Status::kOk;
+    std::vector<WatchEventPtr> events;  // In revision order, all after the cursor.
+    int64_t cursor = 0;                 // The new cursor: everything up to it was read.
+    int64_t lag_bytes = 0;              // Bytes of history after the new cursor.
   };
-  // Waits until there is a change after `cursor`, close() was called or `deadline` passes, then
-  // returns the changes after `cursor` (possibly none, at the deadline).
-  Batch wait_after(uint64_t cursor, std::chrono::steady_clock::time_point deadline) const;
+  // Reads the changes after `cursor` in history generation `generation`, at most about
+  // `max_bytes` of them (at least one). When there is nothing to read, `waker` is called once
+  // (on the dispatcher thread, or here if the feed is closed meanwhile) as soon as there is.
+  Read read(int64_t cursor, uint64_t generation, std::size_t max_bytes, Waker waker);
 
-  // Ends every wait_after, now and later. Called by HttpServer::stop().
+  struct Start {
+    int64_t position = 0;     // Complete to here.
+    uint64_t generation = 0;  // Of the history.
+    bool ready = false;       // False: no position yet; `waker` was parked.
+  };
+  // Where a new stream starts; parks `waker` until the feed is ready when it is not.
+  Start start(Waker waker);
+
+  // Makes the history reach back to `since` from the table. Blocks on the database.
+  struct Backfill {
+    // The table cannot say what changed after `since`: the stream must be reset, for this reason.
+    std::optional<std::string> reset;
+    // When the changes are more than the history holds, they are handed to this stream alone:
+    // send them, then read on after `cursor`. Empty when the history now reaches back.
+    std::vector<WatchEventPtr> direct;
+    int64_t cursor = 0;
+  };
+  Backfill backfill(int64_t since);
+
+  // The state a reset sends: the store's settings under `prefix` and the feed position the
+  // stream continues after (the settings hold at least every change up to it).
+  struct ResetPoint {
+    int64_t position = 0;
+    uint64_t generation = 0;
+    std::map<std::string, nlohmann::json> settings;
+  };
+  ResetPoint reset_point(std::string_view prefix) const;
+
+  // The position (0 before the feed is ready).
+  int64_t position() const;
+
+  // Ends every stream: read() answers kClosed, parked wakers are called. Idempotent.
   void close();
 
   const LagHistogram& lag() const { return lag_; }
 
-  // Streams open on this store, for /metrics. Maintained by the server.
-  std::size_t open_streams() const;
-  void stream_opened();
-  void stream_closed();
+  // For /metrics. Streams are counted by the server.
+  std::atomic<std::size_t> open_streams{0};
+  std::atomic<uint64_t> streams_dropped_slow{0};
+  std::atomic<uint64_t> resets_sent{0};
+  std::atomic<uint64_t> backfills{0};
 
  private:
+  void wake_all(std::unique_lock<std::mutex>& lock);  // Releases the lock.
+  void reset_history(int64_t position);               // Requires mu_.
+  void trim();                                        // Requires mu_.
+  WatchEventPtr make_event(const Change& change) const;
+
   const std::string name_;
   Store* const store_;
   const std::size_t max_events_;
   const std::size_t max_bytes_;
   std::optional<SubscriptionId> subscription_;
   LagHistogram lag_;
+  std::mutex backfill_mu_;  // One table read at a time: later callers find it done.
 
   mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  uint64_t last_seq_;                                   // Guarded by mu_.
-  std::deque<std::shared_ptr<const WatchEvent>> ring_;  // Guarded by mu_; seqs contiguous.
-  std::size_t ring_bytes_ = 0;                          // Guarded by mu_.
-  bool closed_ = false;                                 // Guarded by mu_.
-  std::size_t open_streams_ = 0;                        // Guarded by mu_.
+  // Everything below is guarded by mu_.
+  bool ready_ = false;
+  // Before ready: changes at or below it predate the feed (unknown until attach() reads it).
+  int64_t start_revision_ = INT64_MAX;
+  int64_t position_ = 0;        // Every change up to here was released (or predates history).
+  int64_t history_start_ = 0;   // The history holds every change in (history_start_, position_].
+  uint64_t generation_ = 0;
+  bool reset_pending_ = false;  // A repair changed a key below the position: reset at progress.
+  bool closed_ = false;
+  std::vector<Change> pending_;          // Changes above position_, not yet released.
+  std::deque<WatchEventPtr> history_;    // In revision order.
+  std::size_t history_bytes_ = 0;
+  std::vector<Waker> wakers_;
 };
 
 }  // namespace syncconfig::service::detail

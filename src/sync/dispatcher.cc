@@ -19,21 +19,25 @@ Dispatcher::~Dispatcher() {
   }
 }
 
-void Dispatcher::push(Change change) {
+void Dispatcher::push(Change change) { enqueue(std::move(change)); }
+
+void Dispatcher::progress(int64_t revision, bool reset) { enqueue(Progress{revision, reset}); }
+
+void Dispatcher::enqueue(Event event) {
   if (!has_subscribers_.load(std::memory_order_relaxed)) return;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    queue_.push_back(std::move(change));
-    ++pushed_;
+    queue_.push_back(std::move(event));
   }
   cv_.notify_one();
 }
 
-SubscriptionId Dispatcher::subscribe(Callback callback) {
+SubscriptionId Dispatcher::subscribe(Callback callback, ProgressCallback on_progress) {
   std::lock_guard lock(mu_);
   SubscriptionId id = next_id_++;
-  callbacks_.emplace(id, std::make_shared<Callback>(std::move(callback)));
+  callbacks_.emplace(
+      id, std::make_shared<const Subscriber>(Subscriber{std::move(callback), std::move(on_progress)}));
   has_subscribers_.store(true);
   return id;
 }
@@ -57,18 +61,12 @@ void Dispatcher::stop() {
   if (thread_.joinable() && !on_dispatcher_thread()) thread_.join();
 }
 
-void Dispatcher::drain() {
-  std::unique_lock lock(mu_);
-  uint64_t target = pushed_;
-  idle_cv_.wait(lock, [&] { return stopping_ || delivered_ >= target; });
-}
-
 void Dispatcher::run() {
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (stopping_) break;
-    Change change = std::move(queue_.front());
+    Event event = std::move(queue_.front());
     queue_.pop_front();
     // Snapshot the ids; each is re-checked right before its call so that unsubscribe holds.
     std::vector<SubscriptionId> ids;
@@ -78,25 +76,34 @@ void Dispatcher::run() {
       if (stopping_) break;
       auto it = callbacks_.find(id);
       if (it == callbacks_.end()) continue;
-      std::shared_ptr<Callback> cb = it->second;
+      std::shared_ptr<const Subscriber> subscriber = it->second;
       running_ = id;
       lock.unlock();
-      try {
-        (*cb)(change);
-      } catch (const std::exception& e) {
-        callback_errors_.fetch_add(1);
-        logger_->error("syncconfig: a change callback threw on key '{}': {}", change.key, e.what());
-      } catch (...) {
-        callback_errors_.fetch_add(1);
-        logger_->error("syncconfig: a change callback threw a non-exception on key '{}'",
-                       change.key);
-      }
+      deliver(*subscriber, event);
       lock.lock();
       running_ = 0;
       idle_cv_.notify_all();
     }
-    ++delivered_;
-    if (delivered_ == pushed_) idle_cv_.notify_all();
+  }
+}
+
+void Dispatcher::deliver(const Subscriber& s, const Event& event) {
+  const Change* change = std::get_if<Change>(&event);
+  try {
+    if (change != nullptr) {
+      if (s.on_change) s.on_change(*change);
+    } else if (s.on_progress) {
+      s.on_progress(std::get<Progress>(event));
+    }
+  } catch (const std::exception& e) {
+    callback_errors_.fetch_add(1);
+    logger_->error("syncconfig: a {} callback threw{}: {}", change ? "change" : "progress",
+                   change ? " on key '" + change->key + "'" : std::string(), e.what());
+  } catch (...) {
+    callback_errors_.fetch_add(1);
+    logger_->error("syncconfig: a {} callback threw a non-exception{}",
+                   change ? "change" : "progress",
+                   change ? " on key '" + change->key + "'" : std::string());
   }
 }
 

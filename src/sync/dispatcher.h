@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <variant>
 
 #include "cache/cache.h"
 
@@ -27,7 +28,10 @@ class Dispatcher : public ChangeSink {
 
   // Queues a change for the callbacks. Dropped when nobody is subscribed or after stop().
   void push(Change change) override;
-  SubscriptionId subscribe(Callback callback);
+  // Queues a Progress for the progress callbacks, in order with the changes.
+  void progress(int64_t revision, bool reset) override;
+  // `on_progress` may be empty.
+  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress = {});
   // After it returns, `id`'s callback is not called again. Waits for a running call of it to
   // finish, unless called from the dispatcher thread itself.
   void unsubscribe(SubscriptionId id);
@@ -35,8 +39,6 @@ class Dispatcher : public ChangeSink {
   // dispatcher thread (a callback), it stops the thread without joining; the destructor joins.
   void stop();
   bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
-  // Blocks until every change queued so far has been delivered (for tests and shutdown paths).
-  void drain();
 
  private:
   void run();
@@ -46,12 +48,20 @@ class Dispatcher : public ChangeSink {
 
   std::mutex mu_;
   std::condition_variable cv_;       // Work queued or stop requested.
-  std::condition_variable idle_cv_;  // A callback finished or the queue drained.
-  std::deque<Change> queue_;
-  std::map<SubscriptionId, std::shared_ptr<Callback>> callbacks_;
+  std::condition_variable idle_cv_;  // A callback finished.
+  struct Subscriber {
+    Callback on_change;
+    ProgressCallback on_progress;
+  };
+  using Event = std::variant<Change, Progress>;
+  void enqueue(Event event);
+  // Calls the subscriber's callback for `event`; exceptions are logged and counted.
+  void deliver(const Subscriber& s, const Event& event);
+
+  std::deque<Event> queue_;
+  std::map<SubscriptionId, std::shared_ptr<const Subscriber>> callbacks_;
   SubscriptionId next_id_ = 1;
   SubscriptionId running_ = 0;  // Id of the callback being called, 0 if none.
-  uint64_t pushed_ = 0, delivered_ = 0;
   bool stopping_ = false;
   std::atomic<bool> has_subscribers_{false};
   std::thread thread_;

@@ -285,6 +285,28 @@ void SyncWorker::drain_notifications() {
   }
 }
 
+// PostgreSQL sends a committed transaction's notifications to a listener in one go (the backend
+// reads the notification queue up to its end and writes every entry of a committed transaction
+// before it handles the next client message). So once a query sent after we read some of a
+// transaction's notifications has been answered, all of them have arrived: the transaction is
+// complete and the watermark can pass it now instead of when the next transaction starts. That
+// keeps Stats::revision and the progress reported to subscribers (what /watch numbers its
+// events by) current when writes stop. One round trip per batch of notifications.
+bool SyncWorker::settle_open_transaction() {
+  for (int round = 0; round < 3 && conn_ && group_max_revision_ > 0; ++round) {
+    const int64_t txid = group_txid_;
+    conn_->exec("SELECT 1", {}, deadline_after(ctx_.options.db_timeout));
+    drain_notifications();
+    if (conn_ && group_txid_ == txid && group_max_revision_ > 0) {
+      ctx_.cache->advance_watermark(group_max_revision_);
+      group_max_revision_ = 0;
+    }
+    // Otherwise a later transaction's notifications came in meanwhile (the previous one is
+    // complete with it); settle that one too.
+  }
+  return conn_ && group_max_revision_ > 0;
+}
+
 void SyncWorker::run() {
   while (!stopping_.load()) {
     try {
@@ -293,6 +315,7 @@ void SyncWorker::run() {
       // The catch-up's queries may have read notifications into libpq's queue; the socket will
       // not signal them again, so apply them before sleeping.
       drain_notifications();
+      const bool still_open = settle_open_transaction();
 
       // Sleep until a notification, a wake-up (stop, sync request), the heartbeat or the next
       // reconnect attempt.
@@ -300,6 +323,7 @@ void SyncWorker::run() {
       auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
       pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
       if (conn_ && ctx_.options.enable_notification) fds[1].fd = conn_->socket();
+      if (still_open) wait_ms = 0;
       int n = ::poll(fds, 2, static_cast<int>(std::clamp<int64_t>(wait_ms, 0, 60'000)));
       if (n < 0 && errno != EINTR) {
         ctx_.logger->error("syncconfig: poll failed: {}", std::strerror(errno));

@@ -66,6 +66,9 @@ class SyncWorker {
   void drop_connection(const std::string& why);
   void handle(const Notification& n);
   void drain_notifications();  // Applies what libpq has already read.
+  // Completes the transaction whose notifications were read last (see the .cc). Returns whether
+  // one is still open (the loop then comes back without sleeping).
+  bool settle_open_transaction();
   void heartbeat();
   void prune_tombstones();
   void serve_requests();
@@ -85,7 +88,9 @@ class SyncWorker {
   std::deque<std::shared_ptr<std::promise<SyncOutcome>>> requests_;
 
   // Notification grouping: one transaction's notifications arrive together; the watermark
-  // moves past a transaction when the next one starts (docs/protocol.md).
+  // moves past a transaction when the next one starts, or when a round trip on the connection
+  // shows that no more of its notifications can follow (docs/protocol.md). An open group has
+  // group_max_revision_ > 0.
   int64_t group_txid_ = -1;
   int64_t group_max_revision_ = 0;
 

@@ -193,6 +193,11 @@ ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cach
   ReadResult out;
   out.full = true;
   out.snapshot_revision = tx.revision();
+  // Revisions below what the cache has seen complete: the table was recreated. Only the
+  // snapshot can be trusted then (a forced sync() finds this as well as a catch-up).
+  if (mode == ReplaceMode::kResync && out.snapshot_revision < cache.watermark()) {
+    mode = ReplaceMode::kReset;
+  }
   std::vector<Row> rows = read_all_rows(conn, sql, deadline);
   tx.commit();
   out.changed = cache.replace_all(std::move(rows), out.snapshot_revision, mode);
@@ -207,49 +212,50 @@ ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool in
                             initial ? ReplaceMode::kInitial : ReplaceMode::kResync, deadline);
 }
 
+TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
+                                bool with_digest, Deadline deadline) {
+  TableChanges out;
+  Snapshot tx(conn, sql, deadline);
+  out.snapshot_revision = tx.revision();
+  out.compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+  if (out.snapshot_revision < since || out.compacted > since) return out;
+  out.answerable = true;
+  const std::string after = std::to_string(since);
+  out.rows = parse_rows(conn.exec(sql.select_since, {after}, deadline));
+  Result t = conn.exec(sql.tombstones_since, {after}, deadline);
+  for (int i = 0; i < t.rows(); ++i) {
+    out.tombstones.push_back({t.int64(i, 0), std::string(t.text(i, 1)), t.text(i, 2)[0]});
+  }
+  if (with_digest) {
+    Result d = conn.exec(sql.table_digest, {}, deadline);
+    out.digest = TableDigest{static_cast<std::size_t>(d.int64(0, 0)),
+                             std::stoull(std::string(d.text(0, 1)))};
+  }
+  tx.commit();
+  std::sort(out.rows.begin(), out.rows.end(),
+            [](const Row& a, const Row& b) { return a.revision < b.revision; });
+  return out;
+}
+
 ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
                     Deadline deadline) {
   const int64_t watermark = cache.watermark();
-  ReadResult out;
-  std::vector<Row> rows;
-  struct Tombstone {
-    int64_t revision;
-    std::string key;
-    char kind;
-  };
-  std::vector<Tombstone> tombstones;
-  {
-    Snapshot tx(conn, sql, deadline);
-    out.snapshot_revision = tx.revision();
-    int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
-    if (out.snapshot_revision < watermark || compacted > watermark) {
-      tx.commit();
-      // Revisions went backwards (the table was recreated) or deletions we would need were
-      // pruned: only a full reload is exact.
-      ReadResult full = load_all_with_mode(
-          conn, sql, cache,
-          out.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync, deadline);
-      if (with_digest) {
-        full.digest.reset();  // Compared against a fresh reload there is nothing to learn.
-      }
-      return full;
-    }
-    std::string since = std::to_string(watermark);
-    rows = parse_rows(conn.exec(sql.select_since, {since}, deadline));
-    Result t = conn.exec(sql.tombstones_since, {since}, deadline);
-    for (int i = 0; i < t.rows(); ++i) {
-      tombstones.push_back({t.int64(i, 0), std::string(t.text(i, 1)), t.text(i, 2)[0]});
-    }
-    if (with_digest) {
-      Result d = conn.exec(sql.table_digest, {}, deadline);
-      out.digest = TableDigest{static_cast<std::size_t>(d.int64(0, 0)),
-                               std::stoull(std::string(d.text(0, 1)))};
-    }
-    tx.commit();
+  TableChanges read = read_changes_since(conn, sql, watermark, with_digest, deadline);
+  if (!read.answerable) {
+    // Revisions went backwards (the table was recreated) or deletions we would need were
+    // pruned: only a full reload is exact. Compared against a fresh reload there is nothing to
+    // learn from a digest.
+    return load_all_with_mode(
+        conn, sql, cache,
+        read.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync,
+        deadline);
   }
+  ReadResult out;
+  out.snapshot_revision = read.snapshot_revision;
+  out.digest = read.digest;
   // Apply in revision order: a row and a tombstone of the same key resolve as they committed.
-  std::sort(rows.begin(), rows.end(),
-            [](const Row& a, const Row& b) { return a.revision < b.revision; });
+  std::vector<Row>& rows = read.rows;
+  const std::vector<Tombstone>& tombstones = read.tombstones;
   std::size_t ri = 0, ti = 0;
   while (ri < rows.size() || ti < tombstones.size()) {
     bool take_row = ti == tombstones.size() ||

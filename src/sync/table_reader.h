@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "cache/cache.h"
 #include "db/connection.h"
@@ -16,6 +18,30 @@ struct TableDigest {
   std::size_t count = 0;
   uint64_t md5_sum = 0;
 };
+
+// A deletion ('d') or truncation ('t') recorded in the tombstones table.
+struct Tombstone {
+  int64_t revision = 0;
+  std::string key;  // Empty for a truncation.
+  char kind = 'd';
+};
+
+// What the table holds after a revision, read in one snapshot.
+struct TableChanges {
+  int64_t snapshot_revision = 0;
+  // False when the table cannot say what changed after `since`: its revisions are below it (the
+  // table was recreated) or the deletions needed were pruned (`compacted` > since). Nothing else
+  // is filled in then.
+  bool answerable = false;
+  int64_t compacted = 0;  // The compaction mark: tombstones at or below it were pruned.
+  std::vector<Row> rows;  // Rows with revision > since, in revision order.
+  std::vector<Tombstone> tombstones;  // Deletions and truncations after since, in order.
+  std::optional<TableDigest> digest;  // When requested.
+};
+
+// Reads the rows and tombstones after `since` in one snapshot complete to its revision.
+TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
+                                bool with_digest, Deadline deadline);
 
 struct ReadResult {
   int64_t snapshot_revision = 0;

@@ -1,0 +1,142 @@
+#include "http/target.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+#include "syncconfig/error.h"
+#include "util/validation.h"
+
+namespace syncconfig::service::detail {
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+Refusal not_found(std::string_view method, std::string_view path) {
+  return Refusal{404, fmt::format("no route for {} {}", method, quoted(path)), {}};
+}
+
+Refusal not_allowed(std::string_view method, std::string_view path, const char* allow) {
+  return Refusal{405, fmt::format("{} is not allowed on {}", method, quoted(path)), allow};
+}
+
+// A prefix some key can start with: what validate_key accepts (UTF-8, no NUL, at most 255
+// bytes); the empty prefix is every key.
+std::optional<Refusal> check_prefix(std::string_view prefix) {
+  if (prefix.empty()) return std::nullopt;
+  try {
+    internal::validate_key(prefix);
+  } catch (const Error& e) {
+    return Refusal{400, fmt::format("prefix {} cannot start any key: {}", quoted(prefix),
+                                    e.what()),
+                   {}};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string percent_decode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '%' && i + 2 < s.size()) {
+      int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += plus_is_space && c == '+' ? ' ' : c;
+  }
+  return out;
+}
+
+std::variant<Route, Refusal> parse_target(std::string_view target, std::string_view method,
+                                          const std::vector<std::string>& stores) {
+  std::string_view raw_path = target.substr(0, target.find('?'));
+  std::string_view query =
+      raw_path.size() < target.size() ? target.substr(raw_path.size() + 1) : std::string_view();
+  const std::string path = percent_decode(raw_path, /*plus_is_space=*/false);
+  const bool get = method == "GET";
+
+  Route route;
+  if (path == "/health" || path == "/metrics") {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = path == "/health" ? Route::Kind::kHealth : Route::Kind::kMetrics;
+    return route;
+  }
+  std::string_view rest = path;
+  constexpr std::string_view kStores = "/stores/";
+  if (rest.starts_with(kStores)) {
+    rest.remove_prefix(kStores.size());
+    std::size_t slash = rest.find('/');
+    if (slash == 0 || slash == std::string_view::npos) return not_found(method, path);
+    std::string_view name = rest.substr(0, slash);
+    rest.remove_prefix(slash);
+    route.store_index = stores.size();
+    for (std::size_t i = 0; i < stores.size(); ++i) {
+      if (stores[i] == name) route.store_index = i;
+    }
+    if (route.store_index == stores.size()) {
+      return Refusal{404, fmt::format("unknown store '{}'", name), {}};
+    }
+  }
+  constexpr std::string_view kSettings = "/settings/";
+  if (rest == "/settings") {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kList;
+  } else if (rest.starts_with(kSettings) && rest.size() > kSettings.size()) {
+    if (!get && method != "PUT" && method != "DELETE") {
+      return not_allowed(method, path, "GET, PUT, DELETE");
+    }
+    route.kind = Route::Kind::kKey;
+    route.key = std::string(rest.substr(kSettings.size()));
+    return route;
+  } else if (rest == "/watch") {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kWatch;
+  } else {
+    return not_found(method, path);
+  }
+
+  // The query of /settings and /watch: prefix (repeatable on /watch), since (/watch).
+  bool every_key = false;
+  while (!query.empty()) {
+    std::string_view pair = query.substr(0, query.find('&'));
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+    std::size_t eq = pair.find('=');
+    std::string name = percent_decode(pair.substr(0, eq), true);
+    std::string value =
+        eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
+    if (name == "prefix") {
+      if (auto refused = check_prefix(value)) return *refused;
+      if (route.kind == Route::Kind::kList && (every_key || !route.prefixes.empty())) {
+        return Refusal{400, "prefix may be given once on /settings", {}};
+      }
+      if (value.empty()) {
+        every_key = true;
+      } else {
+        route.prefixes.push_back(std::move(value));
+      }
+    } else if (name == "since" && route.kind == Route::Kind::kWatch) {
+      std::optional<uint64_t> id = parse_event_id(value);
+      if (!id || *id > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Refusal{400, "since must be an event id (a revision: a non-negative integer)", {}};
+      }
+      route.since = static_cast<int64_t>(*id);
+    }
+  }
+  if (every_key) route.prefixes.clear();
+  return route;
+}
+
+}  // namespace syncconfig::service::detail

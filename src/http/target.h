@@ -1,0 +1,40 @@
+// Routing: a request's method and target (path + query) to the route it names, once, before any
+// store is touched. Pure functions, tested and fuzzed alone like request.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "http/request.h"
+
+namespace syncconfig::service::detail {
+
+class StoreFeed;
+
+struct Route {
+  enum class Kind { kHealth, kMetrics, kList, kKey, kWatch };
+  Kind kind = Kind::kHealth;
+  std::size_t store_index = 0;         // Index into the served stores (0: the default).
+  StoreFeed* feed = nullptr;           // Filled in by the server.
+  std::string key;                     // kKey: percent-decoded once.
+  std::vector<std::string> prefixes;   // kList (at most one), kWatch; empty: every key.
+  std::optional<int64_t> since;        // kWatch: ?since= (the server lets Last-Event-ID win).
+};
+
+// Percent-decodes `s` once; with `plus_is_space` (query strings), '+' is a space. An invalid
+// escape is kept as it is.
+std::string percent_decode(std::string_view s, bool plus_is_space);
+
+// The route of `method` on `target` among stores named `stores` (the first is the default).
+// Refusals: 404 unknown route or store, 405 (with `allow`) a method the route does not take,
+// 400 a bad query: `since` not a revision, a `prefix` no key can start with, `prefix` twice on
+// /settings.
+std::variant<Route, Refusal> parse_target(std::string_view target, std::string_view method,
+                                          const std::vector<std::string>& stores);
+
+}  // namespace syncconfig::service::detail
