@@ -95,6 +95,108 @@ TEST(Recovery, a_killed_listener_reconnects_and_catches_up_without_a_full_reload
   ASSERT_TRUE(wait_until([&] { return b->get_int("after") == 1; }));
 }
 
+// The revision the table is complete to: the sequence's last value (what a snapshot reads).
+int64_t last_revision(Sql& sql, const std::string& table) {
+  return std::stoll(sql.scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM " +
+                               table + "_revision_seq"));
+}
+
+// The next two tests hold the catch-up to its boundary: the first change while an instance is
+// away is the tombstone right after its watermark W. A catch-up that reads `revision > W + 1`,
+// or that skips truncations, would leave the keys in the cache; the heartbeat's full reload
+// would repair that later and hide it, so these tests keep the heartbeat out of the way and
+// require a catch-up, not a reload.
+Options without_heartbeat(const std::string& table) {
+  Options o = test_options(table);
+  o.heartbeat_interval = std::chrono::hours(1);  // Never runs during the test.
+  return o;
+}
+
+TEST(Recovery, a_deletion_that_is_the_first_change_while_away_is_caught_up_without_a_resync) {
+  std::string table = unique_name("t_first_delete");
+  Options o = without_heartbeat(table);
+  auto a = Store::open(dsn(), o);
+  a->set("doomed", 1);
+  a->set("kept", 2);
+  // Opened after the writes: its load leaves it complete to the table's last revision, and no
+  // notification moves its watermark before it is cut off.
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), o);
+  Recorder seen;
+  b->subscribe(seen.callback());
+  Sql sql(dsn());
+  const int64_t watermark = b->stats().revision;
+  ASSERT_EQ(watermark, last_revision(sql, table));
+  ASSERT_TRUE(b->contains("doomed"));
+  const Stats before = b->stats();
+
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  ASSERT_TRUE(a->remove("doomed"));
+  // The test means nothing unless the deletion is the tombstone right after B's watermark.
+  ASSERT_EQ(sql.scalar("SELECT revision FROM " + table + "_tombstones WHERE key = 'doomed'"),
+            std::to_string(watermark + 1));
+  a->set("after", 3);
+
+  role.unblock();
+  // The counter moves after the catch-up has been applied to the cache.
+  ASSERT_TRUE(wait_until([&] {
+    Stats s = b->stats();
+    return s.connected && s.catch_ups > before.catch_ups;
+  }));
+  EXPECT_FALSE(b->contains("doomed"))
+      << "the catch-up skipped the deletion at revision " << watermark + 1;
+  EXPECT_EQ(b->get_int("after"), 3);
+  EXPECT_EQ(b->get_all(), table_content(dsn(), table));
+  const Stats after = b->stats();
+  EXPECT_EQ(after.resyncs, before.resyncs) << "a catch-up was expected, not a full reload";
+  EXPECT_EQ(after.crc_mismatches, before.crc_mismatches);
+  ASSERT_TRUE(wait_until([&] { return seen.has("doomed", std::nullopt); }));
+  for (const Change& c : seen.changes()) {
+    if (c.key == "doomed") {
+      EXPECT_EQ(c.revision, watermark + 1);
+      EXPECT_EQ(c.origin, ChangeOrigin::kResync);
+    }
+  }
+}
+
+TEST(Recovery, a_truncate_that_is_the_first_change_while_away_is_caught_up_without_a_resync) {
+  std::string table = unique_name("t_first_truncate");
+  Options o = without_heartbeat(table);
+  auto a = Store::open(dsn(), o);
+  a->set("old1", 1);
+  a->set("old2", 2);
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), o);  // Complete to the last revision, as above.
+  Sql sql(dsn());
+  const int64_t watermark = b->stats().revision;
+  ASSERT_EQ(watermark, last_revision(sql, table));
+  ASSERT_EQ(b->size(), 2u);
+  const Stats before = b->stats();
+
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  sql.exec("TRUNCATE " + table);
+  ASSERT_EQ(sql.scalar("SELECT revision FROM " + table + "_tombstones WHERE kind = 't'"),
+            std::to_string(watermark + 1));
+  // A key written after the truncation must survive it: the catch-up applies in commit order.
+  a->set("fresh", 3);
+
+  role.unblock();
+  ASSERT_TRUE(wait_until([&] {
+    Stats s = b->stats();
+    return s.connected && s.catch_ups > before.catch_ups;
+  }));
+  EXPECT_FALSE(b->contains("old1"))
+      << "the catch-up skipped the truncation at revision " << watermark + 1;
+  EXPECT_FALSE(b->contains("old2"));
+  EXPECT_EQ(b->get_all(), (std::map<std::string, json>{{"fresh", 3}}));
+  EXPECT_EQ(b->get_all(), table_content(dsn(), table));
+  const Stats after = b->stats();
+  EXPECT_EQ(after.resyncs, before.resyncs) << "a catch-up was expected, not a full reload";
+  EXPECT_EQ(after.crc_mismatches, before.crc_mismatches);
+}
+
 TEST(Recovery, a_server_restart_is_survived_by_listeners_and_writers) {
   EmbeddedPostgres pg;
   pg.start();

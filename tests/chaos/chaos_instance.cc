@@ -2,10 +2,12 @@
 // several, each in its own process). It opens a syncconfig::Store on the shared table and takes
 // commands on stdin, one per line, answering each with one line on stdout:
 //
-//   work SEED MS KEYS LARGE_PCT REMOVE_PCT   two threads set/remove random keys for MS ms -> "done
-//   N" crc                                       -> "crc CRC SIZE CONNECTED" dump ROUND waits for
-//   callbacks to catch up, logs the cache -> "dumped" quit shuts the store down, logs its stats ->
-//   "bye", exits 0
+//   work SEED MS KEYS LARGE_PCT REMOVE_PCT
+//        two threads set/remove random keys for MS ms -> "done N"
+//   crc  -> "crc CRC SIZE CONNECTED REVISION" (REVISION: Stats::revision, the watermark)
+//   dump ROUND
+//        waits for the callbacks to catch up, logs the cache and the stats -> "dumped"
+//   quit shuts the store down -> "bye", exits 0
 //
 // Everything it observes goes to its log file, one JSON object per line with "at" (wall-clock
 // ms), flushed per line so that a SIGKILL loses at most a partial last line:
@@ -229,8 +231,8 @@ class Instance {
 
   void crc() {
     syncconfig::Stats s = store_->stats();
-    std::cout << "crc " << store_->get_crc() << " " << store_->size() << " " << s.connected
-              << std::endl;
+    std::cout << "crc " << store_->get_crc() << " " << store_->size() << " " << s.connected << " "
+              << s.revision << std::endl;
   }
 
   // Waits (bounded) until the callbacks delivered so far replay to the cache, then logs both.

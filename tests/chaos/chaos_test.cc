@@ -468,6 +468,7 @@ enum class Fault {
   kSqlRename,       // UPDATE ... SET key = ...: a deletion and an insertion in one row change
   kTruncateInsert,  // BEGIN; TRUNCATE; INSERT ...; COMMIT
   kTruncateOutage,  // every listener cut off, then TRUNCATE: the catch-up must apply it
+  kDeleteOutage,    // every listener cut off, then DELETE of keys the table holds: the same
   kSqlLarge,        // a value over the 8000-byte payload limit
   kTruncate,
   kReplicaWrite,   // session_replication_role = replica: no trigger, no notification
@@ -476,7 +477,7 @@ enum class Fault {
   kServerRestart,  // pg_ctl stop -m fast; start
   kKillInstance,   // SIGKILL an instance process and start it again
 };
-constexpr int kFaultKinds = 15;
+constexpr int kFaultKinds = 16;
 const char* fault_name(Fault f) {
   static const char* names[] = {"sql upsert",
                                 "sql multi-row insert",
@@ -486,6 +487,7 @@ const char* fault_name(Fault f) {
                                 "sql key rename",
                                 "truncate+insert transaction",
                                 "truncate missed by listeners",
+                                "deletion missed by listeners",
                                 "sql large value",
                                 "truncate",
                                 "replica-mode write",
@@ -575,7 +577,13 @@ class Run {
   }
 
   std::string next_id() { return "s" + std::to_string(next_sql_id_++); }
-  std::string random_key() { return "k" + std::to_string(rng_() % cfg_.keys); }
+  std::string random_key() {
+    for (;;) {
+      std::string k = "k" + std::to_string(rng_() % cfg_.keys);
+      // distinct_keys() asks for up to 8 keys: leave it enough to choose from.
+      if (!avoid_keys_.contains(k) || avoid_keys_.size() + 8 >= std::size_t(cfg_.keys)) return k;
+    }
+  }
   std::vector<std::string> distinct_keys(std::size_t n) {
     std::set<std::string> s;
     while (s.size() < n) s.insert(random_key());
@@ -661,12 +669,29 @@ class Run {
             "application_name = 'syncconfig-listener'");
         sql("TRUNCATE " + t);
         break;
+      case Fault::kDeleteOutage: {
+        // Keys the table holds, so that the DELETE is a change (a tombstone), not a no-op.
+        std::string error, keys;
+        auto rows = sql_->try_query("SELECT key FROM " + t + " ORDER BY key", &error);
+        if (!rows || rows->empty()) break;
+        const std::size_t n = std::min<std::size_t>(rows->size(), 1 + rng_() % 2);
+        deleted_keys_.clear();
+        for (std::size_t i = 0; i < n; ++i) {
+          std::string k = *(*rows)[rng_() % rows->size()][0];
+          if (deleted_keys_.insert(k).second) keys += (keys.empty() ? "" : ", ") + lit(k);
+        }
+        sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "application_name = 'syncconfig-listener'");
+        sql("DELETE FROM " + t + " WHERE key IN (" + keys + ")");
+        break;
+      }
       case Fault::kTruncate:
         sql("TRUNCATE " + t);
         break;
       case Fault::kReplicaWrite: {
         // No trigger of the library runs: no revision, no tombstone, no notification. Only the
         // heartbeat (comparing with the table) can find these.
+        trigger_less_rounds_.insert(round_);
         auto ks = distinct_keys(4);
         std::string id = "r" + std::to_string(next_sql_id_++);
         sql("BEGIN; SET LOCAL session_replication_role = replica; UPDATE " + t +
@@ -699,15 +724,71 @@ class Run {
     }
   }
 
+  struct InstanceState {
+    uint32_t crc = 0;
+    std::size_t size = 0;
+    bool connected = false;
+    int64_t revision = 0;  // Stats::revision: the watermark.
+  };
+  InstanceState state_of(Child& c) {
+    std::istringstream reply(c.request("crc", 30s));
+    std::string word;
+    InstanceState s;
+    reply >> word >> s.crc >> s.size >> s.connected >> s.revision;
+    if (word != "crc" || reply.fail()) throw Failure(c.name() + ": bad crc reply");
+    return s;
+  }
+
+  // Waits until every instance is complete to the table's last revision (its watermark equals
+  // the sequence's value) and returns that revision. Nothing writes meanwhile, so each gets there
+  // by its next heartbeat's catch-up at the latest: not within the convergence bound is reported.
+  int64_t wait_until_complete(int round) {
+    const auto t0 = Clock::now();
+    const int64_t bound = cfg_.heartbeat_ms + cfg_.reconnect_ms + cfg_.margin_ms;
+    const std::string seq = table_ + "_revision_seq";
+    std::map<int, int64_t> behind;  // instance -> its revision, until it is complete
+    int64_t table_revision = 0;
+    for (;;) {
+      check_interrupted();
+      auto rows = sql_->query("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM " + seq);
+      table_revision = std::stoll(*rows.at(0).at(0));
+      behind.clear();
+      for (auto& c : children_) {
+        int64_t r = state_of(*c).revision;
+        if (r != table_revision) behind[c->instance()] = r;
+      }
+      if (behind.empty() || ms_since(t0) > bound) break;
+      std::this_thread::sleep_for(10ms);
+    }
+    for (auto& [instance, r] : behind) {
+      extra_violations_.push_back("round " + std::to_string(round) + ": " +
+                                  children_[instance]->name() + " was complete to revision " +
+                                  std::to_string(r) + ", not the table's " +
+                                  std::to_string(table_revision) + ", " + std::to_string(bound) +
+                                  " ms after the writes stopped");
+    }
+    return table_revision;
+  }
+
   void run_round(int round) {
+    round_ = round;
+    // Replica-mode writes only in odd rounds. In the even ones every change is notified or read
+    // by a catch-up, so a heartbeat that finds a difference there is a violation: it would be
+    // repairing a change the protocol lost (docs/reliability.md, "The heartbeat finds nothing to
+    // repair outside replica-mode rounds").
+    const bool replica_round = round % 2 == 1;
     // The schedule: every kind of fault once at a random moment (the server restart and the
     // SIGKILL once per round), plus plain-SQL upserts every 50-250 ms.
     std::vector<std::pair<int, Fault>> plan;
     const int lo = cfg_.round_ms / 10, span = cfg_.round_ms * 3 / 4;
-    for (int k = 1; k < kFaultKinds; ++k) plan.emplace_back(lo + rng_() % span, Fault(k));
+    for (int k = 1; k < kFaultKinds; ++k) {
+      if (Fault(k) == Fault::kReplicaWrite && !replica_round) continue;
+      plan.emplace_back(lo + rng_() % span, Fault(k));
+    }
     for (int extra = 0; extra < cfg_.round_ms / 2000; ++extra) {  // More of the cheap ones.
       for (Fault f : {Fault::kKillListeners, Fault::kReplicaWrite, Fault::kSqlMultiUpdate,
                       Fault::kSqlLarge}) {
+        if (f == Fault::kReplicaWrite && !replica_round) continue;
         plan.emplace_back(lo + rng_() % span, f);
       }
     }
@@ -736,15 +817,37 @@ class Run {
       if (!reply.starts_with("done ")) throw Failure(c->name() + ": work answered " + reply);
     }
 
-    // A last burst right before the clock starts, so that convergence has to be earned: a change
-    // only the heartbeat can find, every listener cut off, writes they must catch up on, and in
-    // some rounds a server restart under them.
+    // A last burst right before the clock starts, so that convergence has to be earned: in some
+    // rounds a server restart, every listener cut off and writes they must catch up on; in odd
+    // rounds a change only the heartbeat can find.
     if (rng_() % 2 == 0) inject(Fault::kServerRestart);
-    inject(Fault::kReplicaWrite);
-    inject(Fault::kKillListeners);
+    if (replica_round) {
+      inject(Fault::kReplicaWrite);
+      inject(Fault::kKillListeners);
+    } else {
+      // The change right after an instance's watermark W is the catch-up's boundary case (its
+      // tombstone is the first one with revision > W). Once every instance is complete to the
+      // table's last revision, cut the listeners off and make that change a deletion (rounds 2,
+      // 6, ...) or a TRUNCATE (rounds 4, 8, ...). Nothing later in the burst writes the deleted
+      // keys, so a catch-up that skipped the change leaves a difference only the heartbeat can
+      // find, and this round lets it find none.
+      const int64_t w = wait_until_complete(round);
+      deleted_keys_.clear();
+      inject(round % 4 == 2 ? Fault::kDeleteOutage : Fault::kTruncateOutage);
+      avoid_keys_ = deleted_keys_;
+      auto first = sql_->query("SELECT min(revision) FROM " + table_ +
+                               "_tombstones WHERE revision > " + std::to_string(w));
+      if (!first.empty() && first[0][0] && std::stoll(*first[0][0]) == w + 1) {
+        away_revisions_.insert(w + 1);
+      } else {
+        std::cout << "  round " << round << ": the change after revision " << w
+                  << " was not a deletion or truncation" << std::endl;
+      }
+    }
     inject(Fault::kSqlMultiInsert);
     inject(Fault::kSqlLarge);
     inject(Fault::kSqlDelete);
+    avoid_keys_.clear();
 
     // Faults and writes have stopped: every instance must reach the table within the bound.
     const auto t0 = Clock::now();
@@ -756,12 +859,10 @@ class Run {
       table = table_digest(*sql_, table_);
       for (auto& c : children_) {
         if (converged.contains(c->instance())) continue;
-        std::istringstream reply(c->request("crc", 30s));
-        std::string word;
-        uint32_t crc = 0;
-        std::size_t size = 0;
-        reply >> word >> crc >> size;
-        if (crc == table.crc && size == table.count) converged[c->instance()] = ms_since(t0);
+        InstanceState state = state_of(*c);
+        if (state.crc == table.crc && state.size == table.count) {
+          converged[c->instance()] = ms_since(t0);
+        }
       }
       if (ms_since(t0) > bound + 30000) break;  // Give up: reported below.
       std::this_thread::sleep_for(10ms);
@@ -819,6 +920,8 @@ class Run {
       }
       checker.check_instance(log, tables_);
       checker.check_acks({log}, final_table.ids);
+      checker.check_heartbeats(log, trigger_less_rounds_);
+      checker.count_caught_up(log, away_revisions_);
     }
     for (auto& v : extra_violations_) checker.violation(v);
 
@@ -848,8 +951,16 @@ class Run {
       std::cout << (first ? "" : ", ") << fault_name(Fault(k)) << " " << faults_[k];
       first = false;
     }
-    std::cout << "\n  convergence         p50 " << pct(0.5) << " ms, max " << pct(1.0)
-              << " ms over " << convergence_ms_.size() << " instance-rounds (bound "
+    std::cout << "\n  heartbeat           " << f.heartbeat_diffs_excused
+              << " differences found in rounds with replica-mode writes (expected), "
+              << f.heartbeat_diffs_unexcused << " in the " << f.heartbeat_rounds_checked
+              << " instance-rounds without (none allowed)\n"
+              << "  first change away   " << away_revisions_.size()
+              << " rounds (a deletion or TRUNCATE at W + 1, listeners cut off); applied by a "
+                 "catch-up in "
+              << f.away_changes_caught_up << " instance-rounds\n"
+              << "  convergence         p50 " << pct(0.5) << " ms, max " << pct(1.0) << " ms over "
+              << convergence_ms_.size() << " instance-rounds (bound "
               << cfg_.heartbeat_ms + cfg_.reconnect_ms + cfg_.margin_ms << " ms)\n"
               << "  violations          " << checker.violations().size() << "\n";
     for (const auto& v : checker.violations()) std::cout << "    - " << v << "\n";
@@ -872,6 +983,11 @@ class Run {
   std::map<int, chaos::TableState> tables_;
   std::vector<int64_t> convergence_ms_;
   std::vector<std::string> extra_violations_;
+  int round_ = 0;
+  std::set<int> trigger_less_rounds_;   // Rounds in which a replica-mode write was run.
+  std::set<int64_t> away_revisions_;    // The first change after W of each even round's burst.
+  std::set<std::string> deleted_keys_;  // By the last kDeleteOutage.
+  std::set<std::string> avoid_keys_;    // Keys the rest of a burst leaves alone.
   uint64_t sql_statements_ = 0, sql_failures_ = 0, next_sql_id_ = 0;
   int faults_[kFaultKinds] = {};
   bool failed_ = false;

@@ -292,6 +292,39 @@ void Checker::check_acks(const std::vector<InstanceLog>& logs, const TableState&
   }
 }
 
+void Checker::check_heartbeats(const InstanceLog& log, const std::set<int>& trigger_less_rounds) {
+  uint64_t previous = 0;  // A new incarnation's counters start at 0.
+  for (std::size_t n = 0; n < log.lines.size(); ++n) {
+    const json& line = log.lines[n];
+    if (line.value("t", "") != "dump") continue;
+    const int round = line["round"];
+    const uint64_t now = line.value("stats", json::object()).value("crc_mismatches", uint64_t{0});
+    const uint64_t found = now >= previous ? now - previous : 0;
+    previous = now;
+    if (trigger_less_rounds.contains(round)) {
+      figures_.heartbeat_diffs_excused += found;
+      continue;
+    }
+    ++figures_.heartbeat_rounds_checked;
+    if (found == 0) continue;
+    figures_.heartbeat_diffs_unexcused += found;
+    violation(fmt::format(
+        "{} line {}: round {}: the heartbeat found the cache different from the table {} time(s) "
+        "(crc_mismatches {} -> {}) in a round with no replica-mode write: a change was missed by "
+        "both the notifications and the catch-up",
+        log.name, n + 1, round, found, now - found, now));
+  }
+}
+
+void Checker::count_caught_up(const InstanceLog& log, const std::set<int64_t>& revisions) {
+  std::set<int64_t> seen;  // A truncation has one callback per key: count it once.
+  for (const json& line : log.lines) {
+    if (line.value("t", "") != "cb" || line.value("o", "") != "resync") continue;
+    const int64_t r = line["r"];
+    if (revisions.contains(r) && seen.insert(r).second) ++figures_.away_changes_caught_up;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Self-test: each planted violation must be found; the clean history must pass.
 
@@ -314,8 +347,12 @@ json cb(const std::string& k, std::optional<std::string> w, int64_t r) {
 json set_ok(const std::string& k, const std::string& w, std::optional<std::string> after) {
   return {{"t", "set"}, {"k", k}, {"w", w}, {"ok", true}, {"after", after ? json(*after) : json()}};
 }
-json dump(int round, json cache) {
-  return {{"t", "dump"}, {"round", round}, {"drained", true}, {"cache", cache}};
+json dump(int round, json cache, uint64_t crc_mismatches = 0) {
+  return {{"t", "dump"},
+          {"round", round},
+          {"drained", true},
+          {"cache", cache},
+          {"stats", {{"crc_mismatches", crc_mismatches}}}};
 }
 
 std::vector<AuditOp> history() {
@@ -351,7 +388,10 @@ int self_test() {
         cb("a", std::nullopt, 7),
         cb("a", "w8", 8),
         set_ok("a", "w8", "w8"),
-        dump(1, {{"a", "w8"}})},
+        // Heartbeat differences in round 1, which had a replica-mode write, are expected; round
+        // 2 found none.
+        dump(1, {{"a", "w8"}}, 2),
+        dump(2, {{"a", "w8"}}, 2)},
        final_table,
        false,
        ""},
@@ -396,6 +436,14 @@ int self_test() {
        final_table,
        true,
        "callbacks replay"},
+      {"a heartbeat difference in a round without a replica-mode write",
+       {{{"t", "base"}, {"cache", json::object()}},
+        cb("a", "w8", 8),
+        dump(1, {{"a", "w8"}}, 1),
+        dump(2, {{"a", "w8"}}, 2)},
+       final_table,
+       true,
+       "round 2: the heartbeat found"},
       {"an instance that did not converge",
        {{{"t", "base"}, {"cache", json::object()}}, cb("a", "w5", 5), dump(1, {{"a", "w5"}})},
        final_table,
@@ -408,6 +456,7 @@ int self_test() {
     InstanceLog log{"selftest", c.lines, false};
     checker.check_instance(log, {{1, TableState{{"a", "w8"}}}});
     checker.check_acks({log}, c.final_table);
+    checker.check_heartbeats(log, /*trigger_less_rounds=*/{1});
     bool found = !checker.violations().empty();
     bool mentioned = !c.expect_violation;
     for (const auto& v : checker.violations()) {

@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ struct Figures {
   uint64_t ambiguous = 0, ambiguous_committed = 0;
   uint64_t callbacks = 0, observations_checked = 0, pairs_exempt = 0;
   uint64_t replica_ops = 0, committed_ops = 0;
+  // Heartbeats that found the cache different from the table (Stats::crc_mismatches), in the
+  // rounds that had a replica-mode write (expected) and in the others (each one a violation).
+  uint64_t heartbeat_diffs_excused = 0, heartbeat_diffs_unexcused = 0;
+  uint64_t heartbeat_rounds_checked = 0;  // Instance-rounds with no replica-mode write.
+  // Callbacks with origin "resync" at the revision of a change made while every listener was
+  // cut off (instance incarnation, revision): the catch-up, not a notification, applied it.
+  uint64_t away_changes_caught_up = 0;
 };
 
 class Checker {
@@ -49,6 +57,13 @@ class Checker {
   void check_instance(const InstanceLog& log, const std::map<int, TableState>& tables);
   // Acknowledged writes not lost, against the table's final state.
   void check_acks(const std::vector<InstanceLog>& logs, const TableState& final_table);
+  // The heartbeat finds nothing to repair in a round without a replica-mode write: every other
+  // change is notified, or read by a catch-up. A round's count is the growth of crc_mismatches
+  // from the incarnation's previous dump (or its start) to the round's dump, which is taken
+  // after every instance converged. `trigger_less_rounds`: the rounds that had one.
+  void check_heartbeats(const InstanceLog& log, const std::set<int>& trigger_less_rounds);
+  // Counts (into figures) the callbacks with origin "resync" at one of `revisions`.
+  void count_caught_up(const InstanceLog& log, const std::set<int64_t>& revisions);
 
   void violation(std::string text) { violations_.push_back(std::move(text)); }
   const std::vector<std::string>& violations() const { return violations_; }
