@@ -23,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace bench {
@@ -33,10 +34,30 @@ inline double micros(Clock::duration d) {
   return std::chrono::duration<double, std::micro>(d).count();
 }
 
+// die() ends the program with exit(), which skips the destructors of objects on the stack. A
+// driver that owns something that must not outlive it (a child process, an embedded server
+// started by pg_ctl) puts its release here (DieCleanup below); die() runs it once before exiting.
+inline std::function<void()>& die_cleanup() {
+  static std::function<void()> cleanup;
+  return cleanup;
+}
+
 [[noreturn]] inline void die(const std::string& what) {
   std::fprintf(stderr, "bench: %s\n", what.c_str());
+  static std::atomic<bool> dying{false};
+  if (!dying.exchange(true) && die_cleanup()) die_cleanup()();
   std::exit(1);
 }
+
+// Installs a die_cleanup() for its lifetime: declared after the objects it releases, so that it
+// is gone before they are destroyed.
+class DieCleanup {
+ public:
+  explicit DieCleanup(std::function<void()> cleanup) { die_cleanup() = std::move(cleanup); }
+  ~DieCleanup() { die_cleanup() = nullptr; }
+  DieCleanup(const DieCleanup&) = delete;
+  DieCleanup& operator=(const DieCleanup&) = delete;
+};
 
 // A plain libpq connection for the raw baselines. Failures end the program: a benchmark that
 // cannot run its baseline has nothing to report.
@@ -275,7 +296,8 @@ inline MemoryProbe probe_memory() {
 // One line of the final table. Units decide how values print: kMicros (latencies, kept in us),
 // kNanos, kBytes (per entry), kOpsPerSecond. For latencies the two values are p50 and p99; for
 // Google Benchmark rows the median and slowest of the repetitions; for throughput the median
-// and slowest round; for memory a single measurement (both the same).
+// and slowest round; for memory a single measurement (both the same). A row whose figure has
+// no baseline leaves `base` at zero: the baseline and ratio cells print "-".
 enum class Unit { kMicros, kNanos, kBytes, kOpsPerSecond };
 
 struct Row {
@@ -328,7 +350,9 @@ inline void print_table(const std::vector<Row>& rows) {
   std::printf("%s\n", std::string(kFig + 3 * 5 + 2 * kVal + kRatio + kTarget + 4, '-').c_str());
   for (const Row& r : rows) {
     std::string a = format_value(r.mine.p50, r.unit) + " / " + format_value(r.mine.p99, r.unit);
-    std::string b = format_value(r.base.p50, r.unit) + " / " + format_value(r.base.p99, r.unit);
+    const bool no_base = r.base.p50 == 0 && r.base.p99 == 0;
+    std::string b =
+        no_base ? "-" : format_value(r.base.p50, r.unit) + " / " + format_value(r.base.p99, r.unit);
     // Small ratios (catch-up vs reload) keep two significant digits instead of printing 0.00x.
     auto ratio_text = [](double x) {
       char buf[24];
@@ -336,7 +360,8 @@ inline void print_table(const std::vector<Row>& rows) {
       return std::string(buf);
     };
     const std::string ratio =
-        ratio_text(r.mine.p50 / r.base.p50) + " / " + ratio_text(r.mine.p99 / r.base.p99);
+        no_base ? "-"
+                : ratio_text(r.mine.p50 / r.base.p50) + " / " + ratio_text(r.mine.p99 / r.base.p99);
     std::printf("%-*s | %-*s | %-*s | %-*s | %-*s | %s\n", kFig, r.figure.c_str(), kVal, a.c_str(),
                 kVal, b.c_str(), kRatio, ratio.c_str(), kTarget, r.target.c_str(), r.met.c_str());
   }
