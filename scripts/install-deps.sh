@@ -6,6 +6,7 @@ packages=(
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
   libyaml-cpp-dev libcpp-httplib-dev libcli11-dev   # the service: YAML, HTTP, command line
+  libboost1.74-dev              # Boost.Beast/Asio (header-only): the HTTP client of --server
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev      # scripts/fuzz.sh: libFuzzer with ASan+UBSan
 )
