@@ -2,11 +2,13 @@
 // structs and dispatches; each run_* returns the process exit code.
 //
 // Exit codes: 0 success, 1 key not found (get, delete), 2 usage or configuration error (bad
-// arguments, bad JSON, invalid key or name, YAML mistakes), 3 runtime failure (database
-// unreachable or failing, timeout, embedded server or HTTP listener that would not start).
+// arguments, bad JSON, invalid key or name, YAML mistakes; over --server: the server refused the
+// request with a 4xx status, 401 included), 3 runtime failure (database or server unreachable or
+// failing, timeout, a 5xx answer, embedded server or HTTP listener that would not start).
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -29,14 +31,17 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Where a one-shot command's store lives: --dsn/SYNCCONFIG_DSN (with --table/--channel), or a
-// service-definitions file (with --store).
+// Where an operator command's store lives: --dsn/SYNCCONFIG_DSN (with --table/--channel), a
+// service-definitions file (with --store), or a syncconfig server (--server/SYNCCONFIG_SERVER,
+// with --token and --store; found when nothing is named, see target.h).
 struct ConnectionArgs {
   std::string dsn;
   std::string config;
   std::string store;
   std::string table;
   std::string channel;
+  std::string server;
+  std::string token;
 };
 
 struct ServeArgs {
@@ -61,6 +66,11 @@ int run_serve(const ServeArgs& args);
 int run_operator(const OperatorArgs& args);
 int run_demo();
 
+struct ServerTarget;
+// The operator commands over HTTP (remote_commands.cc, remote_watch.cc).
+int run_remote_operator(const OperatorArgs& args, const ServerTarget& server);
+int watch_server(const OperatorArgs& args, const ServerTarget& server);
+
 // ---- shared helpers (common.cc) ----
 
 // Prints "syncconfig: <message>" on stderr.
@@ -72,6 +82,20 @@ int exit_code_for(const Error& error);
 void check_dsn(const std::string& dsn);
 // An environment variable, or nullopt when unset or empty.
 std::optional<std::string> env(const char* name);
+// A key quoted for a message, as JSON ("a\"b"); invalid UTF-8 replaced.
+std::string show_key(std::string_view key);
+// The JSON text of `set`; throws UsageError saying what is wrong with it.
+nlohmann::json parse_value(const std::string& text);
+// JSON text as the commands print it (invalid UTF-8 replaced, never thrown on); `indent` as
+// nlohmann::json::dump's.
+std::string json_text(const nlohmann::json& value, int indent = -1);
+// The same, keeping the object's key order.
+std::string json_text(const nlohmann::ordered_json& value, int indent = -1);
+// The exit code after printing a result: a failed write to stdout (e.g. a closed pipe) is an
+// error (printed).
+int printed();
+// Writes `line` to stdout and flushes it; false (errno set) when that fails.
+bool write_line(const std::string& line);
 
 // Turns SIGINT/SIGTERM into an event that wait() returns on, through a self-pipe (the handler
 // only writes a byte). One instance at a time per process; the destructor restores the default

@@ -52,6 +52,40 @@ std::optional<std::string> env(const char* name) {
   return std::string(value);
 }
 
+std::string show_key(std::string_view key) { return json_text(nlohmann::json(std::string(key))); }
+
+nlohmann::json parse_value(const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double (1e999).
+    std::string reason = e.what();
+    if (std::size_t end = reason.find("] "); end != std::string::npos) reason.erase(0, end + 2);
+    throw UsageError("the value is not valid JSON (" + reason +
+                     "); a string needs JSON quotes, e.g. '\"text\"'");
+  }
+}
+
+std::string json_text(const nlohmann::json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::string json_text(const nlohmann::ordered_json& value, int indent) {
+  return value.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+int printed() {
+  if (std::cout.flush()) return kExitOk;
+  print_error("writing to stdout failed");
+  return kExitFailure;
+}
+
+bool write_line(const std::string& line) {
+  std::string text = line + "\n";
+  return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() &&
+         std::fflush(stdout) == 0;
+}
+
 StopSignal::StopSignal() {
   if (::pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     throw Error(ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));

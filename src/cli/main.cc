@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/target.h"
 #include "config/service_config.h"
 
 namespace {
@@ -30,8 +31,18 @@ void add_connection(CLI::App* command, ConnectionArgs& c) {
   command->add_option("--dsn", c.dsn,
                       "PostgreSQL connection string or URI (default: env SYNCCONFIG_DSN)");
   command->add_option("--config", c.config, "Service-definitions YAML file (instead of --dsn)");
+  command->add_option("--server", c.server,
+                      "URL of a running 'syncconfig serve', e.g. http://127.0.0.1:8080: no "
+                      "database credentials needed (default: env SYNCCONFIG_SERVER; with no "
+                      "--dsn, --config or --server: the server of ./.syncconfig/server.json, "
+                      "else " +
+                          std::string(kDefaultServerUrl) + ")");
+  command->add_option("--token", c.token,
+                      "With a server: sent as 'Authorization: Bearer TOKEN' (default: env "
+                      "SYNCCONFIG_TOKEN)");
   command->add_option("--store", c.store,
-                      "With --config: the sync_config_pg service to use (default: the first)");
+                      "With --config: the sync_config_pg service to use (default: the first); "
+                      "with a server: the store it serves under /stores/NAME");
   command->add_option("--table", c.table, "With --dsn: table name (default sync_config)");
   command->add_option("--channel", c.channel,
                       "With --dsn: NOTIFY channel (default config_changes)");
@@ -46,8 +57,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "syncconfig: a JSON key/value configuration store kept in sync across instances through "
       "PostgreSQL LISTEN/NOTIFY.\n"
-      "Exit codes: 0 success, 1 key not found, 2 usage or configuration error, 3 database or "
-      "runtime error.",
+      "Exit codes: 0 success, 1 key not found, 2 usage or configuration error (over a server: "
+      "a 4xx answer, 401 included), 3 database, server or runtime error.",
       "syncconfig"};
   app.require_subcommand(1);
 

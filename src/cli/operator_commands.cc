@@ -1,4 +1,5 @@
-// One-shot operator commands (get, set, delete, list, crc) and watch, against one store.
+// One-shot operator commands (get, set, delete, list, crc) and watch, against one store: on its
+// database here, or through a syncconfig server (choose_server() decides, target.h).
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -6,17 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/target.h"
 #include "config/service_config.h"
 #include "syncconfig/syncconfig.h"
 #include "util/validation.h"
 
 namespace syncconfig::cli {
 namespace {
-
-std::string show_key(std::string_view key) {
-  return nlohmann::json(std::string(key))
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 
 // Opens the store named by --config/--store, or by --dsn (SYNCCONFIG_DSN) with --table and
 // --channel. Only `watch` keeps a LISTEN connection.
@@ -63,18 +60,6 @@ std::unique_ptr<Store> open_store(const ConnectionArgs& a, bool notifications) {
   return Store::open(dsn, options);
 }
 
-nlohmann::json parse_value(const std::string& text) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    // parse_error, and out_of_range for a number too large for a double (1e999).
-    std::string reason = e.what();
-    if (std::size_t end = reason.find("] "); end != std::string::npos) reason.erase(0, end + 2);
-    throw UsageError("the value is not valid JSON (" + reason +
-                     "); a string needs JSON quotes, e.g. '\"text\"'");
-  }
-}
-
 // Prints one JSON line per change until SIGINT/SIGTERM, or until stdout fails.
 int watch(const OperatorArgs& args) {
   StopSignal stop;  // Before any thread starts, so that no signal finds the default handler.
@@ -89,11 +74,10 @@ int watch(const OperatorArgs& args) {
     line["value"] = c.value ? *c.value : nlohmann::json(nullptr);
     line["revision"] = c.revision;
     line["origin"] = std::string(to_string(c.origin));
-    std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::string text = json_text(line);
     std::lock_guard lock(out_mu);
     if (out_failed) return;
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
-        std::fflush(stdout) != 0) {
+    if (!write_line(text)) {
       out_failed = true;
       out_errno = errno;
       StopSignal::request_stop();
@@ -114,16 +98,13 @@ int watch(const OperatorArgs& args) {
   return kExitOk;
 }
 
-// Exit code after printing a result: a failed write to stdout (e.g. a closed pipe) is an error.
-int printed() {
-  if (std::cout.flush()) return kExitOk;
-  print_error("writing to stdout failed");
-  return kExitFailure;
-}
-
 }  // namespace
 
 int run_operator(const OperatorArgs& args) {
+  if (std::optional<ServerTarget> server = choose_server(args.connection)) {
+    return args.operation == Operation::kWatch ? watch_server(args, *server)
+                                               : run_remote_operator(args, *server);
+  }
   switch (args.operation) {
     case Operation::kGet: {
       internal::validate_key(args.key);
@@ -133,7 +114,7 @@ int run_operator(const OperatorArgs& args) {
         print_error("key " + show_key(args.key) + " not found");
         return kExitNotFound;
       }
-      std::cout << value->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      std::cout << json_text(*value) << '\n';
       return printed();
     }
     case Operation::kSet: {
@@ -156,7 +137,7 @@ int run_operator(const OperatorArgs& args) {
       auto store = open_store(args.connection, false);
       nlohmann::json all = nlohmann::json::object();
       for (auto& [key, value] : store->get_all(args.prefix)) all[key] = std::move(value);
-      std::cout << all.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      std::cout << json_text(all, 2) << '\n';
       return printed();
     }
     case Operation::kCrc: {

@@ -7,10 +7,12 @@
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/server_file.h"
 #include "config/service_config.h"
 #include "db/connection.h"
 #include "http/http_server.h"
@@ -46,6 +48,13 @@ ListenAddress parse_listen(const std::string& text) {
     throw bad();
   }
   return address;
+}
+
+// The URL a client on this machine reaches the server at: a wildcard address becomes loopback.
+std::string local_url(const std::string& host, int port) {
+  std::string h = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";
+  return "http://" + h + ":" + std::to_string(port);
 }
 
 bool is_loopback(const std::string& host) {
@@ -132,12 +141,26 @@ int run_serve(const ServeArgs& args) {
   }
   service::HttpServer server(std::move(served), http);
   server.start();
+  // On the embedded PostgreSQL, say where we listen for `syncconfig get` & co. run in the same
+  // directory (cli/target.h). Before "listening on", so that whoever waits for that line finds
+  // the file too.
+  std::optional<PublishedServerFile> published;
+  if (embedded) {
+    try {
+      published.emplace(embedded->data_dir(), local_url(address.host, server.port()));
+      spdlog::info("wrote {} for the operator commands", published->path().string());
+    } catch (const Error& e) {
+      spdlog::warn("{}: operator commands run here will not find this server without --server",
+                   e.what());
+    }
+  }
   std::string url_host =
       address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
   std::cout << "listening on http://" << url_host << ":" << server.port() << std::endl;
 
   int signo = stop.wait();
   spdlog::info("{} received: finishing requests in flight and shutting down", signal_name(signo));
+  published.reset();  // First: no new client should find a server that is going away.
   server.stop();
   for (auto it = stores.rbegin(); it != stores.rend(); ++it) it->second->shutdown();
   stores.clear();

@@ -1,0 +1,383 @@
+#include "http/http_client.h"
+
+#include <algorithm>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <vector>
+
+#include "syncconfig/error.h"
+
+namespace syncconfig::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+
+namespace {
+
+// Thrown inside a call when stop() interrupts it; request() and watch() turn it into their
+// documented outcome.
+struct Stopped {};
+
+constexpr std::uint32_t kHeaderLimit = 64 * 1024;
+constexpr std::size_t kStreamReadBytes = 16 * 1024;
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string duration_text(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
+  return std::to_string(d.count()) + " ms";
+}
+
+// A target or header text that would let a caller's string split the request (CR, LF, NUL).
+void check_request_text(std::string_view what, std::string_view text) {
+  if (text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "HTTP request: " + std::string(what) + " contains CR, LF or NUL");
+  }
+}
+
+void check_target(std::string_view target) {
+  if (target.empty() || target.front() != '/') {
+    throw Error(ErrorCode::kInvalidArgument, "HTTP request: the target must begin with '/'");
+  }
+  check_request_text("the target", target);
+  if (target.find(' ') != std::string_view::npos) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "HTTP request: the target contains a space (percent-encode it)");
+  }
+}
+
+bool has_field(const Headers& headers, std::string_view name) {
+  return std::any_of(headers.begin(), headers.end(),
+                     [&](const auto& h) { return equal_ignoring_case(h.first, name); });
+}
+
+Headers fields_of(const bhttp::fields& fields) {
+  Headers out;
+  for (const auto& f : fields)
+    out.emplace_back(std::string(f.name_string()), std::string(f.value()));
+  return out;
+}
+
+// The connection closed or failed under us (retrying may help), as opposed to an answer that is
+// not HTTP or breaks a limit (it will not).
+bool is_transport_error(const error_code& ec) {
+  return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+         ec == asio::error::eof || ec.category() == boost::system::system_category();
+}
+
+}  // namespace
+
+std::optional<std::string> Response::header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (equal_ignoring_case(n, name)) return v;
+  }
+  return std::nullopt;
+}
+
+// One exchange's connection, on an io_context of its own that runs on the calling thread one
+// handler at a time until the awaited operation completes, a deadline passes, or stop() stops
+// the io_context. Operations still pending when a deadline or stop() ends the call are abandoned:
+// the socket closes and the io_context destroys their handlers without calling them.
+class HttpClient::Call {
+ public:
+  explicit Call(HttpClient& client) : client_(client) {
+    std::lock_guard lock(client_.mu_);
+    if (client_.stopped_.load()) throw Stopped{};
+    client_.running_.push_back(&ioc_);
+  }
+  ~Call() {
+    error_code ignored;
+    socket_.close(ignored);
+    std::lock_guard lock(client_.mu_);
+    client_.running_.erase(std::find(client_.running_.begin(), client_.running_.end(), &ioc_));
+  }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+
+  std::string url() const { return client_.server_.to_string(); }
+
+  // Resolves the server's host and connects to its addresses in turn, before `deadline`.
+  void connect(Clock::time_point deadline) {
+    const Url& server = client_.server_;
+    const std::string timeout =
+        "cannot connect to " + url() + " within " + duration_text(client_.options_.connect_timeout);
+    std::vector<tcp::endpoint> endpoints;
+    error_code ec;
+    asio::ip::address literal = asio::ip::make_address(server.host, ec);
+    if (!ec) {
+      endpoints.emplace_back(literal, server.port);
+    } else {
+      // A name: the system resolver, on asio's resolver thread (joined with the io_context).
+      tcp::resolver resolver(ioc_);
+      bool done = false;
+      resolver.async_resolve(server.host, std::to_string(server.port),
+                             [&](const error_code& e, const tcp::resolver::results_type& r) {
+                               ec = e;
+                               for (const auto& entry : r) endpoints.push_back(entry.endpoint());
+                               done = true;
+                             });
+      run(done, deadline, timeout);
+      if (ec) {
+        throw Error(ErrorCode::kUnavailable,
+                    "cannot resolve the host of " + url() + ": " + ec.message());
+      }
+    }
+    bool done = false;
+    asio::async_connect(socket_, endpoints, [&](const error_code& e, const tcp::endpoint&) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline, timeout);
+    if (ec) {
+      throw Error(ErrorCode::kUnavailable, "cannot connect to " + url() + ": " + ec.message());
+    }
+    socket_.set_option(tcp::no_delay(true), ec);  // Small requests must not wait for Nagle.
+  }
+
+  void write(bhttp::request<bhttp::string_body>& request, Clock::time_point deadline,
+             const std::string& what) {
+    bool done = false;
+    error_code ec;
+    bhttp::async_write(socket_, request, [&](const error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline, timeout_message(what));
+    if (ec) {
+      throw Error(ErrorCode::kUnavailable,
+                  "sending " + what + " to " + url() + " failed: " + ec.message());
+    }
+  }
+
+  // Reads the answer's header (read_header) or all of it (read) into `parser`.
+  template <class Parser>
+  void read_header(Parser& parser, Clock::time_point deadline, const std::string& what) {
+    bool done = false;
+    error_code ec;
+    bhttp::async_read_header(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline, timeout_message(what));
+    if (ec) throw read_error(ec, what);
+  }
+  template <class Parser>
+  void read(Parser& parser, Clock::time_point deadline, const std::string& what) {
+    bool done = false;
+    error_code ec;
+    bhttp::async_read(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline, timeout_message(what));
+    if (ec) throw read_error(ec, what);
+  }
+  // Reads some of a streamed body into the parser's buffer_body; returns the read's error
+  // (need_buffer, when the buffer filled up, is not one).
+  template <class Parser>
+  error_code read_some(Parser& parser, Clock::time_point deadline, const std::string& silent) {
+    bool done = false;
+    error_code ec;
+    bhttp::async_read_some(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline, silent);
+    return ec == bhttp::error::need_buffer ? error_code() : ec;
+  }
+
+  Error read_error(const error_code& ec, const std::string& what) const {
+    if (ec == bhttp::error::body_limit) {
+      return Error(ErrorCode::kInternal,
+                   "the answer to " + what + " from " + url() + " is larger than " +
+                       std::to_string(client_.options_.max_body_bytes) + " bytes (max_body_bytes)");
+    }
+    if (is_transport_error(ec)) {
+      return Error(ErrorCode::kUnavailable, "the connection to " + url() +
+                                                " broke before the answer to " + what +
+                                                " was complete: " + ec.message());
+    }
+    return Error(ErrorCode::kInternal, "the answer to " + what + " from " + url() +
+                                           " is not valid HTTP: " + ec.message());
+  }
+
+ private:
+  std::string timeout_message(const std::string& what) const {
+    return "no complete answer to " + what + " from " + url() + " within " +
+           duration_text(client_.options_.request_timeout);
+  }
+
+  // Runs handlers until `done`; throws Stopped after stop(), Error(kTimeout, timeout) at
+  // `deadline`.
+  void run(const bool& done, Clock::time_point deadline, const std::string& timeout) {
+    while (!done) {
+      // stop() sets the flag before it stops the io_context, and the io_context stops for
+      // nothing else (work_ keeps it from running out of work): a stopped io_context is seen here.
+      if (client_.stopped_.load()) throw Stopped{};
+      if (Clock::now() >= deadline) throw Error(ErrorCode::kTimeout, timeout);
+      ioc_.run_one_until(deadline);
+    }
+  }
+
+  HttpClient& client_;
+  // Declared before the objects that use it: destroyed last.
+  asio::io_context ioc_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
+  tcp::socket socket_{ioc_};
+  beast::flat_buffer buffer_;
+};
+
+HttpClient::HttpClient(Url server, ClientOptions options)
+    : server_(std::move(server)), options_(std::move(options)) {}
+
+HttpClient::~HttpClient() = default;
+
+void HttpClient::stop() {
+  std::lock_guard lock(mu_);
+  stopped_.store(true);
+  for (asio::io_context* ioc : running_) ioc->stop();
+}
+
+namespace {
+
+bhttp::request<bhttp::string_body> make_request(bhttp::verb verb, const Url& server,
+                                                std::string_view target, const Headers& headers,
+                                                const std::string& token) {
+  bhttp::request<bhttp::string_body> request{verb, server.base_path + std::string(target), 11};
+  request.set(bhttp::field::host, server.host_and_port());
+  request.set(bhttp::field::user_agent, "syncconfig");
+  request.set(bhttp::field::connection, "close");
+  if (!token.empty()) request.set(bhttp::field::authorization, "Bearer " + token);
+  for (const auto& [name, value] : headers) {
+    check_request_text("a header name", name);
+    check_request_text("the value of header " + name, value);
+    if (name.empty() || name.find(':') != std::string::npos) {
+      throw Error(ErrorCode::kInvalidArgument, "HTTP request: bad header name \"" + name + "\"");
+    }
+    request.insert(name, value);
+  }
+  return request;
+}
+
+}  // namespace
+
+Response HttpClient::request(std::string_view method, std::string_view target,
+                             std::string_view body, const Headers& headers) {
+  const bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
+  if (verb == bhttp::verb::unknown) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "HTTP request: unknown method \"" + std::string(method) + "\"");
+  }
+  check_target(target);
+  const std::string what = std::string(method) + " " + server_.base_path + std::string(target);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + options_.request_timeout;
+  auto req = make_request(verb, server_, target, headers, options_.token);
+  if (!body.empty() && !has_field(headers, "Content-Type")) {
+    req.set(bhttp::field::content_type, "application/json");
+  }
+  req.body() = std::string(body);
+  req.prepare_payload();
+  try {
+    Call call(*this);
+    call.connect(std::min(start + options_.connect_timeout, deadline));
+    call.write(req, deadline, what);
+
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.header_limit(kHeaderLimit);
+    parser.body_limit(options_.max_body_bytes);
+    call.read(parser, deadline, what);
+    Response response;
+    response.status = static_cast<int>(parser.get().result_int());
+    response.headers = fields_of(parser.get().base());
+    response.body = std::move(parser.get().body());
+    return response;
+  } catch (const Stopped&) {
+    throw Error(ErrorCode::kShutdown, "the HTTP client was stopped (" + what + ")");
+  }
+}
+
+WatchResult HttpClient::watch(std::string_view target, const Headers& headers,
+                              const SseHandler& on_event) {
+  check_target(target);
+  const std::string what = "GET " + server_.base_path + std::string(target);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + options_.request_timeout;
+  auto req = make_request(bhttp::verb::get, server_, target, headers, options_.token);
+  if (!has_field(headers, "Accept")) req.set(bhttp::field::accept, "text/event-stream");
+  if (!has_field(headers, "Cache-Control")) req.set(bhttp::field::cache_control, "no-cache");
+  req.prepare_payload();
+  WatchResult result;
+  try {
+    Call call(*this);
+    call.connect(std::min(start + options_.connect_timeout, deadline));
+    call.write(req, deadline, what);
+
+    // The header first, with no body type decided: a stream's body is read piece by piece into
+    // a buffer_body, a refusal's whole into a string.
+    bhttp::response_parser<bhttp::empty_body> head;
+    head.header_limit(kHeaderLimit);
+    call.read_header(head, deadline, what);
+    result.response.status = static_cast<int>(head.get().result_int());
+    result.response.headers = fields_of(head.get().base());
+    if (result.response.status != 200) {
+      bhttp::response_parser<bhttp::string_body> refusal(std::move(head));
+      refusal.body_limit(options_.max_body_bytes);
+      call.read(refusal, deadline, what);
+      result.response.body = std::move(refusal.get().body());
+      result.end = WatchResult::End::kRefused;
+      return result;
+    }
+
+    bhttp::response_parser<bhttp::buffer_body> stream(std::move(head));
+    stream.body_limit(boost::none);  // A stream has no end in sight; events are bounded instead.
+    SseParser events(options_.max_body_bytes);
+    std::vector<char> piece(kStreamReadBytes);
+    const std::string silent = "the event stream from " + call.url() + " sent nothing for " +
+                               duration_text(options_.watch_idle_timeout);
+    for (;;) {
+      if (stream.is_done()) {
+        result.end = WatchResult::End::kServerClosed;
+        return result;
+      }
+      stream.get().body().data = piece.data();
+      stream.get().body().size = piece.size();
+      const error_code ec =
+          call.read_some(stream, Clock::now() + options_.watch_idle_timeout, silent);
+      const std::size_t n = piece.size() - stream.get().body().size;
+      if (n > 0 && !events.feed(std::string_view(piece.data(), n), on_event)) {
+        result.end = WatchResult::End::kHandlerDone;
+        return result;
+      }
+      if (ec) {
+        if (stream.is_done()) continue;
+        if (is_transport_error(ec)) {
+          throw Error(ErrorCode::kUnavailable,
+                      "the event stream from " + call.url() + " broke: " + ec.message());
+        }
+        throw call.read_error(ec, what);
+      }
+    }
+  } catch (const Stopped&) {
+    result.end = WatchResult::End::kStopped;
+    return result;
+  }
+}
+
+}  // namespace syncconfig::http
