@@ -28,6 +28,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
+using detail::chunk;
 using detail::StoreFeed;
 using nlohmann::json;
 using Response = http::response<http::string_body>;
@@ -101,11 +102,6 @@ json settings_object(const std::map<std::string, json>& all) {
   json out = json::object();
   for (const auto& [k, v] : all) out[k] = v;
   return out;
-}
-
-// One chunk of a chunked body.
-std::string chunk(std::string_view payload) {
-  return fmt::format("{:x}\r\n{}\r\n", payload.size(), payload);
 }
 
 }  // namespace
@@ -182,7 +178,7 @@ class HttpServer::Impl {
 // WatchStream: one open /watch response. Lives on its connection's strand; the feed wakes it
 // through a posted handler. Reads the feed's history by cursor and writes what matches its
 // prefixes, one batch at a time, so it never holds more than one batch of its own.
-class WatchStream : public std::enable_shared_from_this<WatchStream> {
+class WatchStream : public StoreFeed::Waiter, public std::enable_shared_from_this<WatchStream> {
  public:
   WatchStream(HttpServer::Impl& server, beast::tcp_stream stream, StoreFeed& feed,
               std::vector<std::string> prefixes, std::optional<int64_t> since)
@@ -212,6 +208,10 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
   // nothing since the last tick.
   void tick(bool progress) {
     net::post(stream_.get_executor(), [self = shared_from_this(), progress] {
+      if (self->writing_ && std::chrono::steady_clock::now() - self->write_started_ >
+                                self->server_.options().watch_write_timeout) {
+        return self->drop_slow("a write stalled for longer than watch_write_timeout");
+      }
       if (self->closed_ || self->writing_ || !self->opened_) return;
       bool& wrote = progress ? self->wrote_since_progress_ : self->wrote_since_keepalive_;
       if (wrote) {
@@ -254,19 +254,17 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
         });
   }
 
-  // Writes `data`, then runs `next` (unless the write failed or the stream closed).
+  // Writes `data`, then runs `next` (unless the write failed or the stream closed). No timer
+  // per write (it costs more than the write): the keep-alive tick closes a stream whose write
+  // has been pending longer than watch_write_timeout.
   void write(std::string data, void (*next)(WatchStream&)) {
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     wrote_since_progress_ = wrote_since_keepalive_ = true;
     out_ = std::move(data);
-    stream_.expires_after(server_.options().watch_write_timeout);
-    net::async_write(stream_, net::buffer(out_),
+    net::async_write(stream_.socket(), net::buffer(out_),
                      [self = shared_from_this(), next](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
-                       if (ec == beast::error::timeout) {
-                         self->drop_slow("a write stalled for watch_write_timeout");
-                         return;
-                       }
                        if (ec || self->closed_) return self->shut();
                        next(*self);
                      });
@@ -335,22 +333,40 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
   // Writes the next batch of a backfill handed to this stream alone. Returns whether it wrote.
   bool write_direct() {
     while (!direct_.empty()) {
-      std::string payload;
-      std::size_t i = 0;
-      for (; i < direct_.size() && payload.size() < kStreamBatchBytes; ++i) {
-        if (matches(direct_[i]->key)) payload += direct_[i]->text;
+      std::size_t i = 0, bytes = 0;
+      batch_.clear();
+      for (; i < direct_.size() && bytes < kStreamBatchBytes; ++i) {
+        if (!matches(direct_[i]->key)) continue;
+        bytes += direct_[i]->chunk.size();
+        batch_.push_back(direct_[i]);
       }
       direct_.erase(direct_.begin(), direct_.begin() + static_cast<std::ptrdiff_t>(i));
       if (direct_.empty()) {
         direct_.shrink_to_fit();
         cursor_ = direct_cursor_;
       }
-      if (!payload.empty()) {
-        write(chunk(payload), [](WatchStream& s) { s.pump(); });
+      if (!batch_.empty()) {
+        write_batch();
         return true;
       }
     }
     return false;
+  }
+
+  // Writes the events in batch_ (their shared chunks, no copy), then pumps.
+  void write_batch() {
+    writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    wrote_since_progress_ = wrote_since_keepalive_ = true;
+    buffers_.clear();
+    for (const auto& e : batch_) buffers_.push_back(net::buffer(e->chunk));
+    net::async_write(stream_.socket(), buffers_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->writing_ = false;
+                       self->batch_.clear();
+                       if (ec || self->closed_) return self->shut();
+                       self->pump();
+                     });
   }
 
   // Sends the current settings (filtered) and continues after the feed position they hold.
@@ -382,21 +398,18 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
     });
   }
 
-  // What the feed calls when there is something to read (see StoreFeed::read).
-  StoreFeed::Waker waker() {
-    return [weak = weak_from_this()] {
-      if (auto self = weak.lock()) {
-        net::post(self->stream_.get_executor(), [self] {
-          self->parked_ = false;
-          if (!self->opened_) {
-            if (!self->closed_ && !self->writing_) self->open();
-            return;
-          }
-          self->pump();
-        });
+  // The feed has something to read (see StoreFeed::read).
+  void wake() override {
+    net::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->parked_ = false;
+      if (!self->opened_) {
+        if (!self->closed_ && !self->writing_) self->open();
+        return;
       }
-    };
+      self->pump();
+    });
   }
+  StoreFeed::Waker waker() { return shared_from_this(); }
 
   // Sends what the feed has after the cursor. Returns whether it started a write.
   bool pump() {
@@ -404,10 +417,10 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
     if (write_direct()) return true;
     for (;;) {
       const bool may_park = !parked_;  // One waker at a time.
-      StoreFeed::Read r =
-          feed_.read(cursor_, generation_, kStreamBatchBytes, may_park ? waker() : nullptr);
+      StoreFeed::Read r = feed_.read(cursor_, generation_, kStreamBatchBytes,
+                                     may_park ? waker() : nullptr, batch_);
       const bool parked = r.status == StoreFeed::Read::Status::kNotReady ||
-                          (r.status == StoreFeed::Read::Status::kOk && r.events.empty());
+                          (r.status == StoreFeed::Read::Status::kOk && batch_.empty());
       if (parked && may_park) parked_ = true;
       switch (r.status) {
         case StoreFeed::Read::Status::kClosed:
@@ -429,7 +442,7 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
         case StoreFeed::Read::Status::kOk:
           break;
       }
-      if (r.events.empty()) {
+      if (batch_.empty()) {
         caught_up_ = true;
         return false;  // Parked.
       }
@@ -439,12 +452,11 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
       }
       cursor_ = r.cursor;
       if (r.lag_bytes == 0) caught_up_ = true;
-      std::string payload;
-      for (const auto& e : r.events) {
-        if (matches(e->key)) payload += e->text;
+      if (!prefixes_.empty()) {
+        std::erase_if(batch_, [&](const detail::WatchEventPtr& e) { return !matches(e->key); });
       }
-      if (!payload.empty()) {
-        write(chunk(payload), [](WatchStream& s) { s.pump(); });
+      if (!batch_.empty()) {
+        write_batch();
         return true;
       }
     }
@@ -487,7 +499,10 @@ class WatchStream : public std::enable_shared_from_this<WatchStream> {
   bool wrote_since_progress_ = false;
   bool wrote_since_keepalive_ = false;
   std::string out_;
+  std::chrono::steady_clock::time_point write_started_;
   std::array<char, 1> probe_{};
+  std::vector<detail::WatchEventPtr> batch_;    // Being written (or just read).
+  std::vector<net::const_buffer> buffers_;      // Their chunks, for the gather write.
   std::vector<detail::WatchEventPtr> direct_;  // A backfill too large for the history.
   int64_t direct_cursor_ = 0;                   // Where the history goes on after it.
 };

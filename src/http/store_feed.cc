@@ -25,6 +25,10 @@ std::string sse_event(int64_t id, std::string_view type, std::string_view data) 
   return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, type, data);
 }
 
+std::string chunk(std::string_view payload) {
+  return fmt::format("{:x}\r\n{}\r\n", payload.size(), payload);
+}
+
 void LagHistogram::observe(double seconds) {
   if (!(seconds >= 0)) seconds = 0;  // Clock skew with the database server; NaN.
   std::size_t i = 0;
@@ -89,9 +93,8 @@ WatchEventPtr StoreFeed::make_event(const Change& change) const {
       {"deleted", !change.value.has_value()},
       {"revision", change.revision},
   };
-  event->text =
-      sse_event(change.revision, "change",
-                data.dump(-1, ' ', false, json::error_handler_t::replace));
+  event->chunk = chunk(sse_event(change.revision, "change",
+                                 data.dump(-1, ' ', false, json::error_handler_t::replace)));
   return event;
 }
 
@@ -156,8 +159,8 @@ void StoreFeed::on_progress(const Progress& progress) {
     if (!history_.empty() && e->revision <= history_.back()->revision) continue;
     if (e->revision <= history_start_) continue;
     int64_t base = history_.empty() ? 0 : history_.back()->offset;
-    std::const_pointer_cast<WatchEvent>(e)->offset = base + static_cast<int64_t>(e->text.size());
-    history_bytes_ += e->text.size();
+    std::const_pointer_cast<WatchEvent>(e)->offset = base + static_cast<int64_t>(e->chunk.size());
+    history_bytes_ += e->chunk.size();
     history_.push_back(std::move(e));
   }
   trim();
@@ -174,7 +177,7 @@ void StoreFeed::reset_history(int64_t position) {
 
 void StoreFeed::trim() {
   while (!history_.empty() && (history_.size() > max_events_ || history_bytes_ > max_bytes_)) {
-    history_bytes_ -= history_.front()->text.size();
+    history_bytes_ -= history_.front()->chunk.size();
     history_start_ = history_.front()->revision;
     history_.pop_front();
   }
@@ -183,12 +186,13 @@ void StoreFeed::trim() {
 void StoreFeed::wake_all(std::unique_lock<std::mutex>& lock) {
   std::vector<Waker> wakers = std::exchange(wakers_, {});
   lock.unlock();
-  for (Waker& w : wakers) w();
+  for (Waker& w : wakers) w->wake();
 }
 
 StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t max_bytes,
-                                Waker waker) {
+                                Waker waker, std::vector<WatchEventPtr>& events) {
   Read out;
+  events.clear();
   std::unique_lock lock(mu_);
   if (closed_) {
     out.status = Read::Status::kClosed;
@@ -209,17 +213,17 @@ StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t
   }
   auto it = first_after(history_, cursor);
   std::size_t bytes = 0;
-  for (; it != history_.end() && (out.events.empty() || bytes < max_bytes); ++it) {
-    bytes += (*it)->text.size();
-    out.events.push_back(*it);
+  for (; it != history_.end() && (events.empty() || bytes < max_bytes); ++it) {
+    bytes += (*it)->chunk.size();
+    events.push_back(*it);
   }
   if (it == history_.end()) {
     out.cursor = std::max(cursor, position_);
   } else {
-    out.cursor = out.events.back()->revision;
-    out.lag_bytes = history_.back()->offset - out.events.back()->offset;
+    out.cursor = events.back()->revision;
+    out.lag_bytes = history_.back()->offset - events.back()->offset;
   }
-  if (out.events.empty() && waker) wakers_.push_back(std::move(waker));
+  if (events.empty() && waker) wakers_.push_back(std::move(waker));
   return out;
 }
 
@@ -273,7 +277,7 @@ StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
   const int64_t start = history_start_;
   std::erase_if(events, [&](const WatchEventPtr& e) { return e->revision > start; });
   std::size_t bytes = 0;
-  for (const WatchEventPtr& e : events) bytes += e->text.size();
+  for (const WatchEventPtr& e : events) bytes += e->chunk.size();
   if (history_.size() + events.size() > max_events_ || history_bytes_ + bytes > max_bytes_) {
     // More than the history holds: this stream alone gets them.
     out.direct = std::move(events);
@@ -282,10 +286,10 @@ StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
   }
   int64_t offset = history_.empty() ? 0
                                     : history_.front()->offset -
-                                          static_cast<int64_t>(history_.front()->text.size());
+                                          static_cast<int64_t>(history_.front()->chunk.size());
   for (auto it = events.rbegin(); it != events.rend(); ++it) {
     std::const_pointer_cast<WatchEvent>(*it)->offset = offset;
-    offset -= static_cast<int64_t>((*it)->text.size());
+    offset -= static_cast<int64_t>((*it)->chunk.size());
     history_.push_front(*it);
   }
   history_bytes_ += bytes;

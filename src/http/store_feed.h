@@ -16,7 +16,7 @@
 // notifications missed), streams get a reset: the current snapshot, then changes after it.
 //
 // Threads: on_change/on_progress run on the store's dispatcher thread and never wait for a
-// stream; wakers they call must only post work elsewhere. backfill() does database I/O and runs
+// stream; waiters they wake must only post work elsewhere. backfill() does database I/O and runs
 // on the server's blocking pool. Everything else is quick, under one mutex. StoreFeed is safe for
 // concurrent access from multiple threads without external synchronization.
 #pragma once
@@ -43,7 +43,9 @@ namespace syncconfig::service::detail {
 struct WatchEvent {
   int64_t revision = 0;
   std::string key;
-  std::string text;  // The whole SSE event: "id: R\nevent: change\ndata: {...}\n\n".
+  // The SSE event ("id: R\nevent: change\ndata: {...}\n\n") framed as one chunk of a chunked
+  // response body, so that every stream writes these very bytes, several back to back.
+  std::string chunk;
   // Bytes of history up to and including this event (for a stream's lag in bytes).
   int64_t offset = 0;
 };
@@ -51,6 +53,8 @@ using WatchEventPtr = std::shared_ptr<const WatchEvent>;
 
 // The SSE text of an event: "id: <id>\nevent: <type>\ndata: <data>\n\n".
 std::string sse_event(int64_t id, std::string_view type, std::string_view data);
+// `payload` as one chunk of a chunked body: "<hex size>\r\n<payload>\r\n".
+std::string chunk(std::string_view payload);
 
 // Prometheus histogram of notification lag in seconds. Thread-safe.
 class LagHistogram {
@@ -93,7 +97,14 @@ class StoreFeed {
   void on_change(const Change& change);
   void on_progress(const Progress& progress);
 
-  using Waker = std::function<void()>;
+  // Something parked until there is something to read: its wake() is called once, on the
+  // dispatcher thread (or wherever close() runs), and must only post work elsewhere.
+  class Waiter {
+   public:
+    virtual ~Waiter() = default;
+    virtual void wake() = 0;
+  };
+  using Waker = std::shared_ptr<Waiter>;
 
   struct Read {
     enum class Status {
@@ -104,14 +115,15 @@ class StoreFeed {
       kClosed,    // close() was called.
     };
     Status status = Status::kOk;
-    std::vector<WatchEventPtr> events;  // In revision order, all after the cursor.
     int64_t cursor = 0;                 // The new cursor: everything up to it was read.
     int64_t lag_bytes = 0;              // Bytes of history after the new cursor.
   };
   // Reads the changes after `cursor` in history generation `generation`, at most about
-  // `max_bytes` of them (at least one). When there is nothing to read, `waker` is called once
-  // (on the dispatcher thread, or here if the feed is closed meanwhile) as soon as there is.
-  Read read(int64_t cursor, uint64_t generation, std::size_t max_bytes, Waker waker);
+  // `max_bytes` of them (at least one), into `events` (cleared first; a caller reuses it). When
+  // there is nothing to read and `waker` is not null, it is woken once (on the dispatcher
+  // thread, or where close() runs) as soon as there is.
+  Read read(int64_t cursor, uint64_t generation, std::size_t max_bytes, Waker waker,
+            std::vector<WatchEventPtr>& events);
 
   struct Start {
     int64_t position = 0;     // Complete to here.
