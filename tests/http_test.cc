@@ -880,11 +880,19 @@ TEST(HttpWatch, a_recreated_table_resets_open_streams) {
   // The server's store notices when its listener reconnects (or at its heartbeat).
   sql.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
            "'syncconfig-listener' AND pid <> pg_backend_pid()");
-  ASSERT_TRUE(w.wait_for_events(2, 15s));
+  auto has_reset = [&] {
+    for (const auto& e : w.events()) {
+      if (e.event == "reset") return true;
+    }
+    return false;
+  };
+  wait_until(has_reset, 15s);
   std::vector<SseEvent> events = w.events();
   auto reset = std::find_if(events.begin(), events.end(),
                             [](const SseEvent& e) { return e.event == "reset"; });
-  ASSERT_NE(reset, events.end());
+  std::string seen;
+  for (const auto& e : events) seen += e.event + " " + e.id + " " + e.data + "\n";
+  ASSERT_NE(reset, events.end()) << seen;
   EXPECT_EQ(json::parse(reset->data).at("settings"), (json{{"new", 2}}));
 }
 
