@@ -120,7 +120,8 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
   return true;
 }
 
-void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteTime> written_at) {
+std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
+                            std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
   note_revision(revision);
   // Everything before the truncation has been applied (both callers apply in commit order), and
@@ -131,13 +132,16 @@ void Cache::truncate(int64_t revision, ChangeOrigin origin, std::optional<WriteT
   map_.for_each([&](const Entry& e) {
     if (e.revision < revision) older.emplace_back(e.key());
   });
+  std::size_t removed = 0;
   for (const std::string& key : older) {
     EntryPtr gone = map_.erase(key);
     if (gone->live()) {
       sub_sums(gone->hash);
       sink_.push(Change{key, std::nullopt, revision, origin, written_at});
+      ++removed;
     }
   }
+  return removed;
 }
 
 void Cache::advance_watermark(int64_t revision) {

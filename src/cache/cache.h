@@ -113,9 +113,10 @@ class Cache {
   // Deletion at `revision`, same rules. Returns whether applied.
   bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
               std::optional<WriteTime> written_at = std::nullopt);
-  // TRUNCATE at `revision`: drops every entry older than it.
-  void truncate(int64_t revision, ChangeOrigin origin,
-                std::optional<WriteTime> written_at = std::nullopt);
+  // TRUNCATE at `revision`: drops every entry older than it. Returns how many live keys it
+  // removed.
+  std::size_t truncate(int64_t revision, ChangeOrigin origin,
+                       std::optional<WriteTime> written_at = std::nullopt);
   // Raises the watermark (never lowers it) and forgets tombstones at or below it.
   void advance_watermark(int64_t revision);
   // Makes the cache equal to `rows`, a consistent snapshot of the whole table at revision

@@ -825,9 +825,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       return res;
     }
-    if (auto refused = detail::check_key(route.key)) {
-      return error_response(refused->status, refused->message);
-    }
+    // Store::set and Store::remove validate the key (an invalid one is kInvalidArgument: 400).
     if (req.method() == http::verb::put) {
       auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);
       if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {

@@ -41,8 +41,8 @@ std::optional<KeyPath> parse_key_path(std::string_view path);
 std::optional<Refusal> check_key(std::string_view key);
 
 // The value of `PUT /settings/{key}` from its body: 413 over `max_body_bytes`, 400 when nested
-// deeper than kMaxBodyDepth, not JSON, or holding something Store::set refuses (NaN cannot be
-// written in JSON text, but a body parses to the same values set() checks). Never throws.
+// deeper than kMaxBodyDepth or not JSON (a number JSON cannot hold, 1e999, is a parse error).
+// The key and the value's size are Store::set's to check. Never throws.
 std::variant<nlohmann::json, Refusal> parse_put_body(std::string_view key, std::string_view body,
                                                      std::size_t max_body_bytes);
 

@@ -267,7 +267,7 @@ ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool wi
     } else {
       const Tombstone& tomb = tombstones[ti++];
       if (tomb.kind == 't') {
-        cache.truncate(tomb.revision, ChangeOrigin::kResync);
+        out.changed += cache.truncate(tomb.revision, ChangeOrigin::kResync);
       } else {
         out.changed += cache.remove(tomb.key, tomb.revision, ChangeOrigin::kResync,
                                     /*local_write=*/false);
