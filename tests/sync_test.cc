@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -368,6 +369,90 @@ TEST(Sync, gets_from_many_threads_while_writes_arrive) {
   stop = true;
   for (auto& t : readers) t.join();
   EXPECT_GT(reads.load(), 100);
+}
+
+// --- Progress and reading changes back from the table ----------------------------------------
+
+TEST(Sync, progress_follows_every_change_it_covers_and_is_current_once_writes_stop) {
+  Pair p;
+  std::mutex mu;
+  std::vector<std::pair<char, int64_t>> seen;  // 'c' change / 'p' progress, revision
+  p.b->subscribe(
+      [&](const Change& c) {
+        std::lock_guard lock(mu);
+        seen.emplace_back('c', c.revision);
+      },
+      [&](const Progress& pr) {
+        std::lock_guard lock(mu);
+        seen.emplace_back('p', pr.revision);
+      });
+  for (int i = 0; i < 20; ++i) p.a->set("k" + std::to_string(i % 4), i);
+  const int64_t last = p.a->stats().applied_revision;
+  // No write follows the last one: the progress must still get there (not wait for the next
+  // transaction or the heartbeat, 30 s away).
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return !seen.empty() && seen.back() == std::make_pair('p', last);
+  }, 5s));
+  EXPECT_EQ(p.b->stats().revision, last);
+  std::lock_guard lock(mu);
+  int64_t progress = 0;
+  for (auto [kind, revision] : seen) {
+    if (kind == 'p') {
+      EXPECT_GT(revision, progress);
+      progress = revision;
+    } else {
+      EXPECT_GT(revision, progress) << "a change at or below a progress already delivered";
+    }
+  }
+}
+
+TEST(Sync, changes_since_reads_each_keys_latest_state_and_every_deletion_in_revision_order) {
+  Pair p;
+  p.a->set("x", 1);
+  const int64_t since = p.a->stats().applied_revision;
+  p.a->set("x", 2);
+  p.a->set("y", 1);
+  p.a->remove("y");
+  p.a->set("z", 3);
+  ChangesSince c = p.b->changes_since(since);
+  ASSERT_TRUE(c.complete) << c.reason;
+  EXPECT_EQ(c.revision, p.a->stats().applied_revision);
+  std::vector<std::string> got;
+  int64_t previous = since;
+  for (const Change& ch : c.changes) {
+    EXPECT_GT(ch.revision, previous);
+    previous = ch.revision;
+    got.push_back(ch.key + "=" + (ch.value ? ch.value->dump() : "deleted"));
+  }
+  // y's row is gone, its deletion stays; x comes once with its latest value.
+  EXPECT_EQ(got, (std::vector<std::string>{"x=2", "y=deleted", "z=3"}));
+  ChangesSince prefixed = p.b->changes_since(since, "z");
+  ASSERT_EQ(prefixed.changes.size(), 1u);
+  EXPECT_EQ(prefixed.changes[0].key, "z");
+  EXPECT_THROW(p.b->changes_since(-1), Error);
+}
+
+TEST(Sync, changes_since_says_when_the_table_cannot_answer_and_why) {
+  Pair p;
+  p.a->set("x", 1);
+  const int64_t newest = p.a->stats().applied_revision;
+  ChangesSince ahead = p.b->changes_since(newest + 10);
+  EXPECT_FALSE(ahead.complete);
+  EXPECT_NE(ahead.reason.find("beyond"), std::string::npos) << ahead.reason;
+
+  Sql(dsn()).exec("TRUNCATE " + p.table);
+  ChangesSince truncated = p.b->changes_since(newest);
+  EXPECT_FALSE(truncated.complete);
+  EXPECT_NE(truncated.reason.find("TRUNCATE"), std::string::npos) << truncated.reason;
+  EXPECT_TRUE(truncated.changes.empty());
+
+  Sql(dsn()).exec("INSERT INTO " + p.table + "_tombstones (revision, key, kind) VALUES (" +
+                  std::to_string(newest + 1) + ", NULL, 'c') ON CONFLICT (revision) DO UPDATE "
+                  "SET kind = 'c', key = NULL");
+  ChangesSince pruned = p.b->changes_since(newest);
+  EXPECT_FALSE(pruned.complete);
+  EXPECT_NE(pruned.reason.find("pruned"), std::string::npos) << pruned.reason;
 }
 
 }  // namespace

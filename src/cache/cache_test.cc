@@ -660,6 +660,73 @@ TEST_F(CacheTest, replace_all_with_an_empty_snapshot_empties_the_cache) {
   EXPECT_EQ(sink_.count(), 2u);
 }
 
+// --- Progress (what a relay numbers its stream of changes by) -------------------------------
+
+TEST_F(CacheTest, progress_is_reported_each_time_the_watermark_rises_and_never_for_less) {
+  ASSERT_TRUE(upsert("a", "1", 3));
+  cache_.advance_watermark(3);
+  cache_.advance_watermark(3);  // Not a rise.
+  cache_.advance_watermark(2);  // Nor this.
+  ASSERT_TRUE(upsert("b", "2", 5));
+  cache_.advance_watermark(5);
+  std::vector<Progress> p = sink_.take_progress();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].revision, 3);
+  EXPECT_EQ(p[1].revision, 5);
+  EXPECT_FALSE(p[0].reset || p[1].reset);
+}
+
+TEST_F(CacheTest, a_truncate_reports_progress_up_to_just_before_it_and_its_deletions_after) {
+  ASSERT_TRUE(upsert("a", "1", 3));
+  sink_.take();
+  EXPECT_EQ(cache_.truncate(7, ChangeOrigin::kRemote), 1u);
+  std::vector<Progress> p = sink_.take_progress();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].revision, 6);  // The deletions at 7 are not complete until 7 is.
+  std::vector<Change> c = sink_.take();
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].revision, 7);
+}
+
+TEST_F(CacheTest, a_resync_reports_progress_even_when_the_watermark_stays) {
+  ASSERT_TRUE(upsert("a", "1", 3));
+  cache_.advance_watermark(10);
+  sink_.take_progress();
+  // A row changed without notifying (replica mode) keeps its old revision.
+  std::vector<Row> rows;
+  rows.push_back(row("a", "2", 3));
+  EXPECT_EQ(cache_.replace_all(std::move(rows), 10, ReplaceMode::kResync), 1u);
+  std::vector<Progress> p = sink_.take_progress();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].revision, 10);
+  EXPECT_FALSE(p[0].reset);
+}
+
+TEST_F(CacheTest, a_reset_reload_reports_progress_with_reset_after_its_changes) {
+  ASSERT_TRUE(upsert("old", "1", 50));
+  cache_.advance_watermark(50);
+  sink_.take();
+  sink_.take_progress();
+  std::vector<Row> rows;
+  rows.push_back(row("new", "2", 1));
+  cache_.replace_all(std::move(rows), 1, ReplaceMode::kReset);
+  std::vector<Progress> p = sink_.take_progress();
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].revision, 1);
+  EXPECT_TRUE(p[0].reset);
+  EXPECT_EQ(sink_.take().size(), 2u);  // "old" deleted, "new" added.
+  EXPECT_EQ(cache_.watermark(), 1);
+}
+
+TEST_F(CacheTest, a_snapshot_holds_the_values_and_the_watermark_together) {
+  ASSERT_TRUE(upsert("app:a", "1", 2));
+  ASSERT_TRUE(upsert("db:b", "2", 3));
+  cache_.advance_watermark(3);
+  Snapshot s = cache_.snapshot("app:");
+  EXPECT_EQ(s.revision, 3);
+  EXPECT_EQ(s.values, (std::map<std::string, json>{{"app:a", json(1)}}));
+}
+
 // --- Concurrency (meaningful under ThreadSanitizer) ----------------------------------------
 
 TEST(Cache, concurrent_readers_and_a_writer_stay_consistent) {
