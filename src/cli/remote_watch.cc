@@ -3,8 +3,8 @@
 //
 // Lines: {"key","value" (null if deleted),"revision"} per change (no "origin": the server does
 // not send it); {"reset":true,"revision","settings"} when the server cannot resume exactly (the
-// settings replace everything printed before; "revision" is null from a server that does not
-// send one). `ready` and `progress` events only move the resume position.
+// settings replace everything printed before, complete to "revision"). `ready` and `progress`
+// events only move the resume position.
 //
 // The first connection failing is an error (exit 3, like the other commands). Once a stream was
 // open, a broken connection, a 5xx answer or a clean end of the stream is retried forever, after
