@@ -43,7 +43,7 @@
 // it, not on event ids, so it works with today's server (ids are its own sequence numbers) and
 // the new one (ids are revisions). Rounds start at 100000 so that every event has the same size.
 //
-// Usage: syncconfig_watch_fanout [--streams N] [--rounds R] [--smoke] [--baseline-only]
+// Usage: syncconfig_watch_fanout [--streams N] [--rounds R] [--smoke] [--baseline-only] [--fsync]
 //                                [--sequential]
 //   N: --streams, else $BENCH_WATCH_STREAMS, else 10000 (100 with --smoke or BENCH_SMOKE=1).
 //   --smoke: few rounds and requests (checks that the benchmark works; its numbers mean nothing).
@@ -119,6 +119,7 @@ struct Config {
   int get_warmup = 100;     // Untimed requests before each series.
   int pad = 100;            // Bytes of padding in each value (the event is ~2x that).
   int connect_batch = 256;  // Connects in flight while opening streams.
+  bool fsync = false;       // Run the cluster with fsync=on (production's setting).
 
   void smoke() {
     streams = 100;
@@ -1459,7 +1460,10 @@ void run_baseline_only(const Config& cfg, WatchClient& client) {
 void run_full(const Config& cfg, WatchClient& client, bool interleave,
               const std::string& why_sequential) {
   const int n = cfg.streams;
-  syncconfig::EmbeddedPostgres pg;
+  // The temporary cluster runs with fsync=off unless --fsync asks for production's setting.
+  syncconfig::EmbeddedPostgresOptions pg_options;
+  if (cfg.fsync) pg_options.settings["fsync"] = "on";
+  syncconfig::EmbeddedPostgres pg(pg_options);
   pg.start();
   const std::string dsn = pg.dsn();
   std::unique_ptr<ChildProcess> serve;
@@ -1696,6 +1700,7 @@ int main(int argc, char** argv) {
   bool smoke = smoke_env != nullptr && std::string_view(smoke_env) == "1";
   bool baseline_only = false;
   bool sequential = false;
+  bool fsync = false;
   int streams = 0;
   int rounds = 0;
   for (int i = 1; i < argc; ++i) {
@@ -1706,6 +1711,8 @@ int main(int argc, char** argv) {
       baseline_only = true;
     } else if (a == "--sequential") {
       sequential = true;
+    } else if (a == "--fsync") {
+      fsync = true;
     } else if (a == "--streams" && i + 1 < argc) {
       streams = std::atoi(argv[++i]);
       if (streams <= 0) streams = -1;
@@ -1723,7 +1730,8 @@ int main(int argc, char** argv) {
   }
   if (streams < 0 || rounds < 0) {
     std::fprintf(stderr,
-                 "usage: %s [--streams N] [--rounds R] [--smoke] [--baseline-only] [--sequential]\n"
+                 "usage: %s [--streams N] [--rounds R] [--smoke] [--baseline-only] [--sequential] "
+                 "[--fsync]\n"
                  "  N > 0 defaults to $BENCH_WATCH_STREAMS, else 10000 (100 with --smoke or "
                  "BENCH_SMOKE=1)\n",
                  argv[0]);
@@ -1732,6 +1740,7 @@ int main(int argc, char** argv) {
   if (smoke) cfg.smoke();
   if (streams > 0) cfg.streams = streams;
   if (rounds > 0) cfg.rounds = rounds;
+  cfg.fsync = fsync;
   const int n = cfg.streams;
 
   try {

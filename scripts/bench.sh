@@ -50,8 +50,8 @@ if [ -n "$smoke" ]; then
   bench_args+=(--smoke)
 fi
 if [ -n "${BENCH_SAMPLES:-}" ]; then latency_args+=(--samples "$BENCH_SAMPLES"); fi
-if [ -n "${BENCH_FSYNC:-}" ]; then latency_args+=(--fsync); fi
 watch_args=()
+if [ -n "${BENCH_FSYNC:-}" ]; then latency_args+=(--fsync); watch_args+=(--fsync); fi
 if [ -n "$smoke" ]; then watch_args+=(--smoke); fi
 if [ -n "${BENCH_WATCH_STREAMS:-}" ]; then watch_args+=(--streams "$BENCH_WATCH_STREAMS"); fi
 run_library=1
