@@ -21,6 +21,7 @@
 #include "http/request.h"
 #include "http/store_feed.h"
 #include "http/target.h"
+#include "http/watch_stream.h"
 
 namespace syncconfig::service {
 
@@ -28,16 +29,14 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
-using detail::chunk;
 using detail::StoreFeed;
+using detail::WatchStream;
 using nlohmann::json;
 using Response = http::response<http::string_body>;
 
 namespace {
 
 constexpr const char* kJsonType = "application/json";
-// Bytes of events a stream writes at once (a resumed stream catching up writes several).
-constexpr std::size_t kStreamBatchBytes = 256u << 10;
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -107,9 +106,8 @@ json settings_object(const std::map<std::string, json>& all) {
 }  // namespace
 
 class Session;
-class WatchStream;
 
-class HttpServer::Impl {
+class HttpServer::Impl : public detail::StreamHost {
  public:
   Impl(std::vector<ServedStore> stores, HttpOptions options);
   ~Impl() { stop(); }
@@ -119,13 +117,11 @@ class HttpServer::Impl {
   void stop();
 
   // --- used by sessions and streams ---
-  const HttpOptions& options() const { return options_; }
-  spdlog::logger& log() { return *log_; }
+  const HttpOptions& options() const override { return options_; }
+  spdlog::logger& log() override { return *log_; }
   bool stopping() const { return stopping_.load(); }
-  // Runs `work` on the blocking pool.
-  template <class F>
-  void run_blocking(F&& work) {
-    net::post(blocking_pool_, std::forward<F>(work));
+  void run_blocking(std::function<void()> work) override {
+    net::post(blocking_pool_, std::move(work));
   }
   // The answer to an ordinary request (not /watch), or std::nullopt when `route` needs the
   // blocking pool (the caller then calls respond_blocking there).
@@ -139,8 +135,8 @@ class HttpServer::Impl {
 
   void add(const std::shared_ptr<Session>& s);
   void remove(Session* s);
-  void add(const std::shared_ptr<WatchStream>& w);
-  void remove(WatchStream* w);
+  void add(const std::shared_ptr<WatchStream>& w) override;
+  void remove(WatchStream* w) override;
 
  private:
   void accept();
@@ -171,340 +167,6 @@ class HttpServer::Impl {
   bool stopped_ = false;     // Guarded by lifecycle_mu_.
 
   friend class Session;
-  friend class WatchStream;
-};
-
-// ---------------------------------------------------------------------------------------------
-// WatchStream: one open /watch response. Lives on its connection's strand; the feed wakes it
-// through a posted handler. Reads the feed's history by cursor and writes what matches its
-// prefixes, one batch at a time, so it never holds more than one batch of its own.
-class WatchStream : public StoreFeed::Waiter, public std::enable_shared_from_this<WatchStream> {
- public:
-  WatchStream(HttpServer::Impl& server, beast::tcp_stream stream, StoreFeed& feed,
-              std::vector<std::string> prefixes, std::optional<int64_t> since)
-      : server_(server),
-        stream_(std::move(stream)),
-        feed_(feed),
-        prefixes_(std::move(prefixes)),
-        since_(since) {}
-
-  ~WatchStream() {
-    feed_.open_streams.fetch_sub(1);
-    server_.remove(this);
-  }
-
-  // Sends the response head, then the opening event, then changes.
-  void begin() {
-    feed_.open_streams.fetch_add(1);
-    server_.add(shared_from_this());
-    std::string head =
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
-    watch_for_close();
-    write(std::move(head), [](WatchStream& self) { self.open(); });
-  }
-
-  // From the server's timers: a progress event or a keep-alive comment to a stream that sent
-  // nothing since the last tick.
-  void tick(bool progress) {
-    net::post(stream_.get_executor(), [self = shared_from_this(), progress] {
-      if (self->writing_ && std::chrono::steady_clock::now() - self->write_started_ >
-                                self->server_.options().watch_write_timeout) {
-        return self->drop_slow("a write stalled for longer than watch_write_timeout");
-      }
-      if (self->closed_ || self->writing_ || !self->opened_) return;
-      bool& wrote = progress ? self->wrote_since_progress_ : self->wrote_since_keepalive_;
-      if (wrote) {
-        wrote = false;
-        return;
-      }
-      if (!progress) {
-        self->write(chunk(": keepalive\n\n"), [](WatchStream& s) { s.pump(); });
-        return;
-      }
-      // Move the cursor over what this stream's prefixes filtered out, then say where it is.
-      if (self->pump()) return;  // It had changes to send instead.
-      std::string event = detail::sse_event(self->cursor_, "progress",
-                                            dump(json{{"revision", self->cursor_}}));
-      self->write(chunk(event), [](WatchStream& s) { s.pump(); });
-    });
-  }
-
-  // Ends the stream (stop(), a slow client).
-  void close() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->shut(); });
-  }
-
- private:
-  bool matches(std::string_view key) const {
-    if (prefixes_.empty()) return true;
-    for (const auto& p : prefixes_) {
-      if (key.starts_with(p)) return true;
-    }
-    return false;
-  }
-
-  // A read on the socket only to learn that the client went away (it sends nothing on a
-  // stream; anything it sends ends the stream).
-  void watch_for_close() {
-    stream_.socket().async_read_some(
-        net::buffer(probe_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-          // Aborted: whoever closed the socket (a write timeout, stop()) ends the stream.
-          if (ec != net::error::operation_aborted) self->shut();
-        });
-  }
-
-  // Writes `data`, then runs `next` (unless the write failed or the stream closed). No timer
-  // per write (it costs more than the write): the keep-alive tick closes a stream whose write
-  // has been pending longer than watch_write_timeout.
-  void write(std::string data, void (*next)(WatchStream&)) {
-    writing_ = true;
-    write_started_ = std::chrono::steady_clock::now();
-    wrote_since_progress_ = wrote_since_keepalive_ = true;
-    out_ = std::move(data);
-    net::async_write(stream_.socket(), net::buffer(out_),
-                     [self = shared_from_this(), next](beast::error_code ec, std::size_t) {
-                       self->writing_ = false;
-                       if (ec || self->closed_) return self->shut();
-                       next(*self);
-                     });
-  }
-
-  // Where the stream starts: now, after `since` from memory, or from the table.
-  void open() {
-    StoreFeed::Start start = feed_.start(waker());
-    if (!start.ready) {
-      parked_ = true;  // Woken when the feed is.
-      return;
-    }
-    generation_ = start.generation;
-    if (!since_) return send_ready(start.position);
-    const int64_t since = *since_;
-    // Needs the table: a cursor older than the history, or ahead of this server (the client was
-    // on a server that is further along, or this is a history the table does not have).
-    if (since >= start.position) {
-      server_.run_blocking([self = shared_from_this(), since] {
-        std::optional<std::string> problem;
-        try {
-          ChangesSince c = self->feed_.store().changes_since(since);
-          if (!c.complete) problem = c.reason;
-        } catch (const Error& e) {
-          problem = e.what();
-        }
-        net::post(self->stream_.get_executor(), [self, since, problem] {
-          if (problem) return self->reset(*problem);
-          self->send_ready(since);
-        });
-      });
-      return;
-    }
-    cursor_ = since;
-    backfill_then([](WatchStream& s) { s.send_ready(s.cursor_); });
-  }
-
-  void send_ready(int64_t position) {
-    cursor_ = position;
-    opened_ = true;
-    std::string event = detail::sse_event(position, "ready", dump(json{{"revision", position}}));
-    write(chunk(event), [](WatchStream& s) { s.pump(); });
-  }
-
-  // Makes the feed's history reach back to cursor_ (a table read on the blocking pool), then
-  // runs `next`; resets the stream if the table cannot say what changed.
-  void backfill_then(void (*next)(WatchStream&)) {
-    server_.run_blocking([self = shared_from_this(), next] {
-      StoreFeed::Backfill b;
-      try {
-        b = self->feed_.backfill(self->cursor_);
-      } catch (const Error& e) {
-        b.reset = e.what();
-      }
-      net::post(self->stream_.get_executor(), [self, next, b = std::move(b)]() mutable {
-        if (self->closed_) return;
-        if (b.reset) return self->reset(*b.reset);
-        // Too many for the shared history: pump() writes them first, then reads on from there.
-        self->direct_ = std::move(b.direct);
-        self->direct_cursor_ = b.cursor;
-        next(*self);
-      });
-    });
-  }
-
-  // Writes the next batch of a backfill handed to this stream alone. Returns whether it wrote.
-  bool write_direct() {
-    while (!direct_.empty()) {
-      std::size_t i = 0, bytes = 0;
-      batch_.clear();
-      for (; i < direct_.size() && bytes < kStreamBatchBytes; ++i) {
-        if (!matches(direct_[i]->key)) continue;
-        bytes += direct_[i]->chunk.size();
-        batch_.push_back(direct_[i]);
-      }
-      direct_.erase(direct_.begin(), direct_.begin() + static_cast<std::ptrdiff_t>(i));
-      if (direct_.empty()) {
-        direct_.shrink_to_fit();
-        cursor_ = direct_cursor_;
-      }
-      if (!batch_.empty()) {
-        write_batch();
-        return true;
-      }
-    }
-    return false;
-  }
-
-  // Writes the events in batch_ (their shared chunks, no copy), then pumps.
-  void write_batch() {
-    writing_ = true;
-    write_started_ = std::chrono::steady_clock::now();
-    wrote_since_progress_ = wrote_since_keepalive_ = true;
-    buffers_.clear();
-    for (const auto& e : batch_) buffers_.push_back(net::buffer(e->chunk));
-    net::async_write(stream_.socket(), buffers_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->writing_ = false;
-                       self->batch_.clear();
-                       if (ec || self->closed_) return self->shut();
-                       self->pump();
-                     });
-  }
-
-  // Sends the current settings (filtered) and continues after the feed position they hold.
-  void reset(std::string reason) {
-    if (closed_) return;
-    server_.run_blocking([self = shared_from_this(), reason = std::move(reason)] {
-      json settings = json::object();
-      StoreFeed::ResetPoint point;
-      if (self->prefixes_.size() == 1) {
-        point = self->feed_.reset_point(self->prefixes_.front());
-      } else {
-        point = self->feed_.reset_point({});
-        std::erase_if(point.settings, [&](const auto& kv) { return !self->matches(kv.first); });
-      }
-      self->feed_.resets_sent.fetch_add(1);
-      std::string event = detail::sse_event(
-          point.position, "reset",
-          dump(json{{"revision", point.position},
-                    {"reason", reason},
-                    {"settings", settings_object(point.settings)}}));
-      net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
-        if (self->closed_) return;
-        self->cursor_ = point.position;
-        self->generation_ = point.generation;
-        self->opened_ = true;
-        self->caught_up_ = false;
-        self->write(chunk(event), [](WatchStream& s) { s.pump(); });
-      });
-    });
-  }
-
-  // The feed has something to read (see StoreFeed::read).
-  void wake() override {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
-      self->parked_ = false;
-      if (!self->opened_) {
-        if (!self->closed_ && !self->writing_) self->open();
-        return;
-      }
-      self->pump();
-    });
-  }
-  StoreFeed::Waker waker() { return shared_from_this(); }
-
-  // Sends what the feed has after the cursor. Returns whether it started a write.
-  bool pump() {
-    if (closed_ || writing_ || !opened_) return false;
-    if (write_direct()) return true;
-    for (;;) {
-      const bool may_park = !parked_;  // One waker at a time.
-      StoreFeed::Read r = feed_.read(cursor_, generation_, kStreamBatchBytes,
-                                     may_park ? waker() : nullptr, batch_);
-      const bool parked = r.status == StoreFeed::Read::Status::kNotReady ||
-                          (r.status == StoreFeed::Read::Status::kOk && batch_.empty());
-      if (parked && may_park) parked_ = true;
-      switch (r.status) {
-        case StoreFeed::Read::Status::kClosed:
-          shut();
-          return false;
-        case StoreFeed::Read::Status::kNotReady:
-          return false;
-        case StoreFeed::Read::Status::kReset:
-          reset("the table was reloaded (recreated, or a change was repaired that no "
-                "notification announced)");
-          return true;
-        case StoreFeed::Read::Status::kBehind:
-          if (caught_up_) {
-            drop_slow("it fell behind the history the server keeps");
-          } else {
-            backfill_then([](WatchStream& s) { s.pump(); });
-          }
-          return true;
-        case StoreFeed::Read::Status::kOk:
-          break;
-      }
-      if (batch_.empty()) {
-        caught_up_ = true;
-        return false;  // Parked.
-      }
-      if (caught_up_ && static_cast<std::size_t>(r.lag_bytes) > server_.options().watch_max_lag_bytes) {
-        drop_slow("it fell more than watch_max_lag_bytes behind");
-        return true;
-      }
-      cursor_ = r.cursor;
-      if (r.lag_bytes == 0) caught_up_ = true;
-      if (!prefixes_.empty()) {
-        std::erase_if(batch_, [&](const detail::WatchEventPtr& e) { return !matches(e->key); });
-      }
-      if (!batch_.empty()) {
-        write_batch();
-        return true;
-      }
-    }
-  }
-
-  void drop_slow(std::string_view why) {
-    if (dropped_) return;
-    dropped_ = true;
-    feed_.streams_dropped_slow.fetch_add(1);
-    beast::error_code ec;
-    auto endpoint = stream_.socket().remote_endpoint(ec);
-    server_.log().warn("http: closing /watch stream of {} on store '{}' at revision {}: {}",
-                       ec ? std::string("?") : endpoint.address().to_string() + ":" +
-                                                   std::to_string(endpoint.port()),
-                       feed_.name(), cursor_, why);
-    shut();
-  }
-
-  void shut() {
-    if (closed_) return;
-    closed_ = true;
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
-  }
-
-  HttpServer::Impl& server_;
-  beast::tcp_stream stream_;
-  StoreFeed& feed_;
-  const std::vector<std::string> prefixes_;
-  const std::optional<int64_t> since_;
-  int64_t cursor_ = 0;
-  uint64_t generation_ = 0;
-  bool opened_ = false;     // The opening event was decided; changes flow.
-  bool caught_up_ = false;  // It has read everything at least once (then lag counts).
-  bool parked_ = false;     // A waker is registered with the feed.
-  bool writing_ = false;
-  bool closed_ = false;
-  bool dropped_ = false;  // Closed as too slow (counted once).
-  bool wrote_since_progress_ = false;
-  bool wrote_since_keepalive_ = false;
-  std::string out_;
-  std::chrono::steady_clock::time_point write_started_;
-  std::array<char, 1> probe_{};
-  std::vector<detail::WatchEventPtr> batch_;    // Being written (or just read).
-  std::vector<net::const_buffer> buffers_;      // Their chunks, for the gather write.
-  std::vector<detail::WatchEventPtr> direct_;  // A backfill too large for the history.
-  int64_t direct_cursor_ = 0;                   // Where the history goes on after it.
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -615,9 +277,8 @@ class Session : public std::enable_shared_from_this<Session> {
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
     stream_.expires_never();
-    auto watch = std::make_shared<WatchStream>(server_, std::move(stream_), *route.feed,
-                                               route.prefixes, route.since);
-    watch->begin();
+    detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes,
+                              route.since);
     // This session ends here; the stream owns the connection now.
   }
 

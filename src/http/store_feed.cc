@@ -144,8 +144,10 @@ void StoreFeed::on_progress(const Progress& progress) {
   std::vector<Change> released(std::make_move_iterator(complete),
                                std::make_move_iterator(pending_.end()));
   pending_.erase(complete, pending_.end());
-  position_ = progress.revision;
-  if (released.empty()) return;  // Streams learn the new position from progress events.
+  if (released.empty()) {
+    position_ = progress.revision;  // Streams learn it from progress events.
+    return;
+  }
   std::sort(released.begin(), released.end(),
             [](const Change& a, const Change& b) { return a.revision < b.revision; });
   lock.unlock();
@@ -163,6 +165,9 @@ void StoreFeed::on_progress(const Progress& progress) {
     history_bytes_ += e->chunk.size();
     history_.push_back(std::move(e));
   }
+  // Only now: a reader that saw the new position before these events were in the history would
+  // move its cursor past them (found by HttpWatchFeed's concurrent reader test).
+  position_ = progress.revision;
   trim();
   wake_all(lock);
 }

@@ -1,0 +1,54 @@
+// WatchStream: one open /watch response (see http_server.h for what it sends). It lives on its
+// connection's strand; its feed wakes it with a posted handler when there is something after its
+// cursor. It reads the feed's history by cursor and writes what matches its prefixes, one batch
+// at a time (the feed's shared chunks, no copy), so it never holds more than one batch of its
+// own: about 1.5 KB per idle stream in all.
+#pragma once
+
+#include <spdlog/logger.h>
+
+#include <boost/beast/core/tcp_stream.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/http_server.h"
+#include "http/store_feed.h"
+
+namespace syncconfig::service::detail {
+
+class WatchStream;
+
+// What a stream needs from the server that owns it.
+class StreamHost {
+ public:
+  virtual ~StreamHost() = default;
+  virtual const HttpOptions& options() const = 0;
+  virtual spdlog::logger& log() = 0;
+  // Runs `work` on the server's pool for work that waits on the database.
+  virtual void run_blocking(std::function<void()> work) = 0;
+  // The server's registry of open streams (its ticks and stop() reach them through it).
+  virtual void add(const std::shared_ptr<WatchStream>& stream) = 0;
+  virtual void remove(WatchStream* stream) = 0;
+};
+
+class WatchStream {
+ public:
+  virtual ~WatchStream() = default;
+  // From the server's timers: a progress event (or a ": keepalive" comment) to a stream that sent
+  // nothing since the last tick; a write pending longer than watch_write_timeout closes it.
+  virtual void tick(bool progress) = 0;
+  // Ends the stream (stop()).
+  virtual void close() = 0;
+};
+
+// Takes over `stream` (a request for /watch was just read from it): sends the response head,
+// then the opening event (ready, or a reset), then changes. `since`: the resume point
+// (Last-Event-ID or ?since=), if any. The stream registers itself with `host`.
+void open_watch_stream(StreamHost& host, boost::beast::tcp_stream stream, StoreFeed& feed,
+                       std::vector<std::string> prefixes, std::optional<int64_t> since);
+
+}  // namespace syncconfig::service::detail
