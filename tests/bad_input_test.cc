@@ -355,6 +355,87 @@ TEST(BadInput, invalid_values_through_http_are_400_and_the_previous_value_stays)
   p.expect_nothing_changed();
 }
 
+// Queries and headers the HTTP service refuses before it touches a store (routing in
+// src/http/target.cc, Last-Event-ID and header limits in http_server.cc): the status, a message
+// naming what was wrong, a plain JSON answer (never an event stream), and nothing changed.
+TEST(BadInput,
+     bad_watch_and_settings_queries_and_oversized_headers_are_refused_and_change_nothing) {
+  Pair p;
+  service::HttpOptions options;
+  options.port = 0;
+  options.logger = p.log().logger;
+  service::HttpServer server({{"main", &p.a()}}, options);
+  server.start();
+  httplib::Client http("127.0.0.1", server.port());
+  http.set_url_encode(false);
+  http.set_read_timeout(30, 0);
+  struct Row {
+    const char* what;
+    std::string path;
+    const char* last_event_id;  // nullptr: none.
+    int status;
+    std::string message;  // The whole message, or a part of it when `exact` is false.
+    bool exact;
+  };
+  const std::string not_a_revision =
+      "since must be an event id (a revision: a non-negative integer)";
+  const std::string not_an_id =
+      "Last-Event-ID must be an event id (a revision: a non-negative integer)";
+  const std::string not_utf8 = "cannot start any key: invalid key: it is not valid UTF-8";
+  const std::string with_nul =
+      "prefix \"a\\u0000b\" cannot start any key: invalid key: it contains a NUL byte";
+  const std::string too_long =
+      "cannot start any key: invalid key: 256 bytes long, the limit is 255";
+  const std::vector<Row> rows = {
+      {"since not a number", "/watch?since=abc", nullptr, 400, not_a_revision, true},
+      {"since negative", "/watch?since=-1", nullptr, 400, not_a_revision, true},
+      {"since with trailing text", "/watch?since=1x", nullptr, 400, not_a_revision, true},
+      {"since past int64", "/watch?since=9223372036854775808", nullptr, 400, not_a_revision, true},
+      {"since empty", "/watch?since=", nullptr, 400, not_a_revision, true},
+      {"Last-Event-ID not a number", "/watch", "garbage", 400, not_an_id, true},
+      {"Last-Event-ID negative", "/watch", "-5", 400, not_an_id, true},
+      {"Last-Event-ID past int64", "/watch", "9223372036854775808", 400, not_an_id, true},
+      {"prefix with invalid UTF-8 on /watch", "/watch?prefix=%FF", nullptr, 400, not_utf8, false},
+      {"prefix with invalid UTF-8 on /settings", "/settings?prefix=bad%FF", nullptr, 400, not_utf8,
+       false},
+      {"prefix with a NUL byte", "/watch?prefix=a%00b", nullptr, 400, with_nul, false},
+      {"prefix longer than any key", "/watch?prefix=" + std::string(256, 'p'), nullptr, 400,
+       too_long, false},
+      {"prefix twice on /settings", "/settings?prefix=a&prefix=b", nullptr, 400,
+       "prefix may be given once on /settings", true},
+  };
+  auto expect_refused = [&](const httplib::Result& r, int status, const std::string& message,
+                            bool exact) {
+    ASSERT_TRUE(r) << httplib::to_string(r.error());
+    EXPECT_EQ(r->status, status) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+    const std::string error = json::parse(r->body).at("error").get<std::string>();
+    if (exact) {
+      EXPECT_EQ(error, message);
+    } else {
+      EXPECT_TRUE(contains(error, message)) << error;
+    }
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.what);
+    httplib::Headers headers;
+    if (row.last_event_id) headers.emplace("Last-Event-ID", row.last_event_id);
+    expect_refused(http.Get(row.path, headers), row.status, row.message, row.exact);
+  }
+  {
+    SCOPED_TRACE("headers over max_header_bytes (16 KiB)");
+    expect_refused(http.Get("/settings", {{"X-Big", std::string(20000, 'h')}}), 431,
+                   "request line and headers larger than 16384 bytes (max_header_bytes)", true);
+  }
+  // Still serving, the same values.
+  auto listing = http.Get("/settings");
+  ASSERT_TRUE(listing);
+  EXPECT_EQ(listing->status, 200);
+  EXPECT_EQ(json::parse(listing->body), (json{{"existing", Pair::previous()}}));
+  server.stop();
+  p.expect_nothing_changed();
+}
+
 // What the `syncconfig` program prints and exits with for the same mistakes.
 struct RunResult {
   int exit_code = -1;

@@ -2,11 +2,14 @@
 // and their exit codes, configuration errors, watch, serve (two instances syncing over HTTP,
 // signals, the embedded default surviving a restart), demo, and the operator commands through a
 // running `serve` (--server, SYNCCONFIG_SERVER, server.json discovery, watch resuming).
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -272,13 +276,14 @@ int listening_port(Child& serve, std::chrono::milliseconds timeout = 60s) {
   return std::stoi(line->substr(prefix.size()));
 }
 
-// A /watch stream read on its own thread.
+// A /watch stream read on its own thread; `headers` go with the request (e.g. Last-Event-ID).
 class EventStream {
  public:
-  EventStream(int port, const std::string& path) : client_("127.0.0.1", port) {
+  EventStream(int port, const std::string& path, httplib::Headers headers = {})
+      : client_("127.0.0.1", port) {
     client_.set_read_timeout(120, 0);
-    thread_ = std::thread([this, path] {
-      client_.Get(path, [this](const char* data, std::size_t n) {
+    thread_ = std::thread([this, path, headers = std::move(headers)] {
+      client_.Get(path, headers, [this](const char* data, std::size_t n) {
         std::lock_guard lock(mu_);
         text_.append(data, n);
         return !stopping_.load();
@@ -305,6 +310,49 @@ class EventStream {
   std::atomic<bool> ended_{false};
   std::thread thread_;
 };
+
+// One Server-Sent Event of a /watch stream.
+struct SseEvent {
+  int64_t id = -1;
+  std::string event;
+  json data;
+};
+
+std::ostream& operator<<(std::ostream& os, const SseEvent& e) {
+  return os << "id " << e.id << " " << e.event << " " << e.data.dump();
+}
+
+// The complete events in a stream's text so far (comments, e.g. keepalives, skipped).
+std::vector<SseEvent> events_of(const std::string& text) {
+  std::vector<SseEvent> out;
+  std::size_t start = 0;
+  for (std::size_t end; (end = text.find("\n\n", start)) != std::string::npos; start = end + 2) {
+    SseEvent e;
+    std::istringstream block(text.substr(start, end - start));
+    for (std::string line; std::getline(block, line);) {
+      if (line.starts_with("id: ")) e.id = std::stoll(line.substr(4));
+      if (line.starts_with("event: ")) e.event = line.substr(7);
+      if (line.starts_with("data: ")) e.data = json::parse(line.substr(6));
+    }
+    if (!e.event.empty()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+// Only the `event: change` ones.
+std::vector<SseEvent> changes_of(const std::vector<SseEvent>& events) {
+  std::vector<SseEvent> out;
+  for (const SseEvent& e : events) {
+    if (e.event == "change") out.push_back(e);
+  }
+  return out;
+}
+
+std::string describe(const std::vector<SseEvent>& events) {
+  std::ostringstream s;
+  for (const SseEvent& e : events) s << "\n  " << e;
+  return s.str();
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -1030,6 +1078,483 @@ TEST(Cli, watch_over_a_server_resumes_after_a_restart_with_exactly_the_later_cha
   EXPECT_EQ(watch.read_line(1s), std::nullopt) << "nothing else: no repeat of k1";
   watch.signal(SIGTERM);
   EXPECT_EQ(watch.wait(15s), std::optional<int>(0)) << watch.err();
+}
+
+// ---- /watch ids across `serve` processes of one table ------------------------------------------
+
+// Keeps a local port taken (a listening socket) while it lives. Made after the port's server
+// exited; if something else took the port meanwhile, it is taken all the same.
+class PortHold {
+ public:
+  explicit PortHold(int port) : port_(port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 1) != 0) {
+      EXPECT_EQ(errno, EADDRINUSE) << "holding port " << port << ": " << std::strerror(errno);
+    }
+  }
+  ~PortHold() { ::close(fd_); }
+  PortHold(const PortHold&) = delete;
+  PortHold& operator=(const PortHold&) = delete;
+  int port() const { return port_; }
+
+ private:
+  int port_;
+  int fd_ = -1;
+};
+
+// The ids of `events` never go back, a change's id is above the id before it, and it is the
+// change's revision.
+void expect_ids_are_increasing_revisions(const std::vector<SseEvent>& events) {
+  int64_t last = -1;
+  for (const SseEvent& e : events) {
+    EXPECT_GE(e.id, last) << e << describe(events);
+    if (e.event == "change") {
+      EXPECT_GT(e.id, last) << e << describe(events);
+      EXPECT_EQ(e.data.at("revision").get<int64_t>(), e.id) << e;
+    }
+    last = e.id;
+  }
+}
+
+// Per key, the revisions in `changes` (in the order received) strictly increase.
+void expect_per_key_revisions_increase(const std::vector<SseEvent>& changes) {
+  std::map<std::string, int64_t> last;
+  for (const SseEvent& e : changes) {
+    const std::string key = e.data.at("key");
+    auto it = last.find(key);
+    if (it != last.end()) EXPECT_GT(e.id, it->second) << e << describe(changes);
+    last[key] = e.id;
+  }
+}
+
+// Whether `stream` has a change of `key` (with any value).
+bool has_change_of(const EventStream& stream, const std::string& key) {
+  for (const SseEvent& e : changes_of(events_of(stream.text()))) {
+    if (e.data.at("key") == key) return true;
+  }
+  return false;
+}
+
+// The change `witness` received with the same key and revision as `e` (to compare payloads), or
+// a failure.
+void expect_the_witness_saw(const std::vector<SseEvent>& witness, const SseEvent& e) {
+  for (const SseEvent& w : witness) {
+    if (w.event == "change" && w.id == e.id) {
+      EXPECT_EQ(w.data, e.data) << "same id, different change";
+      return;
+    }
+  }
+  ADD_FAILURE() << "a change the stream on the first server never sent with this id: " << e
+                << describe(witness);
+}
+
+// The issue's scenario, with real processes and real PostgreSQL: two `serve` processes of one
+// table, a client reading /watch from A, writes from a third party (a library Store), the client
+// resuming on B with the last id it saw, and on B again after B restarts on another port. At
+// each resume: the changes made meanwhile, each exactly once, with the id A gives it, and no
+// reset. A marker written after each resume shows that nothing else arrives.
+TEST(Cli, a_watch_resumes_by_revision_on_another_serve_process_and_after_it_restarts) {
+  const std::string table = unique_name("t_cli_resume_ab");
+  TableServer a(table);
+  auto b = std::make_unique<TableServer>(table);
+  ASSERT_GT(a.port(), 0);
+  ASSERT_GT(b->port(), 0);
+  auto writer = Store::open(dsn(), test_options(table));
+  // A witness on A, connected throughout: the ids A gives every change.
+  EventStream witness(a.port(), "/watch");
+  ASSERT_TRUE(wait_until([&] { return !events_of(witness.text()).empty(); }, 20s))
+      << witness.text();
+  std::vector<SseEvent> received;  // Every change the client received, in order, on A, B, B'.
+
+  // 1. The client reads from A.
+  int64_t last_id = -1;
+  {
+    EventStream on_a(a.port(), "/watch");
+    ASSERT_TRUE(wait_until([&] { return !events_of(on_a.text()).empty(); }, 20s)) << on_a.text();
+    ASSERT_EQ(events_of(on_a.text()).front().event, "ready") << on_a.text();
+    writer->set("x", 1);
+    writer->set("y", 1);
+    ASSERT_TRUE(wait_until([&] { return has_change_of(on_a, "y"); }, 20s))
+        << describe(events_of(on_a.text()));
+    // It hangs up: what it saw is all it has.
+    std::vector<SseEvent> seen = events_of(on_a.text());
+    std::vector<SseEvent> changes = changes_of(seen);
+    ASSERT_EQ(changes.size(), 2u) << describe(seen);
+    EXPECT_EQ(changes[0].data.at("key"), "x");
+    EXPECT_EQ(changes[1].data.at("key"), "y");
+    expect_ids_are_increasing_revisions(seen);
+    received.insert(received.end(), changes.begin(), changes.end());
+    last_id = seen.back().id;
+  }
+
+  // 2. Changes while disconnected; the client resumes on B.
+  writer->set("x", 2);
+  writer->remove("y");
+  writer->set("z", json{{"n", 3}});
+  {
+    EventStream on_b(b->port(), "/watch", {{"Last-Event-ID", std::to_string(last_id)}});
+    ASSERT_TRUE(wait_until([&] { return has_change_of(on_b, "z"); }, 30s))
+        << describe(events_of(on_b.text())) << "\nB's stderr: " << b->child().err();
+    writer->set("marker1", true);
+    ASSERT_TRUE(wait_until([&] { return has_change_of(on_b, "marker1"); }, 30s))
+        << describe(events_of(on_b.text()));
+    std::vector<SseEvent> seen = events_of(on_b.text());
+    ASSERT_EQ(seen.front().event, "ready") << "no reset: B can say what changed" << describe(seen);
+    EXPECT_EQ(seen.front().id, last_id) << describe(seen);
+    std::vector<SseEvent> changes = changes_of(seen);
+    ASSERT_EQ(changes.size(), 4u) << describe(seen);
+    EXPECT_EQ(changes[0].data,
+              (json{{"key", "x"}, {"value", 2}, {"deleted", false}, {"revision", changes[0].id}}));
+    EXPECT_EQ(
+        changes[1].data,
+        (json{{"key", "y"}, {"value", nullptr}, {"deleted", true}, {"revision", changes[1].id}}));
+    EXPECT_EQ(changes[2].data.at("key"), "z");
+    EXPECT_EQ(changes[2].data.at("value"), (json{{"n", 3}}));
+    EXPECT_EQ(changes[3].data.at("key"), "marker1");
+    EXPECT_GT(changes[0].id, last_id);
+    expect_ids_are_increasing_revisions(seen);
+    for (const SseEvent& e : seen) EXPECT_NE(e.event, "reset") << e;
+    received.insert(received.end(), changes.begin(), changes.end());
+    last_id = seen.back().id;
+
+    // 3. B is stopped (SIGTERM) while the client reads from it: the stream ends.
+    b->child().signal(SIGTERM);
+    EXPECT_EQ(b->child().wait(30s), std::optional<int>(0)) << b->child().err();
+    EXPECT_TRUE(wait_until([&] { return on_b.ended(); }, 10s));
+    // Whatever B sent before it ended counts (a progress event, say): the client resumes from
+    // its last id.
+    seen = events_of(on_b.text());
+    changes = changes_of(seen);
+    ASSERT_EQ(changes.size(), 4u) << describe(seen);
+    last_id = seen.back().id;
+  }
+  // Its port stays taken, so that B comes back elsewhere.
+  const PortHold old_port_b(b->port());
+  b.reset();
+
+  // 4. Changes while B is down; B comes back on another port; a change before the client is back.
+  writer->set("x", 3);
+  writer->set("w", "while down");
+  b = std::make_unique<TableServer>(table);
+  ASSERT_GT(b->port(), 0);
+  EXPECT_NE(b->port(), old_port_b.port());
+  writer->set("v", json::array({1, 2}));
+  {
+    EventStream again(b->port(), "/watch", {{"Last-Event-ID", std::to_string(last_id)}});
+    ASSERT_TRUE(wait_until([&] { return has_change_of(again, "v"); }, 30s))
+        << describe(events_of(again.text())) << "\nB's stderr: " << b->child().err();
+    writer->set("marker2", true);
+    ASSERT_TRUE(wait_until([&] { return has_change_of(again, "marker2"); }, 30s))
+        << describe(events_of(again.text()));
+    std::vector<SseEvent> seen = events_of(again.text());
+    ASSERT_EQ(seen.front().event, "ready") << "no reset after a restart" << describe(seen);
+    EXPECT_EQ(seen.front().id, last_id) << describe(seen);
+    std::vector<SseEvent> changes = changes_of(seen);
+    std::vector<std::string> keys;
+    for (const SseEvent& e : changes) keys.push_back(e.data.at("key"));
+    EXPECT_EQ(keys, (std::vector<std::string>{"x", "w", "v", "marker2"})) << describe(seen);
+    ASSERT_EQ(changes.size(), 4u);
+    EXPECT_EQ(changes[0].data.at("value"), 3);
+    EXPECT_EQ(changes[1].data.at("value"), "while down");
+    EXPECT_EQ(changes[2].data.at("value"), json::array({1, 2}));
+    EXPECT_GT(changes[0].id, last_id);
+    expect_ids_are_increasing_revisions(seen);
+    for (const SseEvent& e : seen) EXPECT_NE(e.event, "reset") << e;
+    received.insert(received.end(), changes.begin(), changes.end());
+  }
+
+  // Across the three servers: each change once, per key in order, with the ids A gave them.
+  expect_ids_are_increasing_revisions(received);
+  expect_per_key_revisions_increase(received);
+  ASSERT_TRUE(wait_until([&] { return has_change_of(witness, "marker2"); }, 30s))
+      << describe(events_of(witness.text()));
+  std::vector<SseEvent> live = events_of(witness.text());
+  EXPECT_EQ(changes_of(live).size(), received.size()) << describe(live) << describe(received);
+  for (const SseEvent& e : received) expect_the_witness_saw(live, e);
+}
+
+// How many times `needle` occurs in `text`.
+std::size_t count_of(const std::string& text, std::string_view needle) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + needle.size())) {
+    ++n;
+  }
+  return n;
+}
+
+// The changes of `changes` with an id in (after, upto].
+std::vector<SseEvent> between(const std::vector<SseEvent>& changes, int64_t after, int64_t upto) {
+  std::vector<SseEvent> out;
+  for (const SseEvent& e : changes) {
+    if (e.id > after && e.id <= upto) out.push_back(e);
+  }
+  return out;
+}
+
+// The settings a client holds after applying `changes` in order to nothing.
+std::map<std::string, json> state_after(const std::vector<SseEvent>& changes) {
+  std::map<std::string, json> state;
+  for (const SseEvent& e : changes) {
+    if (e.data.at("deleted").get<bool>()) {
+      state.erase(e.data.at("key"));
+    } else {
+      state[e.data.at("key")] = e.data.at("value");
+    }
+  }
+  return state;
+}
+
+// A change a library Store delivered, as /watch would send it.
+SseEvent event_of(const Change& c) {
+  return {c.revision, "change",
+          json{{"key", c.key},
+               {"value", c.value.value_or(json(nullptr))},
+               {"deleted", !c.value.has_value()},
+               {"revision", c.revision}}};
+}
+
+// Fails unless `got` is exactly `want`, change for change, id for id.
+void expect_same_changes(const std::vector<SseEvent>& got, const std::vector<SseEvent>& want) {
+  std::set<int64_t> got_ids, want_ids;
+  for (const SseEvent& e : got) got_ids.insert(e.id);
+  for (const SseEvent& e : want) want_ids.insert(e.id);
+  std::ostringstream missing, extra;
+  for (int64_t id : want_ids) {
+    if (!got_ids.count(id)) missing << " " << id;
+  }
+  for (int64_t id : got_ids) {
+    if (!want_ids.count(id)) extra << " " << id;
+  }
+  ASSERT_EQ(got.size(), want.size())
+      << "missing:" << missing.str() << "; not expected:" << extra.str();
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].id, want[i].id) << i;
+    EXPECT_EQ(got[i].data, want[i].data) << i;
+  }
+}
+
+// The same scenario while two other instances write as fast as they can, so that every resume
+// lands in the middle of commits from two sources. What happened is what a library Store
+// subscribed to the table delivered (every change, in revision order). A stream open on A all
+// along gets exactly that; so does the client, live on A and resumed from B's memory (B runs
+// since before the writes). Resumed from the table (B restarted, knowing nothing before it
+// started), it gets each changed key's latest state after the id (the table keeps no older
+// values: Store::changes_since), then everything: every change it gets happened, with that id,
+// and every one it does not get is superseded by a later change of the same key that it does
+// get. Nothing repeats, and it ends holding what the table holds.
+TEST(
+    Cli,
+    a_watch_resumed_across_serve_processes_under_concurrent_writes_loses_no_key_and_repeats_nothing) {
+  const std::string table = unique_name("t_cli_resume_busy");
+  TableServer a(table);
+  auto b = std::make_unique<TableServer>(table);
+  ASSERT_GT(a.port(), 0);
+  ASSERT_GT(b->port(), 0);
+  auto truth_store = Store::open(dsn(), test_options(table));
+  Recorder truth;
+  truth_store->subscribe(truth.callback());
+  EventStream witness(a.port(), "/watch");
+  ASSERT_TRUE(wait_until([&] { return !events_of(witness.text()).empty(); }, 20s))
+      << witness.text();
+  // The client's first stream, on A, opens before the first write.
+  auto on_a = std::make_unique<EventStream>(a.port(), "/watch");
+  ASSERT_TRUE(wait_until([&] { return !events_of(on_a->text()).empty(); }, 20s)) << on_a->text();
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};  // Writes that changed something.
+  std::mutex errors_mu;
+  std::vector<std::string> errors;
+  std::vector<std::thread> writers;
+  // Stops and joins them however the test ends.
+  struct JoinWriters {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& writers;
+    ~JoinWriters() {
+      stop = true;
+      for (auto& t : writers) t.join();
+    }
+  } join_writers{stop, writers};
+  for (int w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      try {
+        auto store = Store::open(dsn(), test_options(table));
+        for (int i = 0; !stop && i < 50000; ++i) {
+          const std::string key = "w" + std::to_string(w) + "_" + std::to_string(i % 8);
+          if (i % 5 != 4) {
+            store->set(key, i);
+            ++written;
+          } else if (store->remove(key)) {  // Absent only the first time round.
+            ++written;
+          }
+        }
+      } catch (const std::exception& e) {
+        std::lock_guard lock(errors_mu);
+        errors.push_back(e.what());
+      }
+    });
+  }
+  auto changes_in = [](const EventStream& s) { return count_of(s.text(), "event: change\n"); };
+  // Waits until a stream has `n` changes (the writes go on meanwhile).
+  auto await_changes = [&](const EventStream& stream, std::size_t n) {
+    EXPECT_TRUE(wait_until([&] { return changes_in(stream) >= n; }, 30s))
+        << "written so far: " << written << describe(events_of(stream.text()));
+  };
+
+  // 1. On A: some changes, then the client hangs up.
+  await_changes(*on_a, 50);
+  const std::vector<SseEvent> first = events_of(on_a->text());
+  on_a.reset();
+  ASSERT_EQ(first.front().event, "ready");
+
+  // 2. The client resumes on B (from its memory), and B is stopped under it.
+  std::vector<SseEvent> second;
+  {
+    EventStream on_b(b->port(), "/watch", {{"Last-Event-ID", std::to_string(first.back().id)}});
+    await_changes(on_b, 50);
+    b->child().signal(SIGTERM);
+    EXPECT_EQ(b->child().wait(30s), std::optional<int>(0)) << b->child().err();
+    ASSERT_TRUE(wait_until([&] { return on_b.ended(); }, 10s));
+    second = events_of(on_b.text());
+  }
+  ASSERT_FALSE(second.empty());
+  const PortHold old_port_b(b->port());
+  b.reset();
+
+  // 3. B restarts on another port, the writes still going on; the client resumes there (from the
+  // table: the id is older than anything the new process saw).
+  b = std::make_unique<TableServer>(table);
+  ASSERT_GT(b->port(), 0);
+  std::vector<SseEvent> third;
+  {
+    EventStream again(b->port(), "/watch", {{"Last-Event-ID", std::to_string(second.back().id)}});
+    await_changes(again, 50);
+    const int before_stop = written;
+    stop = true;
+    for (auto& t : writers) t.join();
+    writers.clear();
+    EXPECT_GT(written, before_stop) << "the writers had stopped before the last resume";
+    {
+      std::lock_guard lock(errors_mu);
+      ASSERT_TRUE(errors.empty()) << errors.front();
+    }
+    truth_store->set("marker", true);
+    ASSERT_TRUE(wait_until(
+        [&] { return again.text().find(R"("key":"marker")") != std::string::npos; }, 30s))
+        << "written: " << written;
+    third = events_of(again.text());
+  }
+  ASSERT_TRUE(wait_until(
+      [&] { return witness.text().find(R"("key":"marker")") != std::string::npos; }, 30s));
+  ASSERT_TRUE(wait_until([&] { return truth.has("marker", json(true)); }, 30s));
+  std::vector<SseEvent> happened;
+  for (const Change& c : truth.changes()) happened.push_back(event_of(c));
+  ASSERT_EQ(static_cast<int>(happened.size()), written + 1) << "every write is a change";
+
+  // Each resume starts where the client left off, with no reset.
+  EXPECT_EQ(second.front().event, "ready") << second.front();
+  EXPECT_EQ(second.front().id, first.back().id);
+  EXPECT_EQ(third.front().event, "ready") << third.front();
+  EXPECT_EQ(third.front().id, second.back().id);
+  std::vector<SseEvent> received = first;
+  received.insert(received.end(), second.begin(), second.end());
+  received.insert(received.end(), third.begin(), third.end());
+  for (const SseEvent& e : received) ASSERT_NE(e.event, "reset") << e;
+  const std::vector<SseEvent> got = changes_of(received);
+  expect_ids_are_increasing_revisions(got);
+  expect_per_key_revisions_increase(got);
+
+  {
+    SCOPED_TRACE("the witness, live on A all along");
+    expect_same_changes(changes_of(events_of(witness.text())), happened);
+  }
+  {
+    SCOPED_TRACE("the client live on A");
+    expect_same_changes(changes_of(first), between(happened, first.front().id, first.back().id));
+  }
+  {
+    SCOPED_TRACE("the client resumed on B from its memory");
+    expect_same_changes(changes_of(second), between(happened, first.back().id, second.back().id));
+  }
+  // Resumed on the restarted B from the table: what it skipped, a later change it sent replaces.
+  SCOPED_TRACE("the client resumed on the restarted B from the table");
+  const std::vector<SseEvent> resumed = changes_of(third);
+  const std::vector<SseEvent> expected = between(happened, second.back().id, INT64_MAX);
+  std::map<int64_t, const SseEvent*> by_id;
+  for (const SseEvent& e : expected) by_id[e.id] = &e;
+  std::map<std::string, int64_t> last_sent;
+  for (const SseEvent& e : resumed) {
+    auto it = by_id.find(e.id);
+    if (it == by_id.end()) {
+      ADD_FAILURE() << "a change that did not happen: " << e;
+      continue;
+    }
+    EXPECT_EQ(e.data, it->second->data) << e.id;
+    last_sent[e.data.at("key")] = e.id;
+  }
+  for (const SseEvent& e : expected) {
+    const std::string key = e.data.at("key");
+    auto it = last_sent.find(key);
+    if (it == last_sent.end() || it->second < e.id) {
+      ADD_FAILURE() << "lost: " << e << " (the client's last change of the key: "
+                    << (it == last_sent.end() ? -1 : it->second) << ")";
+    }
+  }
+  EXPECT_EQ(resumed.back().data.at("key"), "marker");
+
+  // The client ends holding what the table holds, as A lists it.
+  httplib::Client http("127.0.0.1", a.port());
+  auto listing = http.Get("/settings");
+  ASSERT_TRUE(listing);
+  EXPECT_EQ(json(state_after(got)), json::parse(listing->body));
+  EXPECT_EQ(state_after(got), state_after(happened));
+}
+
+TEST(Cli,
+     a_watch_resumed_beyond_the_tables_newest_revision_on_a_serve_process_starts_with_a_reset) {
+  const std::string table = unique_name("t_cli_resume_ahead");
+  TableServer server(table);
+  ASSERT_GT(server.port(), 0);
+  auto writer = Store::open(dsn(), test_options(table));
+  writer->set("k", 1);
+  const int64_t newest = std::stoll(Sql(dsn()).scalar("SELECT max(revision) FROM " + table));
+  ASSERT_GT(newest, 0);
+
+  json settings = {{"k", 1}};
+  for (const bool by_header : {true, false}) {
+    SCOPED_TRACE(by_header ? "Last-Event-ID" : "?since=");
+    const std::string ahead = std::to_string(newest + 1000);
+    EventStream stream(server.port(), by_header ? "/watch" : "/watch?since=" + ahead,
+                       by_header ? httplib::Headers{{"Last-Event-ID", ahead}} : httplib::Headers{});
+    ASSERT_TRUE(wait_until([&] { return !events_of(stream.text()).empty(); }, 20s))
+        << stream.text() << "\nstderr: " << server.child().err();
+    SseEvent reset = events_of(stream.text()).front();
+    ASSERT_EQ(reset.event, "reset") << reset;
+    EXPECT_EQ(reset.data.at("settings"), settings) << reset;
+    EXPECT_EQ(reset.data.at("revision").get<int64_t>(), reset.id) << reset;
+    EXPECT_LT(reset.id, newest + 1000) << "the reset is at the table's revision, not the client's";
+    EXPECT_NE(reset.data.at("reason").get<std::string>().find("beyond"), std::string::npos)
+        << reset;
+    // Then live changes, after the reset.
+    const std::string key = by_header ? "after_header" : "after_since";
+    writer->set(key, 2);
+    ASSERT_TRUE(wait_until([&] { return has_change_of(stream, key); }, 20s))
+        << describe(events_of(stream.text()));
+    std::vector<SseEvent> seen = events_of(stream.text());
+    expect_ids_are_increasing_revisions(seen);
+    std::vector<SseEvent> changes = changes_of(seen);
+    ASSERT_EQ(changes.size(), 1u) << describe(seen);
+    EXPECT_GT(changes[0].id, reset.id);
+    EXPECT_EQ(changes[0].data.at("value"), 2);
+    settings[key] = 2;
+  }
 }
 
 }  // namespace

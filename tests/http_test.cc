@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "http/http_server.h"
+#include "http/store_feed.h"
 #include "test_support.h"
 
 namespace syncconfig::testing {
@@ -1053,6 +1054,55 @@ TEST(HttpWatch, stop_returns_promptly_and_ends_open_streams) {
   EXPECT_TRUE(w.wait_finished(1s));
   s.server().stop();  // Idempotent.
   EXPECT_FALSE(s.http().Get("/health"));
+}
+
+// The feed alone, driven the way the store's dispatcher drives it (one change, then the progress
+// past it) while a stream reads on another thread, as streams do at any moment: every change
+// released reaches the reader, whenever it reads.
+TEST(HttpWatchFeed, a_reader_reading_while_changes_are_released_misses_none_of_them) {
+  auto store = Store::open(dsn(), test_options(unique_name("t_http_feed")));
+  service::detail::StoreFeed feed("main", store.get(), 1'000'000, 1u << 30);
+  struct Nothing : service::detail::StoreFeed::Waiter {
+    void wake() override {}
+  };
+  auto waker = std::make_shared<Nothing>();
+  feed.attach();
+  ASSERT_TRUE(wait_until([&] { return feed.start(waker).ready; }));
+  feed.detach();  // From here on only this test feeds it.
+  const service::detail::StoreFeed::Start start = feed.start(waker);
+
+  constexpr int64_t kChanges = 20000;
+  const int64_t last = start.position + kChanges;
+  std::thread dispatcher([&] {
+    for (int64_t r = start.position + 1; r <= last; ++r) {
+      feed.on_change(Change{"k" + std::to_string(r % 10), json(r), r, ChangeOrigin::kRemote, {}});
+      feed.on_progress(Progress{r, false});
+    }
+  });
+  std::vector<int64_t> read;
+  std::vector<service::detail::WatchEventPtr> events;
+  int64_t cursor = start.position;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (cursor < last && std::chrono::steady_clock::now() < deadline) {
+    auto r = feed.read(cursor, start.generation, 1 << 20, nullptr, events);
+    ASSERT_EQ(r.status, service::detail::StoreFeed::Read::Status::kOk);
+    for (const auto& e : events) read.push_back(e->revision);
+    cursor = r.cursor;
+  }
+  dispatcher.join();
+  EXPECT_EQ(cursor, last);
+  std::vector<int64_t> skipped;
+  for (int64_t r = start.position + 1, i = 0; r <= last; ++r) {
+    if (i < static_cast<int64_t>(read.size()) && read[i] == r) {
+      ++i;
+    } else {
+      skipped.push_back(r);
+    }
+  }
+  EXPECT_EQ(read.size(), static_cast<std::size_t>(kChanges))
+      << skipped.size() << " changes never read, e.g. revision "
+      << (skipped.empty() ? 0 : skipped.front())
+      << ": the reader's cursor passed them before they were in the history";
 }
 
 // ---------------------------------------------------------------------------------------------
