@@ -25,8 +25,10 @@ struct Refusal {
   std::string allow;  // For 405: the methods the route allows.
 };
 
-// A key route's path, as httplib hands it over (already percent-decoded once):
-// "/settings/{key}" or "/stores/{store}/settings/{key}". `store` is empty for the default store.
+// A key route's path, percent-decoded once: "/settings/{key}" or
+// "/stores/{store}/settings/{key}". `store` is empty for the default store. The server routes
+// with parse_target (target.h); this simpler split stays as the fuzzer's independent check of
+// the key parse_target finds.
 struct KeyPath {
   std::string store;
   std::string key;
