@@ -212,8 +212,7 @@ class Store::Impl {
     internal::TableChanges read;
     try {
       read = with_connection(deadline, [&](internal::Connection& conn) {
-        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false,
-                                            deadline);
+        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false, deadline);
       });
     } catch (const Error& e) {
       throw with_context(e, fmt::format("changes_since({}) failed", revision));
@@ -222,9 +221,10 @@ class Store::Impl {
     out.revision = read.snapshot_revision;
     if (!read.answerable) {
       out.reason = read.snapshot_revision < revision
-                       ? fmt::format("revision {} is beyond the table's newest ({}): a history "
-                                     "this table does not have",
-                                     revision, read.snapshot_revision)
+                       ? fmt::format(
+                             "revision {} is beyond the table's newest ({}): a history "
+                             "this table does not have",
+                             revision, read.snapshot_revision)
                        : fmt::format("the deletions after revision {} were pruned (up to {})",
                                      revision, read.compacted);
       return out;
@@ -240,14 +240,15 @@ class Store::Impl {
         const internal::Row& row = rows[ri++];
         std::string_view key = row.value.entry->key();
         if (!key.starts_with(prefix)) continue;
-        out.changes.push_back(
-            Change{std::string(key), row.value.entry->to_json(), row.revision, ChangeOrigin::kResync, {}});
+        out.changes.push_back(Change{
+            std::string(key), row.value.entry->to_json(), row.revision, ChangeOrigin::kResync, {}});
       } else {
         const internal::Tombstone& tomb = tombstones[ti++];
         if (tomb.kind == 't') {
           out.changes.clear();
-          out.reason = fmt::format(
-              "a TRUNCATE at revision {} removed keys that the table does not record", tomb.revision);
+          out.reason =
+              fmt::format("a TRUNCATE at revision {} removed keys that the table does not record",
+                          tomb.revision);
           return out;
         }
         if (!std::string_view(tomb.key).starts_with(prefix)) continue;

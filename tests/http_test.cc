@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -696,7 +696,7 @@ TEST(HttpWatch, resuming_with_last_event_id_replays_exactly_the_missed_changes_i
 
   WatchClient resumed(s.port(), "/watch", {{"Last-Event-ID", last_id}});
   ASSERT_TRUE(resumed.wait_for_events(4));  // ready + 3
-  other->set("after", 3);  // A live change after the replay: no gap, no duplicate.
+  other->set("after", 3);                   // A live change after the replay: no gap, no duplicate.
   ASSERT_TRUE(resumed.wait_for_events(5));
 
   std::vector<SseEvent> got = resumed.events();
@@ -770,7 +770,8 @@ TEST(HttpWatch, a_stream_resumes_on_another_server_and_after_that_server_restart
   auto store_b = Store::open(dsn(), test_options(a.table()));
   HttpOptions ob = watch_options();
   ob.port = 0;
-  auto server_b = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_b.get()}}, ob);
+  auto server_b =
+      std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_b.get()}}, ob);
   server_b->start();
 
   std::string last_id;
@@ -828,7 +829,8 @@ TEST(HttpWatch, an_id_beyond_the_table_or_before_pruned_deletions_gets_a_reset_n
   s.store().remove("gone");
   Sql sql(dsn());
   sql.exec("INSERT INTO " + s.table() + "_tombstones (revision, key, kind) VALUES (" +
-           std::to_string(s.store().stats().revision) + ", NULL, 'c') ON CONFLICT (revision) "
+           std::to_string(s.store().stats().revision) +
+           ", NULL, 'c') ON CONFLICT (revision) "
            "DO UPDATE SET kind = 'c', key = NULL");
   auto later_store = Store::open(dsn(), test_options(s.table()));
   HttpOptions o = watch_options();
@@ -879,8 +881,9 @@ TEST(HttpWatch, a_recreated_table_resets_open_streams) {
   auto recreated = Store::open(dsn(), test_options(s.table()));
   recreated->set("new", 2);
   // The server's store notices when its listener reconnects (or at its heartbeat).
-  sql.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
-           "'syncconfig-listener' AND pid <> pg_backend_pid()");
+  sql.exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+      "'syncconfig-listener' AND pid <> pg_backend_pid()");
   auto has_reset = [&] {
     for (const auto& e : w.events()) {
       if (e.event == "reset") return true;
@@ -983,12 +986,14 @@ TEST(HttpWatch, a_client_that_stops_reading_is_disconnected_and_counted) {
   // Far more than the stalled client's and the kernel's buffers hold (15 MB; a socket's send
   // buffer grows to 4 MB at most here).
   const std::string big(100000, 'x');
-  for (int i = 0; i < 150; ++i) s.store().set("big" + std::to_string(i % 5), big + std::to_string(i));
+  for (int i = 0; i < 150; ++i)
+    s.store().set("big" + std::to_string(i % 5), big + std::to_string(i));
   ASSERT_TRUE(wait_until([&] {
     auto m = s.http().Get("/metrics");
     return m && m->body.find("syncconfig_watch_slow_disconnects_total{store=\"main\"} 1") !=
                     std::string::npos;
-  })) << s.http().Get("/metrics")->body << " healthy got " << healthy.events().size();
+  })) << s.http().Get("/metrics")->body
+      << " healthy got " << healthy.events().size();
   // The others are not held back (15 MB to read: generous for sanitizer builds).
   ASSERT_TRUE(healthy.wait_for_events(151, 30s));
   // The stalled client finds its stream closed once it reads (after what was sent before).

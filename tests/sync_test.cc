@@ -390,10 +390,12 @@ TEST(Sync, progress_follows_every_change_it_covers_and_is_current_once_writes_st
   const int64_t last = p.a->stats().applied_revision;
   // No write follows the last one: the progress must still get there (not wait for the next
   // transaction or the heartbeat, 30 s away).
-  ASSERT_TRUE(wait_until([&] {
-    std::lock_guard lock(mu);
-    return !seen.empty() && seen.back() == std::make_pair('p', last);
-  }, 5s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard lock(mu);
+        return !seen.empty() && seen.back() == std::make_pair('p', last);
+      },
+      5s));
   EXPECT_EQ(p.b->stats().revision, last);
   std::lock_guard lock(mu);
   int64_t progress = 0;
@@ -448,7 +450,8 @@ TEST(Sync, changes_since_says_when_the_table_cannot_answer_and_why) {
   EXPECT_TRUE(truncated.changes.empty());
 
   Sql(dsn()).exec("INSERT INTO " + p.table + "_tombstones (revision, key, kind) VALUES (" +
-                  std::to_string(newest + 1) + ", NULL, 'c') ON CONFLICT (revision) DO UPDATE "
+                  std::to_string(newest + 1) +
+                  ", NULL, 'c') ON CONFLICT (revision) DO UPDATE "
                   "SET kind = 'c', key = NULL");
   ChangesSince pruned = p.b->changes_since(newest);
   EXPECT_FALSE(pruned.complete);

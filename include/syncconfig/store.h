@@ -99,8 +99,8 @@ struct Stats {
   // Highest revision applied to the cache: above `revision` while a change (usually this
   // instance's own write) is applied before older commits have arrived.
   int64_t applied_revision = 0;
-  uint64_t writes = 0;     // Successful set() calls.
-  uint64_t deletes = 0;    // remove() calls that deleted a key.
+  uint64_t writes = 0;   // Successful set() calls.
+  uint64_t deletes = 0;  // remove() calls that deleted a key.
   uint64_t notifications_applied = 0;
   uint64_t notifications_ignored = 0;  // Duplicates, stale echoes and malformed payloads.
   uint64_t resyncs = 0;                // Full reloads from the table.

@@ -150,7 +150,7 @@ class HttpServer::Impl : public detail::StreamHost {
 
   // Declared before the event loop: handlers it destroys last still unregister their sessions.
   std::mutex registry_mu_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;         // Guarded by registry_mu_.
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // Guarded by registry_mu_.
   std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_;  // Likewise.
   std::condition_variable registry_cv_;                                   // One ended.
 
@@ -180,7 +180,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start() {
     server_.add(shared_from_this());
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->wait_for_request(); });
+    net::dispatch(stream_.get_executor(),
+                  [self = shared_from_this()] { self->wait_for_request(); });
   }
 
   void close() {
@@ -195,9 +196,9 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<Response>(error_response(503, message));
     res->set(http::field::connection, "close");
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code, std::size_t) {
-      self->shut();
-    });
+    http::async_write(
+        stream_, *res,
+        [self = shared_from_this(), res](beast::error_code, std::size_t) { self->shut(); });
   }
 
  private:
@@ -240,9 +241,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit) {
-      return send_and_close(error_response(
-          413, fmt::format("request body larger than {} bytes (max_body_bytes)",
-                           server_.options().max_body_bytes)));
+      return send_and_close(
+          error_response(413, fmt::format("request body larger than {} bytes (max_body_bytes)",
+                                          server_.options().max_body_bytes)));
     }
     if (ec == http::error::header_limit) {
       return send_and_close(error_response(
@@ -289,12 +290,12 @@ class Session : public std::enable_shared_from_this<Session> {
     res.prepare_payload();
     auto shared = std::make_shared<Response>(std::move(res));
     stream_.expires_after(server_.options().watch_write_timeout);
-    http::async_write(stream_, *shared,
-                      [self = shared_from_this(), shared, keep_alive](beast::error_code ec,
-                                                                       std::size_t) {
-                        if (ec || !keep_alive) return self->shut();
-                        self->wait_for_request();
-                      });
+    http::async_write(
+        stream_, *shared,
+        [self = shared_from_this(), shared, keep_alive](beast::error_code ec, std::size_t) {
+          if (ec || !keep_alive) return self->shut();
+          self->wait_for_request();
+        });
   }
 
   void send_and_close(Response res) {
@@ -303,19 +304,18 @@ class Session : public std::enable_shared_from_this<Session> {
     res.prepare_payload();
     auto shared = std::make_shared<Response>(std::move(res));
     stream_.expires_after(server_.options().watch_write_timeout);
-    http::async_write(stream_, *shared, [self = shared_from_this(), shared](beast::error_code,
-                                                                             std::size_t) {
-      self->shut();
-    });
+    http::async_write(
+        stream_, *shared,
+        [self = shared_from_this(), shared](beast::error_code, std::size_t) { self->shut(); });
   }
 
   void log_access(const http::request<http::string_body>& req, int status) {
     beast::error_code ec;
     auto endpoint = stream_.socket().remote_endpoint(ec);
-    server_.log().debug("http: {} {} {} {}", sv(req.method_string()),
-                        printable(sv(req.target())), status,
-                        ec ? std::string("?")
-                           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
+    server_.log().debug(
+        "http: {} {} {} {}", sv(req.method_string()), printable(sv(req.target())), status,
+        ec ? std::string("?")
+           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
   }
 
   void shut() {
@@ -414,8 +414,9 @@ std::variant<detail::Route, Response> HttpServer::Impl::route(
     if (last_id != req.end()) {
       std::optional<uint64_t> id = detail::parse_event_id(sv(last_id->value()));
       if (!id || *id > static_cast<uint64_t>(INT64_MAX)) {
-        return error_response(400, "Last-Event-ID must be an event id (a revision: a "
-                                   "non-negative integer)");
+        return error_response(400,
+                              "Last-Event-ID must be an event id (a revision: a "
+                              "non-negative integer)");
       }
       route.since = static_cast<int64_t>(*id);
     }
@@ -424,8 +425,8 @@ std::variant<detail::Route, Response> HttpServer::Impl::route(
   return route;
 }
 
-std::optional<Response> HttpServer::Impl::respond_now(
-    const detail::Route& route, const http::request<http::string_body>& req) {
+std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route,
+                                                      const http::request<http::string_body>& req) {
   using Kind = detail::Route::Kind;
   switch (route.kind) {
     case Kind::kHealth: {
@@ -494,8 +495,8 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       }
       const json& value = std::get<json>(parsed);
       store.set(route.key, value);
-      return json_response(200, {{"key", route.key},
-                                 {"value", store.get(route.key).value_or(json(nullptr))}});
+      return json_response(
+          200, {{"key", route.key}, {"value", store.get(route.key).value_or(json(nullptr))}});
     }
     if (!store.remove(route.key)) {
       return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
@@ -503,13 +504,13 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     return json_response(200, {{"key", route.key}, {"deleted", true}});
   } catch (const Error& e) {
     if (status_for(e.code()) >= 500) {
-      log_->warn("http: {} {} failed: {}", sv(req.method_string()),
-                 printable(sv(req.target())), e.what());
+      log_->warn("http: {} {} failed: {}", sv(req.method_string()), printable(sv(req.target())),
+                 e.what());
     }
     return error_response(e);
   } catch (const std::exception& e) {
-    log_->error("http: {} {} failed: {}", sv(req.method_string()),
-                printable(sv(req.target())), e.what());
+    log_->error("http: {} {} failed: {}", sv(req.method_string()), printable(sv(req.target())),
+                e.what());
     return error_response(500, std::string("internal error: ") + e.what());
   }
 }
@@ -545,8 +546,8 @@ void HttpServer::Impl::accept() {
       }
       auto session = std::make_shared<Session>(*this, std::move(socket));
       if (open >= options_.max_connections) {
-        session->refuse(fmt::format("too many connections (max_connections = {})",
-                                    options_.max_connections));
+        session->refuse(
+            fmt::format("too many connections (max_connections = {})", options_.max_connections));
       } else {
         session->start();
       }
@@ -584,7 +585,8 @@ void HttpServer::Impl::start() {
   if (stopped_) throw Error(ErrorCode::kShutdown, "HttpServer: start() after stop()");
   if (started_) return;
   try {
-    auto address = net::ip::make_address(options_.host == "localhost" ? "127.0.0.1" : options_.host);
+    auto address =
+        net::ip::make_address(options_.host == "localhost" ? "127.0.0.1" : options_.host);
     tcp::endpoint endpoint(address, static_cast<unsigned short>(options_.port));
     acceptor_.open(endpoint.protocol());
     // SO_REUSEADDR only (not SO_REUSEPORT): a port another server holds is an error.
@@ -594,9 +596,9 @@ void HttpServer::Impl::start() {
   } catch (const boost::system::system_error& e) {
     beast::error_code ignored;
     acceptor_.close(ignored);
-    throw Error(ErrorCode::kUnavailable, fmt::format("HttpServer: cannot listen on {}:{} ({})",
-                                                     options_.host, options_.port,
-                                                     e.code().message()));
+    throw Error(ErrorCode::kUnavailable,
+                fmt::format("HttpServer: cannot listen on {}:{} ({})", options_.host, options_.port,
+                            e.code().message()));
   }
   port_.store(acceptor_.local_endpoint().port());
   for (auto& f : feeds_) f->attach();

@@ -37,8 +37,8 @@
 // else from the table (each key changed since R once, with its latest value, and every deletion,
 // in revision order). When the table cannot say what changed after R (its deletions pruned, R
 // beyond the table's newest revision, the table recreated, a TRUNCATE after R) the stream starts
-// with a reset. since/Last-Event-ID not a non-negative integer, or a prefix that no key can start with:
-// 400. A stream that falls more than watch_max_lag_bytes behind, or whose write stalls for
+// with a reset. since/Last-Event-ID not a non-negative integer, or a prefix that no key can start
+// with: 400. A stream that falls more than watch_max_lag_bytes behind, or whose write stalls for
 // watch_write_timeout, is closed (the client resumes by id). stop() ends open streams.
 #pragma once
 

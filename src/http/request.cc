@@ -49,21 +49,20 @@ std::variant<json, Refusal> parse_put_body(std::string_view key, std::string_vie
                                            std::size_t max_body_bytes) {
   if (body.size() > max_body_bytes) {
     return Refusal{
-        413, fmt::format("request body larger than {} bytes (max_body_bytes)", max_body_bytes),
-        {}};
+        413, fmt::format("request body larger than {} bytes (max_body_bytes)", max_body_bytes), {}};
   }
   if (json_depth(body, kMaxBodyDepth) > kMaxBodyDepth) {
-    return Refusal{400, fmt::format("the body of PUT {} nests deeper than {} levels", quoted(key),
-                                    kMaxBodyDepth),
-                   {}};
+    return Refusal{
+        400,
+        fmt::format("the body of PUT {} nests deeper than {} levels", quoted(key), kMaxBodyDepth),
+        {}};
   }
   json value;
   try {
     value = json::parse(body);
   } catch (const json::exception& e) {
-    return Refusal{400,
-                   fmt::format("the body of PUT {} is not valid JSON: {}", quoted(key), e.what()),
-                   {}};
+    return Refusal{
+        400, fmt::format("the body of PUT {} is not valid JSON: {}", quoted(key), e.what()), {}};
   }
   // The parser refuses what JSON cannot hold (1e999: "number overflow"), so the value needs no
   // second look here: Store::set validates the key and serializes the value, once.

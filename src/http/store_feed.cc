@@ -52,8 +52,7 @@ LagHistogram::Snapshot LagHistogram::snapshot() const {
   return s;
 }
 
-StoreFeed::StoreFeed(std::string name, Store* store, std::size_t max_events,
-                     std::size_t max_bytes)
+StoreFeed::StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes)
     : name_(std::move(name)), store_(store), max_events_(max_events), max_bytes_(max_bytes) {}
 
 StoreFeed::~StoreFeed() { detach(); }
@@ -138,9 +137,8 @@ void StoreFeed::on_progress(const Progress& progress) {
   }
   if (progress.revision <= position_) return;
   // Release what is now complete, in revision order.
-  auto complete = std::partition(pending_.begin(), pending_.end(), [&](const Change& c) {
-    return c.revision > progress.revision;
-  });
+  auto complete = std::partition(pending_.begin(), pending_.end(),
+                                 [&](const Change& c) { return c.revision > progress.revision; });
   std::vector<Change> released(std::make_move_iterator(complete),
                                std::make_move_iterator(pending_.end()));
   pending_.erase(complete, pending_.end());

@@ -26,9 +26,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -115,8 +115,8 @@ class StoreFeed {
       kClosed,    // close() was called.
     };
     Status status = Status::kOk;
-    int64_t cursor = 0;                 // The new cursor: everything up to it was read.
-    int64_t lag_bytes = 0;              // Bytes of history after the new cursor.
+    int64_t cursor = 0;     // The new cursor: everything up to it was read.
+    int64_t lag_bytes = 0;  // Bytes of history after the new cursor.
   };
   // Reads the changes after `cursor` in history generation `generation`, at most about
   // `max_bytes` of them (at least one), into `events` (cleared first; a caller reuses it). When
@@ -186,13 +186,13 @@ class StoreFeed {
   bool ready_ = false;
   // Before ready: changes at or below it predate the feed (unknown until attach() reads it).
   int64_t start_revision_ = INT64_MAX;
-  int64_t position_ = 0;        // Every change up to here was released (or predates history).
-  int64_t history_start_ = 0;   // The history holds every change in (history_start_, position_].
+  int64_t position_ = 0;       // Every change up to here was released (or predates history).
+  int64_t history_start_ = 0;  // The history holds every change in (history_start_, position_].
   uint64_t generation_ = 0;
   bool reset_pending_ = false;  // A repair changed a key below the position: reset at progress.
   bool closed_ = false;
-  std::vector<Change> pending_;          // Changes above position_, not yet released.
-  std::deque<WatchEventPtr> history_;    // In revision order.
+  std::vector<Change> pending_;        // Changes above position_, not yet released.
+  std::deque<WatchEventPtr> history_;  // In revision order.
   std::size_t history_bytes_ = 0;
   std::vector<Waker> wakers_;
 };

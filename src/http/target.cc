@@ -33,9 +33,8 @@ std::optional<Refusal> check_prefix(std::string_view prefix) {
   try {
     internal::validate_key(prefix);
   } catch (const Error& e) {
-    return Refusal{400, fmt::format("prefix {} cannot start any key: {}", quoted(prefix),
-                                    e.what()),
-                   {}};
+    return Refusal{
+        400, fmt::format("prefix {} cannot start any key: {}", quoted(prefix), e.what()), {}};
   }
   return std::nullopt;
 }

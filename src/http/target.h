@@ -19,11 +19,11 @@ class StoreFeed;
 struct Route {
   enum class Kind { kHealth, kMetrics, kList, kKey, kWatch };
   Kind kind = Kind::kHealth;
-  std::size_t store_index = 0;         // Index into the served stores (0: the default).
-  StoreFeed* feed = nullptr;           // Filled in by the server.
-  std::string key;                     // kKey: percent-decoded once.
-  std::vector<std::string> prefixes;   // kList (at most one), kWatch; empty: every key.
-  std::optional<int64_t> since;        // kWatch: ?since= (the server lets Last-Event-ID win).
+  std::size_t store_index = 0;        // Index into the served stores (0: the default).
+  StoreFeed* feed = nullptr;          // Filled in by the server.
+  std::string key;                    // kKey: percent-decoded once.
+  std::vector<std::string> prefixes;  // kList (at most one), kWatch; empty: every key.
+  std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win).
 };
 
 // Percent-decodes `s` once; with `plus_is_space` (query strings), '+' is a space. An invalid

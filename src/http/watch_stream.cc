@@ -79,8 +79,8 @@ class Stream final : public WatchStream,
       }
       // Move the cursor over what this stream's prefixes filtered out, then say where it is.
       if (self->pump()) return;  // It had changes to send instead.
-      std::string event = sse_event(self->cursor_, "progress",
-                                            dump(json{{"revision", self->cursor_}}));
+      std::string event =
+          sse_event(self->cursor_, "progress", dump(json{{"revision", self->cursor_}}));
       self->write(chunk(event), [](Stream& s) { s.pump(); });
     });
   }
@@ -237,11 +237,10 @@ class Stream final : public WatchStream,
         std::erase_if(point.settings, [&](const auto& kv) { return !self->matches(kv.first); });
       }
       self->feed_.resets_sent.fetch_add(1);
-      std::string event = sse_event(
-          point.position, "reset",
-          dump(json{{"revision", point.position},
-                    {"reason", reason},
-                    {"settings", settings_object(point.settings)}}));
+      std::string event = sse_event(point.position, "reset",
+                                    dump(json{{"revision", point.position},
+                                              {"reason", reason},
+                                              {"settings", settings_object(point.settings)}}));
       net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
         if (self->closed_) return;
         self->cursor_ = point.position;
@@ -272,8 +271,8 @@ class Stream final : public WatchStream,
     if (write_direct()) return true;
     for (;;) {
       const bool may_park = !parked_;  // One waker at a time.
-      StoreFeed::Read r = feed_.read(cursor_, generation_, kStreamBatchBytes,
-                                     may_park ? waker() : nullptr, batch_);
+      StoreFeed::Read r =
+          feed_.read(cursor_, generation_, kStreamBatchBytes, may_park ? waker() : nullptr, batch_);
       const bool parked = r.status == StoreFeed::Read::Status::kNotReady ||
                           (r.status == StoreFeed::Read::Status::kOk && batch_.empty());
       if (parked && may_park) parked_ = true;
@@ -284,8 +283,9 @@ class Stream final : public WatchStream,
         case StoreFeed::Read::Status::kNotReady:
           return false;
         case StoreFeed::Read::Status::kReset:
-          reset("the table was reloaded (recreated, or a change was repaired that no "
-                "notification announced)");
+          reset(
+              "the table was reloaded (recreated, or a change was repaired that no "
+              "notification announced)");
           return true;
         case StoreFeed::Read::Status::kBehind:
           if (caught_up_) {
@@ -301,7 +301,8 @@ class Stream final : public WatchStream,
         caught_up_ = true;
         return false;  // Parked.
       }
-      if (caught_up_ && static_cast<std::size_t>(r.lag_bytes) > server_.options().watch_max_lag_bytes) {
+      if (caught_up_ &&
+          static_cast<std::size_t>(r.lag_bytes) > server_.options().watch_max_lag_bytes) {
         drop_slow("it fell more than watch_max_lag_bytes behind");
         return true;
       }
@@ -324,8 +325,8 @@ class Stream final : public WatchStream,
     beast::error_code ec;
     auto endpoint = stream_.socket().remote_endpoint(ec);
     server_.log().warn("http: closing /watch stream of {} on store '{}' at revision {}: {}",
-                       ec ? std::string("?") : endpoint.address().to_string() + ":" +
-                                                   std::to_string(endpoint.port()),
+                       ec ? std::string("?")
+                          : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()),
                        feed_.name(), cursor_, why);
     shut();
   }
@@ -356,10 +357,10 @@ class Stream final : public WatchStream,
   std::string out_;
   std::chrono::steady_clock::time_point write_started_;
   std::array<char, 1> probe_{};
-  std::vector<detail::WatchEventPtr> batch_;    // Being written (or just read).
-  std::vector<net::const_buffer> buffers_;      // Their chunks, for the gather write.
+  std::vector<detail::WatchEventPtr> batch_;   // Being written (or just read).
+  std::vector<net::const_buffer> buffers_;     // Their chunks, for the gather write.
   std::vector<detail::WatchEventPtr> direct_;  // A backfill too large for the history.
-  int64_t direct_cursor_ = 0;                   // Where the history goes on after it.
+  int64_t direct_cursor_ = 0;                  // Where the history goes on after it.
 };
 
 }  // namespace

@@ -36,8 +36,8 @@ void Dispatcher::enqueue(Event event) {
 SubscriptionId Dispatcher::subscribe(Callback callback, ProgressCallback on_progress) {
   std::lock_guard lock(mu_);
   SubscriptionId id = next_id_++;
-  callbacks_.emplace(
-      id, std::make_shared<const Subscriber>(Subscriber{std::move(callback), std::move(on_progress)}));
+  callbacks_.emplace(id, std::make_shared<const Subscriber>(
+                             Subscriber{std::move(callback), std::move(on_progress)}));
   has_subscribers_.store(true);
   return id;
 }

@@ -247,8 +247,7 @@ ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool wi
     // learn from a digest.
     return load_all_with_mode(
         conn, sql, cache,
-        read.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync,
-        deadline);
+        read.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync, deadline);
   }
   ReadResult out;
   out.snapshot_revision = read.snapshot_revision;

@@ -33,8 +33,8 @@ struct TableChanges {
   // table was recreated) or the deletions needed were pruned (`compacted` > since). Nothing else
   // is filled in then.
   bool answerable = false;
-  int64_t compacted = 0;  // The compaction mark: tombstones at or below it were pruned.
-  std::vector<Row> rows;  // Rows with revision > since, in revision order.
+  int64_t compacted = 0;              // The compaction mark: tombstones at or below it were pruned.
+  std::vector<Row> rows;              // Rows with revision > since, in revision order.
   std::vector<Tombstone> tombstones;  // Deletions and truncations after since, in order.
   std::optional<TableDigest> digest;  // When requested.
 };
