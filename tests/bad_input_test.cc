@@ -313,17 +313,33 @@ TEST(BadInput, invalid_values_are_refused_and_the_previous_value_stays) {
   p.expect_nothing_changed();
 }
 
+// The HTTP service over a pair's first store, logging to the pair's log, and a client that sends
+// paths exactly as written.
+struct Served {
+  explicit Served(Pair& p)
+      : server({{"main", &p.a()}}, options_for(p)), http("127.0.0.1", start()) {
+    http.set_url_encode(false);
+    http.set_read_timeout(30, 0);
+  }
+  static service::HttpOptions options_for(Pair& p) {
+    service::HttpOptions options;
+    options.port = 0;
+    options.logger = p.log().logger;
+    return options;
+  }
+  int start() {
+    server.start();
+    return server.port();
+  }
+  service::HttpServer server;
+  httplib::Client http;
+};
+
 // The same values as text, through the HTTP service.
 TEST(BadInput, invalid_values_through_http_are_400_and_the_previous_value_stays) {
   Pair p;
-  service::HttpOptions options;
-  options.port = 0;
-  options.logger = p.log().logger;
-  service::HttpServer server({{"main", &p.a()}}, options);
-  server.start();
-  httplib::Client http("127.0.0.1", server.port());
-  http.set_url_encode(false);
-  http.set_read_timeout(30, 0);
+  Served served(p);
+  httplib::Client& http = served.http;
   struct Row {
     const char* what;
     std::string path;
@@ -351,7 +367,7 @@ TEST(BadInput, invalid_values_through_http_are_400_and_the_previous_value_stays)
     EXPECT_TRUE(contains(error, row.mention)) << error;
     EXPECT_EQ(p.a().get("existing"), Pair::previous());
   }
-  server.stop();
+  served.server.stop();
   p.expect_nothing_changed();
 }
 
@@ -361,14 +377,8 @@ TEST(BadInput, invalid_values_through_http_are_400_and_the_previous_value_stays)
 TEST(BadInput,
      bad_watch_and_settings_queries_and_oversized_headers_are_refused_and_change_nothing) {
   Pair p;
-  service::HttpOptions options;
-  options.port = 0;
-  options.logger = p.log().logger;
-  service::HttpServer server({{"main", &p.a()}}, options);
-  server.start();
-  httplib::Client http("127.0.0.1", server.port());
-  http.set_url_encode(false);
-  http.set_read_timeout(30, 0);
+  Served served(p);
+  httplib::Client& http = served.http;
   struct Row {
     const char* what;
     std::string path;
@@ -432,7 +442,7 @@ TEST(BadInput,
   ASSERT_TRUE(listing);
   EXPECT_EQ(listing->status, 200);
   EXPECT_EQ(json::parse(listing->body), (json{{"existing", Pair::previous()}}));
-  server.stop();
+  served.server.stop();
   p.expect_nothing_changed();
 }
 
