@@ -3,15 +3,20 @@
 //
 // Usage: feature_flags [DSN]   (or SYNCCONFIG_DSN). Without one, an embedded PostgreSQL is started
 // in a temporary directory. Exits 1 if the instances do not behave as described.
+//        feature_flags --server URL [URL...]   The same application code on two RemoteStores
+// that follow a running `syncconfig serve` (no database connection in this process): only the
+// open() calls differ, because FeatureFlags is written against syncconfig::Config.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -28,7 +33,7 @@ namespace {
 // "off" for a flag that is absent or not a JSON boolean.
 class FeatureFlags {
  public:
-  explicit FeatureFlags(syncconfig::Store& store) : flags_(store, "feature:") {}
+  explicit FeatureFlags(syncconfig::Config& store) : flags_(store, "feature:") {}
 
   bool is_enabled(std::string_view name) const { return flags_.get_or(name, false); }
   void enable(std::string_view name) { flags_.set(name, true); }
@@ -77,13 +82,20 @@ class FlipLog {
 int main(int argc, char** argv) try {
   spdlog::set_level(spdlog::level::warn);
   std::optional<syncconfig::EmbeddedPostgres> embedded;
-  std::string dsn = dsn_for(argc, argv, embedded);
-
-  syncconfig::Options options;
-  options.table_name = "example_feature_flags";
-  options.channel = "example_feature_flags_changes";
-  auto store_a = syncconfig::Store::open(dsn, options);
-  auto store_b = syncconfig::Store::open(dsn, options);
+  std::unique_ptr<syncconfig::Config> store_a, store_b;
+  if (argc > 2 && std::string_view(argv[1]) == "--server") {
+    std::vector<std::string> urls(argv + 2, argv + argc);
+    std::cout << "Two RemoteStores following " << urls.front() << "\n";
+    store_a = syncconfig::RemoteStore::open(urls);
+    store_b = syncconfig::RemoteStore::open(urls);
+  } else {
+    std::string dsn = dsn_for(argc, argv, embedded);
+    syncconfig::Options options;
+    options.table_name = "example_feature_flags";
+    options.channel = "example_feature_flags_changes";
+    store_a = syncconfig::Store::open(dsn, options);
+    store_b = syncconfig::Store::open(dsn, options);
+  }
   // Start from a clean slate when run against a database that already has the table.
   for (const auto& [key, value] : store_a->get_all("feature:")) store_a->remove(key);
   store_a->set("app_name", "shop");  // Outside the prefix: never a flag.

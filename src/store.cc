@@ -9,6 +9,8 @@
 
 #include "cache/cache.h"
 #include "cache/conversions.h"
+#include "cache/snapshot_file.h"
+#include "cache/snapshot_writer.h"
 #include "db/connection.h"
 #include "db/connection_pool.h"
 #include "db/table_sql.h"
@@ -42,6 +44,7 @@ void validate_options(const Options& o) {
   positive("db_timeout", o.db_timeout);
   positive("tombstone_retention", o.tombstone_retention);
   positive("load_timeout", o.load_timeout);
+  positive("snapshot_interval", o.snapshot_interval);
   if (o.pool_size < 1 || o.pool_size > 1000) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid pool_size: {}, it must be 1..1000", o.pool_size));
@@ -114,18 +117,86 @@ class Store::Impl {
         dispatcher_(logger_, counters_.callback_errors),
         cache_(dispatcher_),
         pool_(dsn_, options_.pool_size, kWriterApplicationName) {
-    internal::SyncContext ctx{dsn_, options_, &sql_, &cache_, &counters_, logger_, [this](int pid) {
-                                return pool_.owns_backend(pid);
-                              }};
-    Deadline deadline = deadline_after(options_.db_timeout);
-    std::unique_ptr<internal::Connection> conn = internal::open_listener(ctx, deadline);
-    ensure_schema(*conn, sql_, options_.channel, deadline);
-    internal::load_all(*conn, sql_, cache_, /*initial=*/true,
-                       deadline_after(options_.load_timeout));
+    internal::SyncContext ctx{dsn_,
+                              options_,
+                              &sql_,
+                              &cache_,
+                              &counters_,
+                              logger_,
+                              [this](int pid) { return pool_.owns_backend(pid); },
+                              /*on_connect=*/{}};
+    std::unique_ptr<internal::Connection> conn;
+    try {
+      Deadline deadline = deadline_after(options_.db_timeout);
+      conn = internal::open_listener(ctx, deadline);
+      ensure_schema(*conn, sql_, options_.channel, deadline);
+      internal::load_all(*conn, sql_, cache_, /*initial=*/true,
+                         deadline_after(options_.load_timeout));
+    } catch (const Error& e) {
+      if (!e.retryable() || options_.snapshot_file.empty() || !open_from_file(e)) throw;
+      conn.reset();
+      // The first connection that succeeds sets the table up if it is missing, then catches up
+      // from the file's revision.
+      ctx.on_connect = [this](internal::Connection& c, Deadline d) {
+        ensure_schema(c, sql_, options_.channel, d);
+      };
+    }
     worker_ = std::make_unique<internal::SyncWorker>(std::move(ctx), std::move(conn));
-    logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
-                  internal::redact_dsn(dsn_), cache_.size(),
-                  options_.enable_notification ? "on" : "off");
+    if (!options_.snapshot_file.empty()) {
+      writer_ = std::make_unique<internal::SnapshotWriter>(
+          options_.snapshot_file, options_.snapshot_interval,
+          [this] { return cache_.content_version(); },
+          [this] {
+            internal::SnapshotFileData data = cache_.export_snapshot();
+            data.source = snapshot_source();
+            // A stale cache is as old as the file it came from, not as the moment it is saved.
+            if (counters_.stale.load()) {
+              data.written_at = std::chrono::system_clock::time_point(
+                  std::chrono::microseconds(counters_.stale_as_of_us.load()));
+            }
+            return data;
+          },
+          logger_);
+    }
+    if (!counters_.stale.load()) {
+      logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
+                    internal::redact_dsn(dsn_), cache_.size(),
+                    options_.enable_notification ? "on" : "off");
+    }
+  }
+
+  // What this store's snapshot file is a snapshot of: a file of another table is refused.
+  std::string snapshot_source() const { return "table " + sql_.qualified_table; }
+
+  // The database cannot be reached: open from the snapshot file, stale. False (logged) when the
+  // file is missing or refused.
+  bool open_from_file(const Error& why) {
+    internal::SnapshotFileData data;
+    try {
+      data = internal::read_snapshot_file(options_.snapshot_file, snapshot_source());
+    } catch (const Error& e) {
+      logger_->error("syncconfig: the database is unreachable and the snapshot file is refused: {}",
+                     e.message());
+      return false;
+    }
+    std::vector<internal::Row> rows;
+    rows.reserve(data.entries.size());
+    for (auto& [key, text] : data.entries) {
+      if (auto v = internal::parse_value(key, text)) {
+        rows.push_back(internal::Row{std::move(*v), data.revision});
+      }
+    }
+    cache_.replace_all(std::move(rows), data.revision, internal::ReplaceMode::kInitial);
+    counters_.stale_as_of_us.store(
+        std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
+            .count());
+    counters_.stale.store(true);
+    logger_->warn(
+        "syncconfig: {} is unreachable ({}); serving the snapshot file {} (revision {}, {} keys), "
+        "stale: writes are refused until the database answers",
+        internal::redact_dsn(dsn_), why.message(), options_.snapshot_file, data.revision,
+        cache_.size());
+    return true;
   }
 
   ~Impl() { shutdown(); }
@@ -153,11 +224,21 @@ class Store::Impl {
     }
   }
 
-  void set(std::string_view key, const nlohmann::json& value) {
+  void check_writable() const {
     check_open();
+    if (counters_.stale.load()) {
+      throw Error(ErrorCode::kUnavailable,
+                  "the store is stale (opened from its snapshot file; the database has not "
+                  "answered since)");
+    }
+  }
+
+  WriteResult put(std::string_view key, const nlohmann::json& value) {
+    check_writable();
     internal::validate_key(key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     Deadline deadline = deadline_after(options_.db_timeout);
+    WriteResult out;
     try {
       auto conn = pool_.acquire(deadline);
       // Most writes change an existing key. A plain UPDATE fires the table's triggers once; an
@@ -168,33 +249,38 @@ class Store::Impl {
       if (r.rows() == 0) {
         r = conn->exec_prepared("syncconfig_upsert", sql_.upsert, {key, text}, deadline);
       }
-      int64_t revision = r.int64(0, 0);
+      out.revision = r.int64(0, 0);
       std::optional<internal::ParsedValue> stored = internal::parse_value(key, r.text(0, 1));
-      if (stored) {
-        cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal,
-                      /*local_write=*/true);
+      if (!stored) {
+        throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
       }
+      out.value = stored->entry->to_json();
+      cache_.upsert(std::move(*stored), out.revision, ChangeOrigin::kLocal,
+                    /*local_write=*/true);
     } catch (const Error& e) {
       throw with_context(e, fmt::format("set({}) failed", quoted(key)));
     }
     counters_.writes.fetch_add(1);
+    return out;
   }
 
-  bool remove(std::string_view key) {
-    check_open();
+  WriteResult erase(std::string_view key) {
+    check_writable();
     internal::validate_key(key);
     Deadline deadline = deadline_after(options_.db_timeout);
+    WriteResult out;
     try {
       internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
         return conn.exec_prepared("syncconfig_remove", sql_.remove, {key}, deadline);
       });
-      if (r.rows() != 1 || r.is_null(0, 0)) return false;
-      cache_.remove(key, r.int64(0, 0), ChangeOrigin::kLocal, /*local_write=*/true);
+      if (r.rows() != 1 || r.is_null(0, 0)) return out;
+      out.revision = r.int64(0, 0);
+      cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
     } catch (const Error& e) {
       throw with_context(e, fmt::format("remove({}) failed", quoted(key)));
     }
     counters_.deletes.fetch_add(1);
-    return true;
+    return out;
   }
 
   void sync() {
@@ -264,6 +350,7 @@ class Store::Impl {
     std::lock_guard lock(shutdown_mu_);
     if (closed_.exchange(true)) return;
     if (worker_) worker_->stop();
+    if (writer_) writer_->stop();  // Writes the final state.
     dispatcher_.stop();
     pool_.close();
     logger_->debug("syncconfig: {} shut down", sql_.qualified_table);
@@ -286,6 +373,11 @@ class Store::Impl {
     s.crc_mismatches = counters_.crc_mismatches.load();
     s.reconnects = counters_.reconnects.load();
     s.callback_errors = counters_.callback_errors.load();
+    s.stale = counters_.stale.load();
+    if (s.stale) {
+      s.stale_as_of = std::chrono::system_clock::time_point(
+          std::chrono::microseconds(counters_.stale_as_of_us.load()));
+    }
     return s;
   }
 
@@ -300,11 +392,12 @@ class Store::Impl {
   internal::Cache cache_;
   internal::ConnectionPool pool_;
   std::unique_ptr<internal::SyncWorker> worker_;
+  std::unique_ptr<internal::SnapshotWriter> writer_;
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};
 };
 
-std::string_view to_string(ChangeOrigin origin) noexcept {
+std::string_view to_string(ChangeOrigin origin) noexcept {  // Declared in config.h.
   switch (origin) {
     case ChangeOrigin::kLocal:
       return "local";
@@ -331,8 +424,11 @@ std::unique_ptr<Store> Store::open(const PoolManager& pools, const std::string& 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() { shutdown(); }
 
-void Store::set(std::string_view key, const nlohmann::json& value) { impl_->set(key, value); }
-bool Store::remove(std::string_view key) { return impl_->remove(key); }
+WriteResult Store::put(std::string_view key, const nlohmann::json& value) {
+  return impl_->put(key, value);
+}
+WriteResult Store::erase(std::string_view key) { return impl_->erase(key); }
+bool Store::is_stale() const { return impl_->counters_.stale.load(); }
 
 std::optional<nlohmann::json> Store::get(std::string_view key) const {
   return impl_->cache_.get(key);

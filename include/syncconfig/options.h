@@ -47,6 +47,15 @@ struct Options {
   // Deletion records (tombstones) older than this are pruned from the database. An instance
   // that was away longer than this resyncs fully instead of catching up. Default 24 hours.
   std::chrono::milliseconds tombstone_retention = std::chrono::hours(24);
+  // When non-empty, the store keeps a copy of its cache in this file (written atomically: a
+  // temporary file, fsync, rename; mode 0600; checksummed), at most once per snapshot_interval
+  // and only when something changed. When the database cannot be reached at open(), the store
+  // opens from the file instead: stale, reads served, writes refused with kUnavailable, catching
+  // up from the file's revision once the database answers. A file that is corrupt, truncated or
+  // of another table is refused (logged), never loaded. Default "" (no file).
+  std::string snapshot_file;
+  // Least time between two writes of snapshot_file. Default 1 second.
+  std::chrono::milliseconds snapshot_interval = std::chrono::seconds(1);
   // Logger for the store. Default (nullptr): spdlog's default logger.
   std::shared_ptr<spdlog::logger> logger;
 };

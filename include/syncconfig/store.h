@@ -25,182 +25,58 @@
 #include <string_view>
 #include <vector>
 
+#include "syncconfig/config.h"
 #include "syncconfig/error.h"
 #include "syncconfig/options.h"
 #include "syncconfig/pool_manager.h"
 
 namespace syncconfig {
 
-// Where a change applied to an instance's cache came from.
-enum class ChangeOrigin {
-  kLocal,   // A set()/remove() on this instance.
-  kRemote,  // A notification: another instance, or plain SQL on the table.
-  kResync,  // Found by catching up after a reconnect, a heartbeat or sync().
-};
-
-// "local", "remote" or "resync".
-std::string_view to_string(ChangeOrigin origin) noexcept;
-
-struct Change {
-  std::string key;
-  std::optional<nlohmann::json> value;  // std::nullopt: the key was deleted.
-  int64_t revision = 0;                 // Commit-ordered revision of the change in the table.
-  ChangeOrigin origin = ChangeOrigin::kLocal;
-  // For a change applied from a notification: when the writing transaction made it, by the
-  // database server's clock (the lag until now() is the propagation delay). Empty otherwise.
-  std::optional<std::chrono::system_clock::time_point> written_at;
-};
-
-using Callback = std::function<void(const Change&)>;
-using SubscriptionId = uint64_t;
-
-// How far a store's stream of changes has come: every change with a revision at or below
-// `revision` has been delivered to the callbacks before this (revisions follow commit order, so
-// nothing at or below it can follow). Delivered once per committed transaction, after its changes
-// (also when a transaction changed nothing the cache did not already hold).
-struct Progress {
-  int64_t revision = 0;
-  // The table's revisions started over (it was dropped and recreated): revisions delivered before
-  // name other changes than those after. The changes that made the cache equal to the new table
-  // were delivered right before this progress.
-  bool reset = false;
-};
-using ProgressCallback = std::function<void(const Progress&)>;
-
-// The whole cache (or the keys under a prefix) together with the revision it is complete to:
-// every change at or below `revision` is in `values` (a later one may be too).
-struct Snapshot {
-  std::map<std::string, nlohmann::json> values;
-  int64_t revision = 0;
-};
-
-// What the table says changed after a revision (see Store::changes_since).
-struct ChangesSince {
-  // False when the table cannot say exactly: the deletions needed were pruned
-  // (Options::tombstone_retention), a TRUNCATE happened in between (which keys it removed is not
-  // recorded), or the revision is beyond the table's newest (a history this table does not have:
-  // it was recreated, or a failover lost commits). `reason` says which.
-  bool complete = false;
-  std::string reason;
-  // The snapshot's revision: `changes` is complete up to it.
-  int64_t revision = 0;
-  // In revision order; each key's latest state in the snapshot (intermediate values of a key
-  // changed several times are not kept by the table), deletions with std::nullopt values.
-  // Origin kResync, no written_at.
-  std::vector<Change> changes;
-};
-
-// Counters for monitoring. Each is a snapshot; they are not read atomically together.
-struct Stats {
-  std::size_t keys = 0;
-  uint32_t crc = 0;
-  bool connected = false;  // The listener holds a live LISTEN connection.
-  int64_t revision = 0;    // Highest revision this instance is known to be complete to.
-  // Highest revision applied to the cache: above `revision` while a change (usually this
-  // instance's own write) is applied before older commits have arrived.
-  int64_t applied_revision = 0;
-  uint64_t writes = 0;   // Successful set() calls.
-  uint64_t deletes = 0;  // remove() calls that deleted a key.
-  uint64_t notifications_applied = 0;
-  uint64_t notifications_ignored = 0;  // Duplicates, stale echoes and malformed payloads.
-  uint64_t resyncs = 0;                // Full reloads from the table.
-  uint64_t catch_ups = 0;              // Incremental catch-ups (after reconnect, heartbeat).
-  uint64_t crc_mismatches = 0;         // Heartbeats that found the cache differs from the table.
-  uint64_t reconnects = 0;
-  uint64_t callback_errors = 0;  // Callbacks that threw.
-};
-
-class Store {
+class Store final : public Config {
  public:
   // Connects, creates the table (and the protocol's objects) if missing, loads every row and
   // starts listening. Throws Error: kInvalidArgument for bad options (naming the field),
   // kUnavailable/kTimeout when the database cannot be reached, kDatabase for SQL errors.
+  // With Options::snapshot_file set, a database that cannot be reached (kUnavailable/kTimeout)
+  // opens the store from that file instead, stale (see Config::is_stale), unless the file is
+  // missing or refused (then the original error is thrown).
   static std::unique_ptr<Store> open(const std::string& dsn, Options options = {});
   // Same, with the DSN and schema of a pool registered in `pools`.
   static std::unique_ptr<Store> open(const PoolManager& pools, const std::string& pool_name,
                                      Options options = {});
 
-  ~Store();  // Calls shutdown().
+  ~Store() override;  // Calls shutdown().
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // Writes `value` under `key` and waits for the commit. Afterwards get(key) on this instance
-  // returns the value as PostgreSQL stored it (jsonb normalizes: `1e3` reads back as `1000`),
-  // unless a newer write has already arrived. Keys: 1..255 bytes of valid UTF-8 without NUL.
-  // Values: any JSON without NaN/Infinity, at most Options::max_value_bytes of text.
-  void set(std::string_view key, const nlohmann::json& value);
-  // Deletes `key`. Returns whether it existed in the table.
-  bool remove(std::string_view key);
+  // See Config. Writes wait for the commit; values are at most Options::max_value_bytes of JSON
+  // text. While stale, writes throw kUnavailable.
+  WriteResult put(std::string_view key, const nlohmann::json& value) override;
+  WriteResult erase(std::string_view key) override;
 
-  // The cached value, or std::nullopt if absent. Never touches the database.
-  std::optional<nlohmann::json> get(std::string_view key) const;
-  bool contains(std::string_view key) const;
-  std::size_t size() const;
-  // Every key and value. With a non-empty prefix, only keys starting with it.
-  std::map<std::string, nlohmann::json> get_all(std::string_view prefix = {}) const;
-  // Like get_all, with the revision the result is complete to, read together: a subscriber or
-  // a /watch that continues after `revision` misses nothing.
-  Snapshot snapshot(std::string_view prefix = {}) const;
+  // Reads: from the cache, never the database (see Config).
+  std::optional<nlohmann::json> get(std::string_view key) const override;
+  bool contains(std::string_view key) const override;
+  std::size_t size() const override;
+  std::map<std::string, nlohmann::json> get_all(std::string_view prefix = {}) const override;
+  Snapshot snapshot(std::string_view prefix = {}) const override;
+  std::string get_string(std::string_view key, std::string default_value = {}) const override;
+  int64_t get_int(std::string_view key, int64_t default_value = 0) const override;
+  double get_double(std::string_view key, double default_value = 0.0) const override;
+  bool get_bool(std::string_view key, bool default_value = false) const override;
 
-  // Typed getters: the default when the key is absent or its value does not convert. They never
-  // throw. Conversions (also in README.md):
-  //   get_string: a JSON string. Any other type gives the default.
-  //   get_int:    an integer that fits int64; a float with an integral value in range (42.0);
-  //               a string holding exactly such a number ("123", " 7" is refused).
-  //   get_double: any number; a string holding exactly a finite number ("2.5").
-  //   get_bool:   true/false; the strings "true"/"false", "1"/"0", "yes"/"no", "on"/"off"
-  //               (any case); the integers 1 and 0.
-  std::string get_string(std::string_view key, std::string default_value = {}) const;
-  int64_t get_int(std::string_view key, int64_t default_value = 0) const;
-  double get_double(std::string_view key, double default_value = 0.0) const;
-  bool get_bool(std::string_view key, bool default_value = false) const;
-  // Any type nlohmann::json converts to (user types with from_json included), using
-  // nlohmann's own conversion rules. The default when absent or when the conversion throws.
-  template <class T>
-  T get_as(std::string_view key, T default_value) const {
-    std::optional<nlohmann::json> value = get(key);
-    if (!value) return default_value;
-    try {
-      return value->get<T>();
-    } catch (const std::exception&) {
-      return default_value;
-    }
-  }
+  SubscriptionId subscribe(Callback callback) override;
+  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress) override;
+  void unsubscribe(SubscriptionId id) override;
 
-  // Calls `callback` for every change applied to this instance's cache (local writes, remote
-  // writes, changes found by a resync), per key in commit order, on the dispatcher thread. A
-  // write that leaves a value unchanged does not call it. Exceptions it throws are logged and
-  // counted. Returns an id for unsubscribe().
-  SubscriptionId subscribe(Callback callback);
-  // Same, and `on_progress` (may be empty) is called on the same thread, in order with the
-  // changes, each time the store is complete to a new revision (see Progress). This is what a
-  // relay needs to number a stream of changes by revision (the HTTP /watch does).
-  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress);
-  // After unsubscribe returns, the callback is not called again (if it is running on another
-  // thread, unsubscribe waits for it to finish; called from a callback, it does not wait).
-  void unsubscribe(SubscriptionId id);
-
-  // Checksum of the whole cache: the sum modulo 2^32 of CRC32(key + '\0' + value) over every
-  // entry, where value is PostgreSQL's jsonb text of the value. Equal on instances holding the
-  // same data, independent of order, updated in O(1) per change.
-  uint32_t get_crc() const;
-
-  // Reloads everything from the table and applies the differences (callbacks fire with
-  // ChangeOrigin::kResync). Waits until done. Throws kUnavailable/kTimeout if the database
-  // cannot be reached.
-  void sync();
-
-  Stats stats() const;
-
-  // Reads from the table (not the cache) what changed after `revision`, in one snapshot, with
-  // keys under `prefix` only when it is not empty. Used to resume a stream of changes that was
-  // interrupted. Throws kUnavailable/kTimeout if the database cannot be reached, kShutdown.
-  ChangesSince changes_since(int64_t revision, std::string_view prefix = {}) const;
-
-  // Stops the listener and the dispatcher and closes every connection. Idempotent, prompt
-  // (pending callbacks are dropped), and safe to call from any thread; afterwards reads still
-  // serve the last cached values and writes throw kShutdown.
-  void shutdown();
+  uint32_t get_crc() const override;
+  // Reloads everything from the table (see Config).
+  void sync() override;
+  Stats stats() const override;
+  // Reads from the table (not the cache) what changed after `revision` (see Config).
+  ChangesSince changes_since(int64_t revision, std::string_view prefix = {}) const override;
+  bool is_stale() const override;
+  void shutdown() override;
 
   class Impl;
 

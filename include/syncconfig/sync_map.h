@@ -1,4 +1,5 @@
-// SyncMap<T>: a typed view over the keys of one Store that start with a prefix.
+// SyncMap<T>: a typed view over the keys of one store (a Store or a RemoteStore: any Config) that
+// start with a prefix.
 #pragma once
 
 #include <cmath>
@@ -15,11 +16,11 @@
 #include <utility>
 #include <vector>
 
-#include "syncconfig/store.h"
+#include "syncconfig/config.h"
 
 namespace syncconfig {
 
-// A typed view over the keys of a Store that start with `prefix`, e.g. SyncMap<bool> over
+// A typed view over the keys of a store that start with `prefix`, e.g. SyncMap<bool> over
 // "feature:" sees the key "feature:new_ui" under the name "new_ui". Every name passed to or
 // returned by a SyncMap is WITHOUT the prefix. Reads come from the store's cache; writes are the
 // store's writes (so they sync to every instance of the table like any other).
@@ -31,16 +32,16 @@ namespace syncconfig {
 //   - floating T:      any JSON number.
 //   - any other T:     whatever nlohmann::json::get<T>() accepts without throwing (std::string
 //                      needs a JSON string; user types use their from_json).
-// Writes convert with nlohmann's to_json; Store::set's errors (bad key, NaN, too large, database
-// unreachable ...) propagate as syncconfig::Error.
+// Writes convert with nlohmann's to_json; the store's write errors (bad key, NaN, too large,
+// database unreachable ...) propagate as syncconfig::Error.
 //
-// Threads: like Store, a SyncMap is safe for concurrent use from any number of threads.
+// Threads: like the store, a SyncMap is safe for concurrent use from any number of threads.
 // Subscribed callbacks run on the store's dispatcher thread with the store's guarantees (one at
 // a time, per key in commit order, never under a lock; after unsubscribe returns, not called
-// again). A callback may use the SyncMap and the Store, but must not destroy the SyncMap.
+// again). A callback may use the SyncMap and the store, but must not destroy the SyncMap.
 //
-// Lifetime: the Store must outlive the SyncMap. The destructor unsubscribes every callback
-// registered through this SyncMap. Several SyncMaps (with any prefixes) may share one Store.
+// Lifetime: the store must outlive the SyncMap. The destructor unsubscribes every callback
+// registered through this SyncMap. Several SyncMaps (with any prefixes) may share one store.
 template <class T>
 class SyncMap {
  public:
@@ -48,7 +49,7 @@ class SyncMap {
   using ChangeCallback =
       std::function<void(const std::string& name, const std::optional<T>& value)>;
 
-  SyncMap(Store& store, std::string prefix) : store_(store), prefix_(std::move(prefix)) {}
+  SyncMap(Config& store, std::string prefix) : store_(store), prefix_(std::move(prefix)) {}
 
   ~SyncMap() {
     std::set<SubscriptionId> ids;
@@ -74,7 +75,7 @@ class SyncMap {
     return value ? std::move(*value) : std::move(default_value);
   }
 
-  // Writes `prefix + name`; waits for the commit like Store::set.
+  // Writes `prefix + name`; waits for the commit like Config::set.
   void set(std::string_view name, const T& value) { store_.set(key(name), nlohmann::json(value)); }
 
   // Deletes `prefix + name`; whether it existed in the table.
@@ -171,7 +172,7 @@ class SyncMap {
     return k;
   }
 
-  Store& store_;
+  Config& store_;
   const std::string prefix_;
   mutable std::mutex mu_;
   std::set<SubscriptionId> ids_;  // Subscriptions registered through this map, still active.

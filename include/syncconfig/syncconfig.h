@@ -1,9 +1,11 @@
 // Umbrella header for the syncconfig library.
 #pragma once
 
+#include "syncconfig/config.h"
 #include "syncconfig/embedded_postgres.h"
 #include "syncconfig/error.h"
 #include "syncconfig/options.h"
 #include "syncconfig/pool_manager.h"
+#include "syncconfig/remote_store.h"
 #include "syncconfig/store.h"
 #include "syncconfig/sync_map.h"

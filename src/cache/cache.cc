@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "cache/jsonb_text.h"
+
 namespace syncconfig::internal {
 
 std::optional<ParsedValue> parse_value(std::string_view key, std::string_view text) {
@@ -46,18 +48,75 @@ Snapshot Cache::snapshot(std::string_view prefix) const {
   return out;
 }
 
+SnapshotFileData Cache::export_snapshot() const {
+  SnapshotFileData out;
+  // Sized, and its pages touched, before the lock: faulting in fresh memory for a million
+  // pointers took longer than the listing itself (100 ms against 7 ms).
+  std::vector<const Entry*> live(size_hint() + 1024);
+  std::size_t listed = 0;
+  {
+    std::shared_lock lock(mu_);
+    // Only the table's slots are read here; tombstones are skipped after the lock, so that the
+    // lock is not held for a cache miss per entry.
+    if (live.size() < map_.size()) live.resize(map_.size());
+    map_.for_each([&](const Entry& e) { live[listed++] = &e; });
+    out.revision = watermark_;
+    exports_.fetch_add(1);
+  }
+  live.resize(listed);
+  struct EndExport {
+    const Cache& cache;
+    ~EndExport() { cache.end_export(); }
+  } end_export{*this};
+  out.written_at = std::chrono::system_clock::now();
+  out.entries.reserve(live.size());
+  for (const Entry* e : live) {
+    if (!e->live()) continue;
+    std::string& text = out.entries.emplace_back(e->key(), std::string()).second;
+    if (const nlohmann::json* c = e->container()) {
+      append_jsonb_text(text, *c);
+    } else {
+      text = e->text();
+    }
+  }
+  return out;
+}
+
+void Cache::end_export() const {
+  std::vector<EntryPtr> freed;  // After the lock is released.
+  std::unique_lock lock(mu_);
+  if (exports_.fetch_sub(1) == 1) freed.swap(retired_);
+}
+
+void Cache::retire(EntryPtr& e) {
+  if (e && exports_.load() > 0) retired_.push_back(std::move(e));
+}
+
+std::size_t Cache::size_hint() const {
+  std::shared_lock lock(mu_);
+  return map_.size();
+}
+
+uint64_t Cache::content_version() const {
+  std::shared_lock lock(mu_);
+  return content_version_;
+}
+
 CacheDigest Cache::digest() const {
   std::shared_lock lock(mu_);
   return CacheDigest{live_count_, crc_sum_, md5_sum_, max_revision_};
 }
 
+// Every change of the live content passes through add_sums or sub_sums.
 void Cache::add_sums(const EntryHash& h) {
+  ++content_version_;
   ++live_count_;
   crc_sum_ += h.crc;  // Modulo 2^32 by unsigned wrap-around.
   md5_sum_ += h.md5;
 }
 
 void Cache::sub_sums(const EntryHash& h) {
+  ++content_version_;
   --live_count_;
   crc_sum_ -= h.crc;
   md5_sum_ -= h.md5;
@@ -91,6 +150,7 @@ bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, boo
   add_sums(incoming->hash);
   const Entry& stored = *incoming;
   replaced = map_.put(std::move(incoming));
+  retire(replaced);
   push(stored, origin, written_at);
   return true;
 }
@@ -115,6 +175,7 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
   tombstones_.emplace_back(revision, std::string(key));
   const Entry& stored = *tombstone;
   replaced = map_.put(std::move(tombstone));
+  retire(replaced);
   if (was_live) push(stored, origin, written_at);
   prune_tombstones();
   return true;
@@ -140,6 +201,7 @@ std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
       sink_.push(Change{key, std::nullopt, revision, origin, written_at});
       ++removed;
     }
+    retire(gone);
   }
   return removed;
 }
@@ -152,6 +214,7 @@ void Cache::advance_watermark(int64_t revision) {
 void Cache::raise_watermark(int64_t revision) {
   if (revision <= watermark_) return;
   watermark_ = revision;
+  ++content_version_;
   prune_tombstones();
   sink_.progress(watermark_, /*reset=*/false);
 }
@@ -160,7 +223,10 @@ void Cache::prune_tombstones() {
   while (!tombstones_.empty() && tombstones_.front().first <= watermark_) {
     auto& [revision, key] = tombstones_.front();
     const Entry* e = map_.find(key);
-    if (e != nullptr && !e->live() && e->revision == revision) map_.erase(key);
+    if (e != nullptr && !e->live() && e->revision == revision) {
+      EntryPtr gone = map_.erase(key);
+      retire(gone);
+    }
     tombstones_.pop_front();
   }
 }
@@ -203,7 +269,10 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
     add_sums(incoming->hash);
     ++changed;
     const Entry& stored = *incoming;
-    if (EntryPtr old = map_.put(std::move(incoming))) replaced.push_back(std::move(old));
+    if (EntryPtr old = map_.put(std::move(incoming))) {
+      retire(old);
+      if (old) replaced.push_back(std::move(old));
+    }
     if (!quiet) push(stored, ChangeOrigin::kResync, std::nullopt);
   }
   // Entries the snapshot no longer has, unless written after it.
@@ -218,15 +287,19 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
   }
   for (const std::string& key : gone) {
     EntryPtr e = map_.erase(key);
-    if (!e->live()) continue;
-    sub_sums(e->hash);
-    ++changed;
-    if (!quiet) {
-      sink_.push(Change{key, std::nullopt, snapshot_revision, ChangeOrigin::kResync, std::nullopt});
+    if (e->live()) {
+      sub_sums(e->hash);
+      ++changed;
+      if (!quiet) {
+        sink_.push(
+            Change{key, std::nullopt, snapshot_revision, ChangeOrigin::kResync, std::nullopt});
+      }
     }
+    retire(e);
   }
   note_revision(snapshot_revision);
   if (mode == ReplaceMode::kReset) {
+    ++content_version_;  // The watermark was reset (rare enough not to check for equality).
     watermark_ = snapshot_revision;
     prune_tombstones();
     sink_.progress(watermark_, /*reset=*/true);

@@ -32,6 +32,7 @@
 #include "cache/entry_hash.h"
 #include "cache/entry_table.h"
 #include "cache/read_mostly_mutex.h"
+#include "cache/snapshot_file.h"
 #include "syncconfig/store.h"
 
 namespace syncconfig::internal {
@@ -99,6 +100,19 @@ class Cache {
   Snapshot snapshot(std::string_view prefix) const;
   CacheDigest digest() const;
   int64_t watermark() const;
+  // Every live entry's key and jsonb text, in no particular order, with revision = the watermark
+  // and written_at = now; source left empty. The cache at one moment: the entries are listed
+  // under one read lock, and their text is made (containers rendered with jsonb_text) after it
+  // is released. The lock is held only for the listing (pointers copied from the table's slots)
+  // because ReadMostlyMutex makes every new reader wait behind a waiting writer: a lock held
+  // while a million entries are rendered, or just copied (measured: about as slow), would stall
+  // get() for a second whenever a write came in. The listed entries stay valid: an entry is
+  // immutable but for revision and mark (not read here), and while an export runs, writers
+  // retire what they take out of the table instead of freeing it (retire()).
+  SnapshotFileData export_snapshot() const;
+  // A number that changes whenever the live content or the watermark changes (a counter of such
+  // changes, never repeating), and only then: a write of an equal value does not change it.
+  uint64_t content_version() const;
 
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
   // tombstone). The result of this instance's own write (`local_write`, applied by the writing
@@ -131,6 +145,13 @@ class Cache {
   void prune_tombstones();  // Requires the write lock.
   // Raises the watermark and reports it to the sink. Requires the write lock.
   void raise_watermark(int64_t revision);
+  // Keeps `e`, just taken out of the map, alive while an export may be reading it; otherwise
+  // leaves it to its owner, who frees it after releasing the lock. Requires the write lock.
+  void retire(EntryPtr& e);
+  // Entries in the table, tombstones included.
+  std::size_t size_hint() const;
+  // Ends an export: the last one frees the retired entries.
+  void end_export() const;
 
   ChangeSink& sink_;
   // Returns the key's entry after storing `e` there; pushes the change unless `quiet`.
@@ -145,6 +166,11 @@ class Cache {
   uint64_t md5_sum_ = 0;
   int64_t max_revision_ = 0;
   int64_t watermark_ = 0;
+  uint64_t content_version_ = 0;  // See content_version(); bumped under the write lock.
+  // Exports running (raised under the read lock, lowered under the write lock) and the entries
+  // retired meanwhile (under the write lock).
+  mutable std::atomic<int> exports_{0};
+  mutable std::vector<EntryPtr> retired_;
 };
 
 }  // namespace syncconfig::internal

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "syncconfig/error.h"
 
@@ -50,6 +51,11 @@ struct ServeArgs {
   std::string data_dir = ".syncconfig";
   std::string listen = "127.0.0.1:8080";
   std::string token;
+  // Relay: follow these servers (RemoteStore) instead of a database.
+  std::vector<std::string> upstream;
+  std::string upstream_token;  // Default: env SYNCCONFIG_UPSTREAM_TOKEN.
+  std::string upstream_store;  // The upstream's store to follow ("": its default).
+  std::string snapshot_file;   // Options::snapshot_file of the served store (--dsn, --upstream).
 };
 
 enum class Operation { kGet, kSet, kDelete, kList, kWatch, kCrc };

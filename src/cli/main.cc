@@ -81,6 +81,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--token", serve.token,
                         "Require 'Authorization: Bearer TOKEN' (default: env SYNCCONFIG_TOKEN)");
+  serve_cmd->add_option("--upstream", serve.upstream,
+                        "Relay: follow this syncconfig server (repeat for failover, in order) "
+                        "instead of a database, and serve the same API downstream");
+  serve_cmd->add_option("--upstream-token", serve.upstream_token,
+                        "Token for the upstream servers (default: env SYNCCONFIG_UPSTREAM_TOKEN)");
+  serve_cmd->add_option("--upstream-store", serve.upstream_store,
+                        "The upstream's store to follow (default: its default store)");
+  serve_cmd->add_option("--snapshot-file", serve.snapshot_file,
+                        "Keep a snapshot of the store in this file and start from it, stale, "
+                        "when the database (or every upstream) is unreachable");
   add_log_level(serve_cmd, log_level, "info");
 
   struct OperatorCommand {

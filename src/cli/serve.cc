@@ -1,5 +1,6 @@
 // `syncconfig serve`: the stores of a service-definitions file, of one DSN, or of an embedded
 // PostgreSQL, served over HTTP until SIGINT/SIGTERM.
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -95,8 +96,26 @@ int run_serve(const ServeArgs& args) {
 
   // Declaration order is teardown order, reversed: server, then stores, then the database.
   std::unique_ptr<EmbeddedPostgres> embedded;
-  std::vector<std::pair<std::string, std::unique_ptr<Store>>> stores;
-  if (!args.config.empty()) {
+  std::vector<std::pair<std::string, std::unique_ptr<Config>>> stores;
+  if (!args.upstream.empty()) {
+    if (!args.dsn.empty() || !args.config.empty()) {
+      throw UsageError("--upstream cannot be used with --dsn or --config");
+    }
+    RemoteOptions options;
+    options.store = args.upstream_store;
+    options.token = args.upstream_token.empty() ? env("SYNCCONFIG_UPSTREAM_TOKEN").value_or("")
+                                                : args.upstream_token;
+    options.snapshot_file = args.snapshot_file;
+    spdlog::info("relaying store '{}' of {} (the first that answers)",
+                 args.upstream_store.empty() ? "default" : args.upstream_store,
+                 fmt::join(args.upstream, ", "));
+    stores.emplace_back("default", RemoteStore::open(args.upstream, std::move(options)));
+  } else if (!args.config.empty()) {
+    if (!args.snapshot_file.empty()) {
+      throw UsageError(
+          "--snapshot-file goes with --dsn or --upstream (with --config, set "
+          "snapshot_file per store in the file)");
+    }
     if (!args.dsn.empty()) throw UsageError("--dsn and --config cannot be used together");
     service::ServiceConfig config = service::load_service_config(args.config);
     PoolManager pools;
@@ -124,7 +143,9 @@ int run_serve(const ServeArgs& args) {
     }
     check_dsn(dsn);
     spdlog::info("opening store 'default' at {}", internal::redact_dsn(dsn));
-    stores.emplace_back("default", Store::open(dsn, Options{}));
+    Options options;
+    options.snapshot_file = args.snapshot_file;
+    stores.emplace_back("default", Store::open(dsn, std::move(options)));
   }
 
   std::vector<service::ServedStore> served;

@@ -33,7 +33,7 @@ const std::vector<std::string> kPoolParams = {"dsn", "schema"};
 const std::vector<std::string> kStoreParams = {
     "dbpool_name",        "db_pool_name",       "table_name",       "channel",
     "heartbeat_interval", "reconnect_interval", "sync_on_mismatch", "enable_notification",
-    "db_timeout",         "pool_size"};
+    "db_timeout",         "pool_size",          "snapshot_file"};
 
 // A value quoted for a message, escaped so that control characters cannot garble it.
 std::string shown(std::string_view s) {
@@ -445,6 +445,10 @@ class Parser {
     }
     if (const std::string* v = param(e, "pool_size")) {
       o.pool_size = static_cast<std::size_t>(to_int(e, "pool_size", *v, 1, 1000));
+    }
+    if (const std::string* v = param(e, "snapshot_file")) {
+      if (v->empty()) fail(e.name, "snapshot_file", "is empty (leave it out for no file)");
+      o.snapshot_file = *v;
     }
     return store;
   }

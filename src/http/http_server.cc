@@ -97,6 +97,10 @@ std::string printable(std::string_view s) {
   return out;
 }
 
+double to_unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
 json settings_object(const std::map<std::string, json>& all) {
   json out = json::object();
   for (const auto& [k, v] : all) out[k] = v;
@@ -430,26 +434,34 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
   using Kind = detail::Route::Kind;
   switch (route.kind) {
     case Kind::kHealth: {
+      // healthy: every store follows its source; stale: one serves its snapshot file (reads
+      // work, writes are refused); degraded: one has lost its source. 200 only when healthy.
       json stores = json::object();
-      bool all_connected = true;
+      const char* overall = "healthy";
       std::optional<Stats> first;
       for (const auto& f : feeds_) {
         Stats s = f->store().stats();
-        all_connected = all_connected && s.connected;
-        stores[f->name()] = {{"status", s.connected ? "healthy" : "degraded"},
-                             {"crc", s.crc},
-                             {"count", s.keys},
-                             {"connected", s.connected},
-                             {"revision", s.revision}};
+        const char* status = s.stale ? "stale" : s.connected ? "healthy" : "degraded";
+        if (std::string_view(status) == "degraded" ||
+            (std::string_view(status) == "stale" && std::string_view(overall) == "healthy")) {
+          overall = status;
+        }
+        json entry = {{"status", status},
+                      {"crc", s.crc},
+                      {"count", s.keys},
+                      {"connected", s.connected},
+                      {"revision", s.revision}};
+        if (s.stale_as_of) entry["stale_as_of_unix"] = to_unix_seconds(*s.stale_as_of);
+        stores[f->name()] = std::move(entry);
         if (!first) first = s;
       }
-      return json_response(all_connected ? 200 : 503,
-                           {{"status", all_connected ? "healthy" : "degraded"},
-                            {"crc", first->crc},
-                            {"count", first->keys},
-                            {"connected", first->connected},
-                            {"revision", first->revision},
-                            {"stores", std::move(stores)}});
+      const bool healthy = std::string_view(overall) == "healthy";
+      return json_response(healthy ? 200 : 503, {{"status", overall},
+                                                 {"crc", first->crc},
+                                                 {"count", first->keys},
+                                                 {"connected", first->connected},
+                                                 {"revision", first->revision},
+                                                 {"stores", std::move(stores)}});
     }
     case Kind::kMetrics: {
       Response res{http::status::ok, 11};
@@ -472,6 +484,7 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
       }
     case Kind::kList:
     case Kind::kWatch:
+    case Kind::kChanges:
       break;
   }
   return std::nullopt;  // A whole listing, or database work: the blocking pool.
@@ -480,28 +493,52 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
 Response HttpServer::Impl::respond_blocking(const detail::Route& route,
                                             const http::request<http::string_body>& req) {
   try {
-    Store& store = route.feed->store();
+    Config& store = route.feed->store();
     if (route.kind == detail::Route::Kind::kList) {
       Snapshot snap = store.snapshot(route.prefixes.empty() ? "" : route.prefixes.front());
       Response res = json_response(200, settings_object(snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       return res;
     }
-    // Store::set and Store::remove validate the key (an invalid one is kInvalidArgument: 400).
+    if (route.kind == detail::Route::Kind::kChanges) {
+      ChangesSince c =
+          store.changes_since(*route.since, route.prefixes.empty() ? "" : route.prefixes.front());
+      json changes = json::array();
+      for (const Change& ch : c.changes) {
+        changes.push_back({{"key", ch.key},
+                           {"value", ch.value.value_or(json(nullptr))},
+                           {"deleted", !ch.value.has_value()},
+                           {"revision", ch.revision}});
+      }
+      Response res = json_response(200, {{"complete", c.complete},
+                                         {"reason", c.reason},
+                                         {"revision", c.revision},
+                                         {"changes", std::move(changes)}});
+      res.set("X-Syncconfig-Revision", std::to_string(c.revision));
+      return res;
+    }
+    // put() and erase() validate the key (an invalid one is kInvalidArgument: 400). The answer
+    // is the write's own outcome, never a re-read of the cache (another write may be there).
     if (req.method() == http::verb::put) {
       auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);
       if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
         return error_response(refused->status, refused->message);
       }
-      const json& value = std::get<json>(parsed);
-      store.set(route.key, value);
-      return json_response(
-          200, {{"key", route.key}, {"value", store.get(route.key).value_or(json(nullptr))}});
+      WriteResult w = store.put(route.key, std::get<json>(parsed));
+      Response res = json_response(200, {{"key", route.key},
+                                         {"value", w.value.value_or(json(nullptr))},
+                                         {"revision", w.revision}});
+      res.set("X-Syncconfig-Revision", std::to_string(w.revision));
+      return res;
     }
-    if (!store.remove(route.key)) {
+    WriteResult w = store.erase(route.key);
+    if (w.revision == 0) {
       return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
     }
-    return json_response(200, {{"key", route.key}, {"deleted", true}});
+    Response res =
+        json_response(200, {{"key", route.key}, {"deleted", true}, {"revision", w.revision}});
+    res.set("X-Syncconfig-Revision", std::to_string(w.revision));
+    return res;
   } catch (const Error& e) {
     if (status_for(e.code()) >= 500) {
       log_->warn("http: {} {} failed: {}", sv(req.method_string()), printable(sv(req.target())),

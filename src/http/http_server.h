@@ -104,7 +104,7 @@ struct HttpOptions {
 // A store served under a name. The first one is also served at the unprefixed routes.
 struct ServedStore {
   std::string name;
-  Store* store;  // Not owned; must outlive the HttpServer.
+  Config* store;  // Not owned (a Store, or a RemoteStore for a relay); must outlive the HttpServer.
 };
 
 class HttpServer {

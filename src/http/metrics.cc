@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -96,6 +97,17 @@ std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds)
        [&](const Sample& s) { return u(s.stats.crc); }},
       {"syncconfig_revision", "gauge", "Highest revision this instance is complete to.",
        [&](const Sample& s) { return s.stats.revision; }},
+      {"syncconfig_stale", "gauge",
+       "1 while the store serves its snapshot file (no source answered since start-up), else 0.",
+       [&](const Sample& s) { return int64_t{s.stats.stale ? 1 : 0}; }},
+      {"syncconfig_snapshot_age_seconds", "gauge",
+       "While stale: age of the snapshot file served, in seconds; else 0.",
+       [&](const Sample& s) -> int64_t {
+         if (!s.stats.stale || !s.stats.stale_as_of) return 0;
+         return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() -
+                                                                 *s.stats.stale_as_of)
+             .count();
+       }},
       {"syncconfig_watch_streams", "gauge", "Open /watch streams.",
        [&](const Sample& s) { return u(s.streams); }},
       {"syncconfig_watch_slow_disconnects_total", "counter",

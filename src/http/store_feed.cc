@@ -52,7 +52,7 @@ LagHistogram::Snapshot LagHistogram::snapshot() const {
   return s;
 }
 
-StoreFeed::StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes)
+StoreFeed::StoreFeed(std::string name, Config* store, std::size_t max_events, std::size_t max_bytes)
     : name_(std::move(name)), store_(store), max_events_(max_events), max_bytes_(max_bytes) {}
 
 StoreFeed::~StoreFeed() { detach(); }

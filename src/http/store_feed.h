@@ -81,13 +81,13 @@ class LagHistogram {
 class StoreFeed {
  public:
   // History keeps at most `max_events` changes and `max_bytes` bytes of event text.
-  StoreFeed(std::string name, Store* store, std::size_t max_events, std::size_t max_bytes);
+  StoreFeed(std::string name, Config* store, std::size_t max_events, std::size_t max_bytes);
   ~StoreFeed();
   StoreFeed(const StoreFeed&) = delete;
   StoreFeed& operator=(const StoreFeed&) = delete;
 
   const std::string& name() const { return name_; }
-  Store& store() const { return *store_; }
+  Config& store() const { return *store_; }
 
   // Subscribes to the store / unsubscribes (idempotent). Not concurrently with each other.
   void attach();
@@ -174,7 +174,7 @@ class StoreFeed {
   WatchEventPtr make_event(const Change& change) const;
 
   const std::string name_;
-  Store* const store_;
+  Config* const store_;
   const std::size_t max_events_;
   const std::size_t max_bytes_;
   std::optional<SubscriptionId> subscription_;

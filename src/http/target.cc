@@ -103,11 +103,16 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
   } else if (rest == "/watch") {
     if (!get) return not_allowed(method, path, "GET");
     route.kind = Route::Kind::kWatch;
+  } else if (rest == "/changes") {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kChanges;
   } else {
     return not_found(method, path);
   }
 
-  // The query of /settings and /watch: prefix (repeatable on /watch), since (/watch).
+  // The query of /settings, /watch and /changes: prefix (repeatable on /watch), since (/watch,
+  // required on /changes).
+  const bool single_prefix = route.kind != Route::Kind::kWatch;
   bool every_key = false;
   while (!query.empty()) {
     std::string_view pair = query.substr(0, query.find('&'));
@@ -118,15 +123,15 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
         eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
     if (name == "prefix") {
       if (auto refused = check_prefix(value)) return *refused;
-      if (route.kind == Route::Kind::kList && (every_key || !route.prefixes.empty())) {
-        return Refusal{400, "prefix may be given once on /settings", {}};
+      if (single_prefix && (every_key || !route.prefixes.empty())) {
+        return Refusal{400, fmt::format("prefix may be given once on {}", rest), {}};
       }
       if (value.empty()) {
         every_key = true;
       } else {
         route.prefixes.push_back(std::move(value));
       }
-    } else if (name == "since" && route.kind == Route::Kind::kWatch) {
+    } else if (name == "since" && route.kind != Route::Kind::kList) {
       std::optional<uint64_t> id = parse_event_id(value);
       if (!id || *id > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
         return Refusal{400, "since must be an event id (a revision: a non-negative integer)", {}};
@@ -135,6 +140,9 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     }
   }
   if (every_key) route.prefixes.clear();
+  if (route.kind == Route::Kind::kChanges && !route.since) {
+    return Refusal{400, "/changes needs since=R (a revision: a non-negative integer)", {}};
+  }
   return route;
 }
 

@@ -17,13 +17,14 @@ namespace syncconfig::service::detail {
 class StoreFeed;
 
 struct Route {
-  enum class Kind { kHealth, kMetrics, kList, kKey, kWatch };
+  enum class Kind { kHealth, kMetrics, kList, kKey, kWatch, kChanges };
   Kind kind = Kind::kHealth;
   std::size_t store_index = 0;        // Index into the served stores (0: the default).
   StoreFeed* feed = nullptr;          // Filled in by the server.
   std::string key;                    // kKey: percent-decoded once.
-  std::vector<std::string> prefixes;  // kList (at most one), kWatch; empty: every key.
-  std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win).
+  std::vector<std::string> prefixes;  // kList, kChanges (at most one), kWatch; empty: every key.
+  std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win);
+                                      // kChanges: required.
 };
 
 // Percent-decodes `s` once; with `plus_is_space` (query strings), '+' is a space. An invalid

@@ -17,6 +17,9 @@ struct Counters {
   std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> callback_errors{0};
   std::atomic<bool> connected{false};
+  // Opened from the snapshot file and not caught up with the source since.
+  std::atomic<bool> stale{false};
+  std::atomic<int64_t> stale_as_of_us{0};  // When that file was written (microseconds, Unix).
 };
 
 }  // namespace syncconfig::internal

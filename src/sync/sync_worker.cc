@@ -105,12 +105,17 @@ bool SyncWorker::try_connect() {
   try {
     Deadline deadline = deadline_after(ctx_.options.db_timeout);
     conn_ = open_listener(ctx_, deadline, stop_fd_);
+    if (ctx_.on_connect) ctx_.on_connect(*conn_, deadline);
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
     // A catch-up may turn into a full reload: give it the longer bound.
     ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
                             deadline_after(ctx_.options.load_timeout));
     (r.full ? ctx_.counters->resyncs : ctx_.counters->catch_ups).fetch_add(1);
     ctx_.counters->connected.store(true);
+    if (ctx_.counters->stale.exchange(false)) {
+      ctx_.logger->info("syncconfig: {} is no longer stale: caught up from its snapshot file",
+                        ctx_.sql->qualified_table);
+    }
     if (ever_lost_) ctx_.counters->reconnects.fetch_add(1);
     ctx_.logger->info(
         "syncconfig: listener connected to {} ({} after {} failed attempts, {} keys changed)",

@@ -38,6 +38,9 @@ struct SyncContext {
   // Whether a backend pid is one of this store's own write connections (its notifications are
   // then reported with ChangeOrigin::kLocal). May be empty.
   std::function<bool(int)> is_own_backend;
+  // Run on every new listener connection before its catch-up (the store opened from its snapshot
+  // file creates the table's objects there if missing). May be empty.
+  std::function<void(Connection&, Deadline)> on_connect;
 };
 
 // Opens the worker's connection and, with notifications enabled, LISTENs on the channel (before

@@ -1,0 +1,700 @@
+// RemoteStore: the cache of Store, fed by a syncconfig server instead of the table.
+//
+// The follower thread takes nothing for granted about the server it follows: it resumes by the
+// cache's watermark (every change at or below it is applied), and the cache applies a change only
+// if it is newer than the key's entry. So moving to another server, or receiving a change twice
+// (a write's own answer, then its event), never rolls a key back or skips one.
+#include "syncconfig/remote_store.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "cache/cache.h"
+#include "cache/conversions.h"
+#include "cache/jsonb_text.h"
+#include "cache/snapshot_file.h"
+#include "cache/snapshot_writer.h"
+#include "http/http_client.h"
+#include "http/url.h"
+#include "sync/counters.h"
+#include "sync/dispatcher.h"
+#include "util/validation.h"
+
+namespace syncconfig {
+
+using json = nlohmann::json;
+using std::chrono::steady_clock;
+
+namespace {
+
+// An HTTP status of a syncconfig server as the Error code a Store would have thrown.
+ErrorCode code_for_status(int status) {
+  switch (status) {
+    case 503:
+      return ErrorCode::kUnavailable;
+    case 504:
+      return ErrorCode::kTimeout;
+    case 500:
+      return ErrorCode::kDatabase;
+    default:
+      return status >= 400 && status < 500 ? ErrorCode::kInvalidArgument : ErrorCode::kInternal;
+  }
+}
+
+// The server's {"error": "..."}, or the start of whatever it sent.
+std::string server_error(const http::Response& r) {
+  try {
+    json body = json::parse(r.body);
+    if (body.is_object() && body.contains("error") && body["error"].is_string()) {
+      return body["error"].get<std::string>();
+    }
+  } catch (const json::exception&) {
+  }
+  return r.body.substr(0, 200);
+}
+
+std::string json_quoted(std::string_view key) {
+  return json(std::string(key)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json parse_json(const std::string& text, const std::string& what) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::kInternal,
+                fmt::format("{}: the answer is not JSON: {}", what, e.what()));
+  }
+}
+
+int64_t revision_of(const json& j, const std::string& what) {
+  if (!j.is_object() || !j.contains("revision") || !j["revision"].is_number_integer()) {
+    throw Error(ErrorCode::kInternal, fmt::format("{}: no \"revision\" in the answer", what));
+  }
+  return j["revision"].get<int64_t>();
+}
+
+// A value from the server, made into a cache entry as Store makes one from the table's text.
+std::optional<internal::ParsedValue> to_entry(std::string_view key, const json& value) {
+  return internal::parse_value(key, internal::jsonb_text(value));
+}
+
+// Rows of a {key: value} object, all at the snapshot's revision: the answer says the whole
+// object is complete to it, not when each key last changed.
+std::vector<internal::Row> rows_of(const json& settings, int64_t revision, std::string_view prefix,
+                                   const std::string& what) {
+  if (!settings.is_object()) {
+    throw Error(ErrorCode::kInternal, fmt::format("{}: the settings are not a JSON object", what));
+  }
+  std::vector<internal::Row> rows;
+  rows.reserve(settings.size());
+  for (const auto& [key, value] : settings.items()) {
+    if (!std::string_view(key).starts_with(prefix)) continue;
+    if (auto entry = to_entry(key, value))
+      rows.push_back(internal::Row{std::move(*entry), revision});
+  }
+  return rows;
+}
+
+}  // namespace
+
+class RemoteStore::Impl {
+ public:
+  Impl(std::vector<http::Url> urls, RemoteOptions options)
+      : options_(std::move(options)),
+        logger_(options_.logger ? options_.logger : spdlog::default_logger()),
+        urls_(std::move(urls)),
+        base_(options_.store.empty() ? "" : "/stores/" + http::percent_encode(options_.store)),
+        dispatcher_(logger_, counters_.callback_errors),
+        cache_(dispatcher_) {
+    http::ClientOptions request_options;
+    request_options.token = options_.token;
+    request_options.connect_timeout = options_.connect_timeout;
+    request_options.request_timeout = options_.request_timeout;
+    for (const http::Url& url : urls_) {
+      requesters_.push_back(std::make_unique<http::HttpClient>(url, request_options));
+    }
+    open_from_a_server_or_file();
+    if (!options_.snapshot_file.empty()) {
+      writer_ = std::make_unique<internal::SnapshotWriter>(
+          options_.snapshot_file, options_.snapshot_interval,
+          [this] { return cache_.content_version(); },
+          [this] {
+            internal::SnapshotFileData data = cache_.export_snapshot();
+            data.source = source();
+            // A stale cache is as old as the file it came from, not as the moment it is saved.
+            if (counters_.stale.load()) {
+              data.written_at = std::chrono::system_clock::time_point(
+                  std::chrono::microseconds(counters_.stale_as_of_us.load()));
+            }
+            return data;
+          },
+          logger_);
+    }
+    follower_ = std::thread([this] { follow(); });
+  }
+
+  ~Impl() { shutdown(); }
+
+  // --- Writes -------------------------------------------------------------------------------
+
+  WriteResult put(std::string_view key, const json& value) {
+    check_writable(key);
+    std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
+    const std::string what = fmt::format("set({})", json_quoted(key));
+    http::Response r = send("PUT", base_ + "/settings/" + http::percent_encode(key), text, what);
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    json body = parse_json(r.body, what);
+    WriteResult out;
+    out.revision = revision_of(body, what);
+    out.value = body.value("value", json(nullptr));
+    if (auto entry = to_entry(key, *out.value)) {
+      cache_.upsert(std::move(*entry), out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+    }
+    counters_.writes.fetch_add(1);
+    return out;
+  }
+
+  WriteResult erase(std::string_view key) {
+    check_writable(key);
+    const std::string what = fmt::format("remove({})", json_quoted(key));
+    http::Response r = send("DELETE", base_ + "/settings/" + http::percent_encode(key), {}, what);
+    if (r.status == 404) return {};
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    WriteResult out;
+    out.revision = revision_of(parse_json(r.body, what), what);
+    cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+    counters_.deletes.fetch_add(1);
+    return out;
+  }
+
+  // --- Reads from the source ----------------------------------------------------------------
+
+  void sync() {
+    check_open();
+    std::string what = "sync()";
+    auto [rows, revision] = take_snapshot(current_index(), what);
+    std::size_t changed =
+        cache_.replace_all(std::move(rows), revision, internal::ReplaceMode::kResync);
+    counters_.resyncs.fetch_add(1);
+    logger_->debug("syncconfig: remote sync() changed {} keys", changed);
+  }
+
+  ChangesSince changes_since(int64_t revision, std::string_view prefix) {
+    check_open();
+    if (revision < 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("changes_since({}): a revision is not negative", revision));
+    }
+    // This store holds only options_.prefix: ask for the narrower of the two.
+    std::string_view mine = options_.prefix;
+    std::string_view narrow;
+    if (prefix.starts_with(mine)) {
+      narrow = prefix;
+    } else if (mine.starts_with(prefix)) {
+      narrow = mine;
+    } else {
+      return ChangesSince{true, {}, cache_.watermark(), {}};
+    }
+    return fetch_changes(current_index(), revision, narrow);
+  }
+
+  // --- Lifecycle ----------------------------------------------------------------------------
+
+  void shutdown() {
+    std::lock_guard lock(shutdown_mu_);
+    if (closed_.exchange(true)) return;
+    {
+      std::lock_guard l(mu_);
+      stopping_ = true;
+      if (watcher_) watcher_->stop();
+    }
+    cv_.notify_all();
+    for (auto& r : requesters_) r->stop();
+    if (follower_.joinable()) follower_.join();
+    counters_.connected.store(false);
+    if (writer_) writer_->stop();  // Writes the final state.
+    dispatcher_.stop();
+  }
+
+  Stats stats() const {
+    Stats s;
+    internal::CacheDigest d = cache_.digest();
+    s.keys = d.count;
+    s.crc = d.crc;
+    s.revision = cache_.watermark();
+    s.applied_revision = d.max_revision;
+    s.connected = counters_.connected.load();
+    s.writes = counters_.writes.load();
+    s.deletes = counters_.deletes.load();
+    s.notifications_applied = counters_.notifications_applied.load();
+    s.notifications_ignored = counters_.notifications_ignored.load();
+    s.resyncs = counters_.resyncs.load();
+    s.catch_ups = counters_.catch_ups.load();
+    s.reconnects = counters_.reconnects.load();
+    s.callback_errors = counters_.callback_errors.load();
+    s.stale = counters_.stale.load();
+    if (s.stale) {
+      s.stale_as_of = std::chrono::system_clock::time_point(
+          std::chrono::microseconds(counters_.stale_as_of_us.load()));
+    }
+    return s;
+  }
+
+  std::string current_server() const {
+    if (!counters_.connected.load()) return {};
+    return urls_[current_index()].to_string();
+  }
+
+  // What a snapshot file of this store is a snapshot of: files of another store or prefix are
+  // refused.
+  std::string source() const {
+    return fmt::format("remote store '{}' prefix {}", options_.store, json_quoted(options_.prefix));
+  }
+
+  // Declaration order is construction order: the dispatcher outlives the cache that feeds it.
+  const RemoteOptions options_;
+  std::shared_ptr<spdlog::logger> logger_;
+  const std::vector<http::Url> urls_;
+  const std::string base_;  // "" or "/stores/{name}".
+  internal::Counters counters_;
+  internal::Dispatcher dispatcher_;
+  internal::Cache cache_;
+
+ private:
+  void check_open() const {
+    if (closed_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
+  }
+
+  void check_writable(std::string_view key) const {
+    check_open();
+    internal::validate_key(key);
+    if (!key.starts_with(options_.prefix)) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("key {} is outside this store's prefix {}", json_quoted(key),
+                              json_quoted(options_.prefix)));
+    }
+    if (counters_.stale.load()) {
+      throw Error(ErrorCode::kUnavailable,
+                  "the store is stale (opened from its snapshot file; no server has answered "
+                  "since)");
+    }
+  }
+
+  std::size_t current_index() const { return index_.load(); }
+
+  bool stopping() {
+    std::lock_guard lock(mu_);
+    return stopping_;
+  }
+
+  // Waits `d` unless shutdown() comes first; returns false then.
+  bool pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    return !cv_.wait_for(lock, d, [&] { return stopping_; });
+  }
+
+  // Sends a request to the server followed now; when it cannot be reached (or answers 503),
+  // to each other server in turn. A write re-sent this way is harmless: PUT is idempotent, and a
+  // DELETE re-sent reports what it then finds, as Store's re-run remove() does.
+  // `answered` (if given) is set to the index of the server that answered.
+  http::Response send(std::string_view method, const std::string& target, std::string_view body,
+                      const std::string& what, std::optional<std::size_t> start = std::nullopt,
+                      std::size_t* answered = nullptr) {
+    const std::size_t first = start.value_or(current_index());
+    std::optional<Error> last;
+    for (std::size_t i = 0; i < urls_.size(); ++i) {
+      const std::size_t idx = (first + i) % urls_.size();
+      try {
+        http::Response r = requesters_[idx]->request(method, target, body);
+        if (r.status == 503 && i + 1 < urls_.size()) {
+          last =
+              Error(ErrorCode::kUnavailable, fmt::format("{}: {} answered 503: {}", what,
+                                                         urls_[idx].to_string(), server_error(r)));
+          continue;
+        }
+        if (answered != nullptr) *answered = idx;
+        return r;
+      } catch (const Error& e) {
+        if (e.code() == ErrorCode::kShutdown) {
+          throw Error(ErrorCode::kShutdown, what + ": the store is shut down");
+        }
+        if (e.code() != ErrorCode::kUnavailable) throw Error(e.code(), what + ": " + e.message());
+        last = Error(e.code(), what + ": " + e.message());
+      }
+    }
+    throw *last;
+  }
+
+  // GET /settings from server `first` (then the others). Returns the rows and their revision;
+  // `answered` (if given) is set to the server that answered.
+  std::pair<std::vector<internal::Row>, int64_t> take_snapshot(std::size_t first,
+                                                               const std::string& what,
+                                                               std::size_t* answered = nullptr) {
+    std::string target = base_ + "/settings";
+    if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
+    http::Response r = send("GET", target, {}, what, first, answered);
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    std::optional<std::string> header = r.header("X-Syncconfig-Revision");
+    int64_t revision = -1;
+    if (header) {
+      try {
+        revision = std::stoll(*header);
+      } catch (const std::exception&) {
+      }
+    }
+    if (revision < 0) {
+      throw Error(ErrorCode::kInternal,
+                  what + ": the answer has no X-Syncconfig-Revision: not a syncconfig server");
+    }
+    return {rows_of(parse_json(r.body, what), revision, options_.prefix, what), revision};
+  }
+
+  ChangesSince fetch_changes(std::size_t first, int64_t revision, std::string_view prefix) {
+    const std::string what = fmt::format("changes_since({})", revision);
+    std::string target = fmt::format("{}/changes?since={}", base_, revision);
+    if (!prefix.empty()) target += "&prefix=" + http::percent_encode(prefix);
+    http::Response r = send("GET", target, {}, what, first);
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    json body = parse_json(r.body, what);
+    ChangesSince out;
+    try {
+      out.complete = body.at("complete").get<bool>();
+      out.reason = body.value("reason", std::string());
+      out.revision = body.at("revision").get<int64_t>();
+      for (const json& c : body.at("changes")) {
+        Change ch;
+        ch.key = c.at("key").get<std::string>();
+        ch.revision = c.at("revision").get<int64_t>();
+        ch.origin = ChangeOrigin::kResync;
+        if (!c.value("deleted", false)) ch.value = c.at("value");
+        out.changes.push_back(std::move(ch));
+      }
+    } catch (const json::exception& e) {
+      throw Error(ErrorCode::kInternal, fmt::format("{}: malformed answer: {}", what, e.what()));
+    }
+    return out;
+  }
+
+  // open(): a snapshot from any server, trying them in turn until open_timeout; else the
+  // snapshot file; else the last error.
+  void open_from_a_server_or_file() {
+    const auto deadline = steady_clock::now() + options_.open_timeout;
+    std::optional<Error> last;
+    while (steady_clock::now() < deadline) {
+      try {
+        std::size_t answered = 0;
+        auto [rows, revision] = take_snapshot(0, "RemoteStore::open", &answered);
+        index_.store(answered);
+        cache_.replace_all(std::move(rows), revision, internal::ReplaceMode::kInitial);
+        logger_->info("syncconfig: remote store opened from {} ({} keys, revision {})",
+                      urls_[answered].to_string(), cache_.size(), revision);
+        return;
+      } catch (const Error& e) {
+        if (!e.retryable()) throw;  // 401, a bad prefix, not a syncconfig server.
+        last = e;
+      }
+      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
+          options_.retry_interval,
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now())));
+    }
+    if (!last) last = Error(ErrorCode::kUnavailable, "no server answered");
+    if (!options_.snapshot_file.empty() && open_from_file(*last)) return;
+    throw Error(ErrorCode::kUnavailable,
+                fmt::format("RemoteStore::open: no server answered within {} ms (last: {})",
+                            options_.open_timeout.count(), last->message()));
+  }
+
+  bool open_from_file(const Error& why) {
+    internal::SnapshotFileData data;
+    try {
+      data = internal::read_snapshot_file(options_.snapshot_file, source());
+    } catch (const Error& e) {
+      logger_->error("syncconfig: no server answered and the snapshot file is refused: {}",
+                     e.message());
+      return false;
+    }
+    std::vector<internal::Row> rows;
+    rows.reserve(data.entries.size());
+    for (auto& [key, text] : data.entries) {
+      if (auto v = internal::parse_value(key, text)) {
+        rows.push_back(internal::Row{std::move(*v), data.revision});
+      }
+    }
+    cache_.replace_all(std::move(rows), data.revision, internal::ReplaceMode::kInitial);
+    counters_.stale_as_of_us.store(
+        std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
+            .count());
+    counters_.stale.store(true);
+    logger_->warn(
+        "syncconfig: no server answered ({}); serving the snapshot file {} (revision {}, {} "
+        "keys), stale: writes are refused until a server answers",
+        why.message(), options_.snapshot_file, data.revision, cache_.size());
+    return true;
+  }
+
+  // The follower thread: keeps one event stream open, moving through the URLs.
+  void follow() {
+    std::size_t failed_in_a_row = 0;
+    uint64_t logged = 0;
+    while (!stopping()) {
+      const std::size_t idx = current_index();
+      bool delivered = false;
+      try {
+        if (counters_.stale.load()) catch_up_from_stale(idx);
+        delivered = stream_from(idx);
+      } catch (const Error& e) {
+        if (!stopping() && logged++ % 10 == 0) {
+          logger_->warn("syncconfig: remote store: {} failed: {}; moving on",
+                        urls_[idx].to_string(), e.message());
+        }
+      }
+      counters_.connected.store(false);
+      if (stopping()) break;
+      failed_in_a_row = delivered ? 0 : failed_in_a_row + 1;
+      index_.store((idx + 1) % urls_.size());
+      if (failed_in_a_row >= urls_.size()) {
+        failed_in_a_row = 0;
+        if (!pause(options_.retry_interval)) break;
+      }
+    }
+  }
+
+  // The stale store's first server: what changed since the file's revision (or a snapshot),
+  // applied before the store says it is current.
+  void catch_up_from_stale(std::size_t idx) {
+    index_.store(idx);
+    const int64_t since = cache_.watermark();
+    ChangesSince c = fetch_changes(idx, since, options_.prefix);
+    std::size_t changed = 0;
+    if (c.complete) {
+      for (Change& ch : c.changes) {
+        bool applied = false;
+        if (ch.value) {
+          if (auto e = to_entry(ch.key, *ch.value)) {
+            applied = cache_.upsert(std::move(*e), ch.revision, ChangeOrigin::kResync, false);
+          }
+        } else {
+          applied = cache_.remove(ch.key, ch.revision, ChangeOrigin::kResync, false);
+        }
+        changed += applied ? 1 : 0;
+      }
+      cache_.advance_watermark(c.revision);
+      counters_.catch_ups.fetch_add(1);
+    } else {
+      auto [rows, revision] = take_snapshot(idx, "catching up");
+      changed = cache_.replace_all(
+          std::move(rows), revision,
+          revision < since ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
+      counters_.resyncs.fetch_add(1);
+    }
+    counters_.stale.store(false);
+    logger_->info("syncconfig: remote store caught up from {} ({} keys changed); no longer stale",
+                  urls_[idx].to_string(), changed);
+  }
+
+  // Follows server `idx` from the cache's watermark until the stream ends. Returns whether the
+  // server accepted the stream.
+  bool stream_from(std::size_t idx) {
+    http::ClientOptions o;
+    o.token = options_.token;
+    o.connect_timeout = options_.connect_timeout;
+    o.request_timeout = options_.request_timeout;
+    o.watch_idle_timeout = options_.idle_timeout;
+    auto client = std::make_shared<http::HttpClient>(urls_[idx], o);
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+      watcher_ = client;
+    }
+    std::string target = base_ + "/watch";
+    if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
+    const http::Headers headers = {{"Last-Event-ID", std::to_string(cache_.watermark())}};
+    bool ready = false;
+    http::WatchResult r;
+    try {
+      r = client->watch(target, headers, [&](const http::SseEvent& e) {
+        on_event(e, idx, ready);
+        return true;
+      });
+    } catch (...) {
+      std::lock_guard lock(mu_);
+      watcher_.reset();
+      if (!ready) throw;
+      // A broken stream after it delivered: move on without a warning per break.
+      return true;
+    }
+    {
+      std::lock_guard lock(mu_);
+      watcher_.reset();
+    }
+    if (r.end == http::WatchResult::End::kRefused) {
+      throw Error(
+          code_for_status(r.response.status),
+          fmt::format("/watch refused ({}): {}", r.response.status, server_error(r.response)));
+    }
+    return ready;
+  }
+
+  void on_event(const http::SseEvent& e, std::size_t idx, bool& ready) {
+    if (e.type != "ready" && e.type != "change" && e.type != "progress" && e.type != "reset") {
+      return;  // A later server's event kinds are not ours to interpret.
+    }
+    const std::string what = "event from " + urls_[idx].to_string();
+    json data = parse_json(e.data, what);
+    const int64_t revision = revision_of(data, what);
+    if (!ready) {
+      ready = true;
+      counters_.connected.store(true);
+      if (ever_connected_.exchange(true)) counters_.reconnects.fetch_add(1);
+      logger_->debug("syncconfig: remote store following {} from revision {}",
+                     urls_[idx].to_string(), cache_.watermark());
+    }
+    if (e.type == "change") {
+      std::string key;
+      try {
+        key = data.at("key").get<std::string>();
+      } catch (const json::exception&) {
+        throw Error(ErrorCode::kInternal, what + ": a change without a key");
+      }
+      if (!std::string_view(key).starts_with(options_.prefix)) return;
+      bool applied = false;
+      if (data.value("deleted", false)) {
+        applied = cache_.remove(key, revision, ChangeOrigin::kRemote, false);
+      } else if (auto entry = to_entry(key, data.value("value", json(nullptr)))) {
+        applied = cache_.upsert(std::move(*entry), revision, ChangeOrigin::kRemote, false);
+      }
+      (applied ? counters_.notifications_applied : counters_.notifications_ignored).fetch_add(1);
+      // The stream is in revision order: everything up to this event has come.
+      cache_.advance_watermark(revision);
+    } else if (e.type == "reset") {
+      // The server could not resume exactly: its settings replace ours.
+      const int64_t before = cache_.watermark();
+      auto rows = rows_of(data.value("settings", json::object()), revision, options_.prefix, what);
+      std::size_t changed = cache_.replace_all(
+          std::move(rows), revision,
+          revision < before ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
+      counters_.resyncs.fetch_add(1);
+      logger_->info("syncconfig: remote store reset by {} at revision {} ({}); {} keys changed",
+                    urls_[idx].to_string(), revision, data.value("reason", std::string()), changed);
+    } else {
+      cache_.advance_watermark(revision);  // ready, progress
+    }
+  }
+
+  std::vector<std::unique_ptr<http::HttpClient>> requesters_;  // One per URL, for requests.
+  std::atomic<std::size_t> index_{0};                          // The server followed now.
+  std::atomic<bool> ever_connected_{false};
+  std::unique_ptr<internal::SnapshotWriter> writer_;
+
+  mutable std::mutex mu_;  // Guards stopping_ and watcher_.
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::shared_ptr<http::HttpClient> watcher_;  // The open stream's client, to stop it.
+
+  std::mutex shutdown_mu_;
+  std::atomic<bool> closed_{false};
+  std::thread follower_;
+};
+
+// --- RemoteStore ------------------------------------------------------------------------------
+
+std::unique_ptr<RemoteStore> RemoteStore::open(std::vector<std::string> urls,
+                                               RemoteOptions options) {
+  if (urls.empty()) throw Error(ErrorCode::kInvalidArgument, "RemoteStore::open: no server URL");
+  std::vector<http::Url> parsed;
+  for (const std::string& u : urls) parsed.push_back(http::parse_url(u));
+  if (!options.prefix.empty()) {
+    try {
+      internal::validate_key(options.prefix);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid prefix: no key can start with it ({})", e.message()));
+    }
+  }
+  auto positive = [](const char* field, std::chrono::milliseconds d) {
+    if (d.count() <= 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid {}: {} ms, it must be positive", field, d.count()));
+    }
+  };
+  positive("connect_timeout", options.connect_timeout);
+  positive("request_timeout", options.request_timeout);
+  positive("open_timeout", options.open_timeout);
+  positive("retry_interval", options.retry_interval);
+  positive("idle_timeout", options.idle_timeout);
+  positive("snapshot_interval", options.snapshot_interval);
+  if (options.store.find('/') != std::string::npos) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("invalid store name {}: it contains '/'", json_quoted(options.store)));
+  }
+  return std::unique_ptr<RemoteStore>(
+      new RemoteStore(std::make_unique<Impl>(std::move(parsed), std::move(options))));
+}
+
+RemoteStore::RemoteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+RemoteStore::~RemoteStore() { shutdown(); }
+
+WriteResult RemoteStore::put(std::string_view key, const json& value) {
+  return impl_->put(key, value);
+}
+WriteResult RemoteStore::erase(std::string_view key) { return impl_->erase(key); }
+
+std::optional<json> RemoteStore::get(std::string_view key) const { return impl_->cache_.get(key); }
+bool RemoteStore::contains(std::string_view key) const {
+  return impl_->cache_.read(key, [](const internal::Entry&) {});
+}
+std::size_t RemoteStore::size() const { return impl_->cache_.size(); }
+std::map<std::string, json> RemoteStore::get_all(std::string_view prefix) const {
+  return impl_->cache_.get_all(prefix);
+}
+Snapshot RemoteStore::snapshot(std::string_view prefix) const {
+  return impl_->cache_.snapshot(prefix);
+}
+std::string RemoteStore::get_string(std::string_view key, std::string default_value) const {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
+    if (auto s = internal::to_string_value(v)) default_value = std::move(*s);
+  });
+  return default_value;
+}
+int64_t RemoteStore::get_int(std::string_view key, int64_t default_value) const {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
+    if (auto i = internal::to_int(v)) default_value = *i;
+  });
+  return default_value;
+}
+double RemoteStore::get_double(std::string_view key, double default_value) const {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
+    if (auto d = internal::to_double(v)) default_value = *d;
+  });
+  return default_value;
+}
+bool RemoteStore::get_bool(std::string_view key, bool default_value) const {
+  impl_->cache_.read(key, [&](const internal::Entry& v) {
+    if (auto b = internal::to_bool(v)) default_value = *b;
+  });
+  return default_value;
+}
+SubscriptionId RemoteStore::subscribe(Callback callback) {
+  return impl_->dispatcher_.subscribe(std::move(callback));
+}
+SubscriptionId RemoteStore::subscribe(Callback callback, ProgressCallback on_progress) {
+  return impl_->dispatcher_.subscribe(std::move(callback), std::move(on_progress));
+}
+void RemoteStore::unsubscribe(SubscriptionId id) { impl_->dispatcher_.unsubscribe(id); }
+uint32_t RemoteStore::get_crc() const { return impl_->cache_.crc(); }
+void RemoteStore::sync() { impl_->sync(); }
+Stats RemoteStore::stats() const { return impl_->stats(); }
+ChangesSince RemoteStore::changes_since(int64_t revision, std::string_view prefix) const {
+  return impl_->changes_since(revision, prefix);
+}
+bool RemoteStore::is_stale() const { return impl_->counters_.stale.load(); }
+void RemoteStore::shutdown() { impl_->shutdown(); }
+std::string RemoteStore::current_server() const { return impl_->current_server(); }
+
+}  // namespace syncconfig
