@@ -11,11 +11,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -211,8 +213,13 @@ TEST(HttpSettings, a_put_value_is_returned_by_get) {
       s.http().Put("/settings/app_name", R"({"name": "demo", "n": 1e3})", "application/json");
   ASSERT_TRUE(put);
   EXPECT_EQ(put->status, 200) << put->body;
-  // The stored value as PostgreSQL normalized it.
-  EXPECT_EQ(body_of(put), (json{{"key", "app_name"}, {"value", {{"name", "demo"}, {"n", 1000}}}}));
+  // The stored value as PostgreSQL normalized it, and the write's revision.
+  const int64_t revision = s.store().stats().applied_revision;
+  EXPECT_GT(revision, 0);
+  EXPECT_EQ(body_of(put), (json{{"key", "app_name"},
+                                {"value", {{"name", "demo"}, {"n", 1000}}},
+                                {"revision", revision}}));
+  EXPECT_EQ(put->get_header_value("X-Syncconfig-Revision"), std::to_string(revision));
   EXPECT_EQ(s.store().get("app_name"), (json{{"name", "demo"}, {"n", 1000}}));
 
   auto get = s.http().Get("/settings/app_name");
@@ -220,6 +227,39 @@ TEST(HttpSettings, a_put_value_is_returned_by_get) {
   EXPECT_EQ(get->status, 200);
   EXPECT_EQ(get->get_header_value("Content-Type"), "application/json");
   EXPECT_EQ(body_of(get), (json{{"name", "demo"}, {"n", 1000}}));
+}
+
+// The answer is the write's own outcome: with other writers and a deleter on the same key, each
+// PUT answers with the value it sent and a revision of its own (it used to re-read the cache,
+// and could answer with another writer's value or null).
+TEST(HttpSettings, a_put_answers_with_its_own_write_while_others_write_the_same_key) {
+  Served s;
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  std::mutex mu;
+  std::set<int64_t> revisions;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = client_for(s.port());
+      for (int i = 0; i < 150; ++i) {
+        if (t == 2) {
+          c->Delete("/settings/contended");
+          continue;
+        }
+        json sent = {{"writer", t}, {"i", i}};
+        auto r = c->Put("/settings/contended", sent.dump(), "application/json");
+        if (!r || r->status != 200 || body_of(r).at("value") != sent) {
+          ++wrong;
+          continue;
+        }
+        std::lock_guard lock(mu);
+        if (!revisions.insert(body_of(r).at("revision").get<int64_t>()).second) ++wrong;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(revisions.size(), 300u);
 }
 
 TEST(HttpSettings, get_settings_lists_every_key_or_those_with_the_prefix) {
@@ -256,7 +296,9 @@ TEST(HttpSettings, delete_is_200_then_404) {
   auto first = s.http().Delete("/settings/gone");
   ASSERT_TRUE(first);
   EXPECT_EQ(first->status, 200);
-  EXPECT_EQ(body_of(first), (json{{"key", "gone"}, {"deleted", true}}));
+  EXPECT_EQ(
+      body_of(first),
+      (json{{"key", "gone"}, {"deleted", true}, {"revision", s.store().stats().applied_revision}}));
   EXPECT_FALSE(s.store().contains("gone"));
 
   auto second = s.http().Delete("/settings/gone");

@@ -6,13 +6,17 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
 
 #include "syncconfig/error.h"
 #include "util/validation.h"
@@ -30,9 +34,13 @@ constexpr std::size_t kFlushBytes = 1 << 20;
 
 std::string errno_text(int error) { return std::strerror(error); }
 
-Error write_error(const std::string& path, std::string_view what, int error) {
-  return Error(ErrorCode::kInternal,
-               fmt::format("writing snapshot file {}: {}: {}", path, what, errno_text(error)));
+// Call right after the failed call: errno is read before anything can change it (the arguments
+// are views, so building them allocates nothing).
+Error write_error(std::string_view path, std::string_view action, std::string_view object,
+                  std::string_view tail = {}) {
+  const int error = errno;
+  return Error(ErrorCode::kInternal, fmt::format("writing snapshot file {}: {} {}{}: {}", path,
+                                                 action, object, tail, errno_text(error)));
 }
 
 void put_u32(std::string& out, uint32_t v) {
@@ -68,7 +76,7 @@ class TempFile {
  public:
   TempFile(const std::string& path, const std::string& tmp_path) : path_(path), tmp_(tmp_path) {
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd_ < 0) throw write_error(path_, "creating " + tmp_, errno);
+    if (fd_ < 0) throw write_error(path_, "creating", tmp_);
   }
   ~TempFile() {
     if (fd_ >= 0) ::close(fd_);
@@ -90,11 +98,11 @@ class TempFile {
     put_u32(buffer_, static_cast<uint32_t>(crc_));
     buffer_.append(kEndMagic);
     write_all();
-    if (::fsync(fd_) != 0) throw write_error(path_, "fsync of " + tmp_, errno);
+    if (::fsync(fd_) != 0) throw write_error(path_, "fsync of", tmp_);
     const int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0) throw write_error(path_, "closing " + tmp_, errno);
+    if (::close(fd) != 0) throw write_error(path_, "closing", tmp_);
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-      throw write_error(path_, "renaming " + tmp_ + " over it", errno);
+      throw write_error(path_, "renaming", tmp_, " over it");
     }
     committed_ = true;
   }
@@ -111,7 +119,7 @@ class TempFile {
       const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
       if (n < 0) {
         if (errno == EINTR) continue;
-        throw write_error(path_, "writing " + tmp_, errno);
+        throw write_error(path_, "writing", tmp_);
       }
       done += static_cast<std::size_t>(n);
     }
@@ -131,11 +139,13 @@ void fsync_directory(const std::string& path) {
   std::string dir = std::filesystem::path(path).parent_path().string();
   if (dir.empty()) dir = ".";
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw write_error(path, "opening its directory " + dir, errno);
-  const int rc = ::fsync(fd);
-  const int error = errno;
+  if (fd < 0) throw write_error(path, "opening its directory", dir);
+  if (::fsync(fd) != 0) {
+    Error e = write_error(path, "fsync of its directory", dir);
+    ::close(fd);
+    throw e;
+  }
   ::close(fd);
-  if (rc != 0) throw write_error(path, "fsync of its directory " + dir, error);
 }
 
 // Appends a u32 length and the bytes; false if they do not fit a u32.

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "cache/cache.h"
 #include "cache/conversions.h"
@@ -145,6 +146,7 @@ class RemoteStore::Impl {
 
   WriteResult put(std::string_view key, const json& value) {
     check_writable(key);
+    PendingWrite pending(*this, key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     const std::string what = fmt::format("set({})", json_quoted(key));
     http::Response r = send("PUT", base_ + "/settings/" + http::percent_encode(key), text, what);
@@ -162,6 +164,7 @@ class RemoteStore::Impl {
 
   WriteResult erase(std::string_view key) {
     check_writable(key);
+    PendingWrite pending(*this, key);
     const std::string what = fmt::format("remove({})", json_quoted(key));
     http::Response r = send("DELETE", base_ + "/settings/" + http::percent_encode(key), {}, what);
     if (r.status == 404) return {};
@@ -215,6 +218,10 @@ class RemoteStore::Impl {
       if (watcher_) watcher_->stop();
     }
     cv_.notify_all();
+    {
+      std::lock_guard l(pending_mu_);  // closed_ is set: a waiting follower must see it.
+    }
+    pending_cv_.notify_all();
     for (auto& r : requesters_) r->stop();
     if (follower_.joinable()) follower_.join();
     counters_.connected.store(false);
@@ -287,6 +294,39 @@ class RemoteStore::Impl {
   }
 
   std::size_t current_index() const { return index_.load(); }
+
+  // A write of this store in flight, by key. Its event can reach the follower before its answer
+  // reaches the writing thread; the follower then waits (briefly) for the answer, so that the
+  // write is applied, and reported to subscribers, as kLocal like a Store's own write, and the
+  // event after it is ignored as not newer.
+  class PendingWrite {
+   public:
+    PendingWrite(Impl& impl, std::string_view key) : impl_(impl), key_(key) {
+      std::lock_guard lock(impl_.pending_mu_);
+      ++impl_.pending_[key_];
+    }
+    ~PendingWrite() {
+      {
+        std::lock_guard lock(impl_.pending_mu_);
+        if (--impl_.pending_[key_] == 0) impl_.pending_.erase(key_);
+      }
+      impl_.pending_cv_.notify_all();
+    }
+    PendingWrite(const PendingWrite&) = delete;
+    PendingWrite& operator=(const PendingWrite&) = delete;
+
+   private:
+    Impl& impl_;
+    std::string key_;
+  };
+
+  // Waits until no write of `key` by this store is in flight, for at most kPendingWriteWait.
+  void wait_for_own_write(const std::string& key) {
+    std::unique_lock lock(pending_mu_);
+    if (pending_.empty()) return;
+    pending_cv_.wait_for(lock, kPendingWriteWait,
+                         [&] { return closed_.load() || pending_.find(key) == pending_.end(); });
+  }
 
   bool stopping() {
     std::lock_guard lock(mu_);
@@ -563,6 +603,7 @@ class RemoteStore::Impl {
         throw Error(ErrorCode::kInternal, what + ": a change without a key");
       }
       if (!std::string_view(key).starts_with(options_.prefix)) return;
+      wait_for_own_write(key);
       bool applied = false;
       if (data.value("deleted", false)) {
         applied = cache_.remove(key, revision, ChangeOrigin::kRemote, false);
@@ -586,6 +627,11 @@ class RemoteStore::Impl {
       cache_.advance_watermark(revision);  // ready, progress
     }
   }
+
+  static constexpr std::chrono::milliseconds kPendingWriteWait{1000};
+  std::mutex pending_mu_;
+  std::condition_variable pending_cv_;
+  std::unordered_map<std::string, int> pending_;  // Writes in flight per key (PendingWrite).
 
   std::vector<std::unique_ptr<http::HttpClient>> requesters_;  // One per URL, for requests.
   std::atomic<std::size_t> index_{0};                          // The server followed now.
