@@ -5,7 +5,9 @@
 // so no change is missed and no key goes back (per-key revisions only rise, as in Store).
 //
 // Reads never leave the process. Writes go to the server (PUT/DELETE), return once the server's
-// commit is done, and are applied to the local cache at once (read-your-writes, as in Store).
+// commit is done, and are applied to the local cache at once (read-your-writes, as in Store);
+// subscribers see them as ChangeOrigin::kLocal (the follower holds the write's own event until
+// the answer is applied, at most 1 s), everything from the stream as kRemote or kResync.
 //
 // A RemoteStore is safe for concurrent access from multiple threads without external
 // synchronization. Threads: one follower thread (snapshot, stream, failover), one dispatcher

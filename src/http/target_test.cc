@@ -326,6 +326,24 @@ TEST(ParseTarget, unknown_query_parameters_and_since_outside_watch_are_ignored) 
 
 // ---- percent_decode ----------------------------------------------------------------------------
 
+TEST(ParseTarget, changes_needs_since_takes_one_prefix_and_only_get) {
+  Route r = route_of("/stores/tenant-a/changes?since=41&prefix=app%3A");
+  EXPECT_EQ(r.kind, Kind::kChanges);
+  EXPECT_EQ(r.store_index, 1u);
+  EXPECT_EQ(r.since, 41);
+  EXPECT_EQ(r.prefixes, std::vector<std::string>{"app:"});
+  EXPECT_EQ(route_of("/changes?since=0").prefixes.size(), 0u);
+
+  Refusal no_since = refusal_of("/changes?prefix=a");
+  EXPECT_EQ(no_since.status, 400);
+  EXPECT_TRUE(mentions(no_since, "since"));
+  EXPECT_EQ(refusal_of("/changes?since=-1").status, 400);
+  EXPECT_EQ(refusal_of("/changes?since=1&prefix=a&prefix=b").status, 400);
+  Refusal post = refusal_of("/changes?since=1", "POST");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.allow, "GET");
+}
+
 TEST(PercentDecode, escapes_decode_once_and_plus_is_a_space_only_when_asked) {
   EXPECT_EQ(percent_decode("", false), "");
   EXPECT_EQ(percent_decode("plain", false), "plain");
