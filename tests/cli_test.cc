@@ -3,15 +3,11 @@
 // signals, the embedded default surviving a restart), demo, and the operator commands through a
 // running `serve` (--server, SYNCCONFIG_SERVER, server.json discovery, watch resuming).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,9 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "process_support.h"
 #include "test_support.h"
-
-extern char** environ;
 
 namespace syncconfig::testing {
 namespace {
@@ -43,239 +38,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// Environment changes for a child: a value sets the variable, nullopt removes it. SYNCCONFIG_DSN,
-// SYNCCONFIG_SERVER and SYNCCONFIG_TOKEN are always removed first, so that the caller's
-// environment cannot leak in.
-using EnvChanges = std::map<std::string, std::optional<std::string>>;
-
-std::vector<std::string> child_environment(const EnvChanges& changes) {
-  std::vector<std::string> out;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string entry(*e);
-    std::string name = entry.substr(0, entry.find('='));
-    if (name == "SYNCCONFIG_DSN" || name == "SYNCCONFIG_SERVER" || name == "SYNCCONFIG_TOKEN" ||
-        changes.count(name) != 0) {
-      continue;
-    }
-    out.push_back(entry);
-  }
-  for (const auto& [name, value] : changes) {
-    if (value) out.push_back(name + "=" + *value);
-  }
-  return out;
-}
-
-// A temporary directory, removed with everything in it. World-traversable: the embedded
-// PostgreSQL runs as the postgres user when the tests run as root.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "syncconfig_cli_XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-    fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                               fs::perms::others_read | fs::perms::others_exec);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  // Writes `text` to a file in the directory; returns its path.
-  std::string write(const std::string& name, const std::string& text) const {
-    std::ofstream(path_ / name) << text;
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
-
-// The program running as a child: stdout through a pipe (read line by line with deadlines),
-// stderr into a file. The destructor stops a child still running (SIGTERM, then SIGKILL), so a
-// failed test leaves no process behind. `cwd`: its working directory (empty: ours).
-class Child {
- public:
-  Child(const std::vector<std::string>& args, const EnvChanges& env = {},
-        const fs::path& cwd = {}) {
-    err_path_ = (fs::temp_directory_path() /
-                 ("syncconfig_cli_err_" + std::to_string(getpid()) + "_" + unique_name("c")))
-                    .string();
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    out_fd_ = fds[0];
-
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-
-    std::vector<std::string> argv = {SYNCCONFIG_BIN};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (std::string& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    std::vector<std::string> envs = child_environment(env);
-    std::vector<char*> cenv;
-    for (std::string& e : envs) cenv.push_back(e.data());
-    cenv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, SYNCCONFIG_BIN, &actions, &attr, cargv.data(), cenv.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    close(fds[1]);
-    if (rc != 0) {
-      close(out_fd_);
-      throw std::runtime_error(std::string("posix_spawn failed: ") + std::strerror(rc));
-    }
-  }
-
-  ~Child() {
-    if (!exit_code_) {
-      kill(pid_, SIGTERM);
-      if (!wait(30s)) {
-        kill(pid_, SIGKILL);
-        wait(10s);
-      }
-    }
-    close(out_fd_);
-    std::error_code ec;
-    fs::remove(err_path_, ec);
-  }
-
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  pid_t pid() const { return pid_; }
-  void signal(int signo) { kill(pid_, signo); }
-
-  // The next line of stdout (without '\n'), or nullopt at EOF or when `timeout` passes.
-  std::optional<std::string> read_line(std::chrono::milliseconds timeout) {
-    Clock::time_point deadline = Clock::now() + timeout;
-    for (;;) {
-      if (std::size_t nl = out_.find('\n'); nl != std::string::npos) {
-        std::string line = out_.substr(0, nl);
-        out_.erase(0, nl + 1);
-        return line;
-      }
-      if (eof_ || !fill(deadline)) return std::nullopt;
-    }
-  }
-
-  // Everything left on stdout until EOF (or `timeout`).
-  std::string read_rest(std::chrono::milliseconds timeout) {
-    Clock::time_point deadline = Clock::now() + timeout;
-    while (!eof_ && fill(deadline)) {
-    }
-    return std::exchange(out_, {});
-  }
-
-  // The exit status (128 + N when killed by signal N), or nullopt if still running at timeout.
-  std::optional<int> wait(std::chrono::milliseconds timeout) {
-    Clock::time_point deadline = Clock::now() + timeout;
-    while (!exit_code_) {
-      int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      } else if (r < 0 && errno != EINTR) {
-        exit_code_ = -1;
-      } else if (Clock::now() >= deadline) {
-        return std::nullopt;
-      } else {
-        std::this_thread::sleep_for(5ms);
-      }
-    }
-    return exit_code_;
-  }
-
-  std::string err() const {
-    std::ifstream in(err_path_);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-
- private:
-  // Reads what is available before `deadline`; false on timeout.
-  bool fill(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{out_fd_, POLLIN, 0};
-    int ready = poll(&p, 1, static_cast<int>(left.count()));
-    if (ready < 0 && errno == EINTR) return true;
-    if (ready <= 0) return false;
-    char buffer[4096];
-    ssize_t n = read(out_fd_, buffer, sizeof(buffer));
-    if (n > 0) {
-      out_.append(buffer, static_cast<std::size_t>(n));
-    } else if (n == 0 || errno != EINTR) {
-      eof_ = true;
-    }
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string out_;
-  bool eof_ = false;
-  std::optional<int> exit_code_;
-  std::string err_path_;
-};
-
-struct RunResult {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
-
-std::ostream& operator<<(std::ostream& os, const RunResult& r) {
-  return os << "exit " << r.exit_code << "\nstdout: " << r.out << "\nstderr: " << r.err;
-}
-
-// Runs the program to completion (killed after `timeout`), in `cwd` (empty: ours).
-RunResult run(const std::vector<std::string>& args, const EnvChanges& env = {},
-              std::chrono::milliseconds timeout = 60s, const fs::path& cwd = {}) {
-  Child child(args, env, cwd);
-  Clock::time_point deadline = Clock::now() + timeout;
-  std::string out = child.read_rest(timeout);
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  std::optional<int> code = child.wait(std::max(left, 0ms));
-  return {code.value_or(-1), out, child.err()};
-}
-
-// Connection arguments for a fresh table of the test cluster.
-std::vector<std::string> on_table(const std::string& table) {
-  return {"--dsn", dsn(), "--table", table, "--channel", table + "_ch"};
-}
-
-std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-// Waits for serve's "listening on http://HOST:PORT" line; returns the port (0 on failure).
-int listening_port(Child& serve, std::chrono::milliseconds timeout = 60s) {
-  std::optional<std::string> line = serve.read_line(timeout);
-  const std::string prefix = "listening on http://127.0.0.1:";
-  if (!line || line->rfind(prefix, 0) != 0) {
-    ADD_FAILURE() << "no listening line; got: " << line.value_or("<none>")
-                  << "\nstderr: " << serve.err();
-    return 0;
-  }
-  return std::stoi(line->substr(prefix.size()));
-}
 
 // A /watch stream read on its own thread; `headers` go with the request (e.g. Last-Event-ID).
 class EventStream {
@@ -696,36 +458,6 @@ TEST(Cli, demo_converges_within_a_minute) {
 }
 
 // ---- The operator commands through a running `serve` ------------------------------------------
-
-// `syncconfig serve` of one fresh table of the test cluster (through a service-definitions file,
-// since --dsn serves the default table), on 127.0.0.1 and a free port, or `port`.
-class TableServer {
- public:
-  explicit TableServer(const std::string& table, int port = 0, EnvChanges env = {}) {
-    std::string file = dir_.write("services.yaml",
-                                  "service-definitions:\n"
-                                  "  db:\n"
-                                  "    type: dbpool_pg\n"
-                                  "    params: {dsn: \"${TEST_DSN}\"}\n"
-                                  "  cfg:\n"
-                                  "    type: sync_config_pg\n"
-                                  "    params: {dbpool_name: db, table_name: " +
-                                      table + ", channel: " + table + "_ch}\n");
-    env["TEST_DSN"] = dsn();
-    child_ = std::make_unique<Child>(std::vector<std::string>{"serve", "--config", file, "--listen",
-                                                              "127.0.0.1:" + std::to_string(port)},
-                                     env);
-    port_ = listening_port(*child_);
-  }
-  int port() const { return port_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-  Child& child() { return *child_; }
-
- private:
-  TempDir dir_;
-  std::unique_ptr<Child> child_;
-  int port_ = 0;
-};
 
 // Whether something answers HTTP on the default local server's address (another engineer's
 // `scripts/run.sh`, say): the tests that need nothing there skip then.
