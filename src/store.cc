@@ -187,6 +187,7 @@ class Store::Impl {
       }
     }
     cache_.replace_all(std::move(rows), data.revision, internal::ReplaceMode::kInitial);
+    cache_.note_applied(data.newest_revision);  // Its rows carry the file's revision only.
     counters_.stale_as_of_us.store(
         std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
             .count());

@@ -8,9 +8,12 @@
 // its snapshot file when no upstream answers and catches up, an example runs unchanged on
 // RemoteStores, and a crowd of RemoteStores holds no database connection.
 //
-// a_client_resuming_on_a_relay_gets_the_changes_its_snapshot_held_early fails: it shows a bug
-// of the relay (a client resuming on it can miss changes for good), against a stand-in upstream
-// so that it fails every time, not one run in ten.
+// a_client_resuming_on_a_relay_gets_the_changes_its_snapshot_held_early checks, against a
+// stand-in upstream so that it fails every time rather than one run in ten, a bug this file
+// found: a relay whose snapshot held changes above its revision numbered nothing for them, so a
+// client resuming on it from below missed them for good. Fixed by X-Syncconfig-Newest-Revision
+// (Cache::note_applied): the relay's history starts above it, and resumes from below are read
+// from the table.
 #include <httplib.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -512,8 +515,8 @@ TEST(Fleet, a_relay_resumes_a_watch_by_revision_like_a_server) {
   writer->remove("gone");
   const int64_t relay_start = writer->set("p3", "three");
   // A holds exactly these when the relay takes its snapshot (a snapshot holding changes above
-  // its revision is the bug a_client_resuming_on_a_relay_gets_the_changes_its_snapshot_held_early
-  // shows; this test failed about one run in ten before this wait).
+  // its revision is what a_client_resuming_on_a_relay_gets_the_changes_its_snapshot_held_early
+  // checks; before its fix this test failed about one run in ten without this wait).
   ASSERT_TRUE(wait_until(
       [&] {
         http::Response h = request(a.url(), "GET", "/health");
@@ -612,6 +615,11 @@ class LaggingServer {
         if (step.value) values[key] = *step.value;
       }
       res.set_header("X-Syncconfig-Revision", std::to_string(snapshot_revision_));
+      // As a real server does: at least the highest revision the values can hold (deletions
+      // included).
+      int64_t newest = snapshot_revision_;
+      for (const auto& [key, step] : latest()) newest = std::max(newest, step.revision);
+      res.set_header("X-Syncconfig-Newest-Revision", std::to_string(newest));
       res.set_content(values.dump(), "application/json");
     });
     server_.Get("/changes", [this](const httplib::Request& req, httplib::Response& res) {

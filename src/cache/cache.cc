@@ -1,5 +1,6 @@
 #include "cache/cache.h"
 
+#include <algorithm>
 #include <mutex>
 
 #include "cache/jsonb_text.h"
@@ -61,6 +62,7 @@ SnapshotFileData Cache::export_snapshot() const {
     if (live.size() < map_.size()) live.resize(map_.size());
     map_.for_each([&](const Entry& e) { live[listed++] = &e; });
     out.revision = watermark_;
+    out.newest_revision = std::max(max_revision_, watermark_);
     exports_.fetch_add(1);
   }
   live.resize(listed);
@@ -95,6 +97,11 @@ void Cache::retire(EntryPtr& e) {
 std::size_t Cache::size_hint() const {
   std::shared_lock lock(mu_);
   return map_.size();
+}
+
+void Cache::note_applied(int64_t revision) {
+  std::unique_lock lock(mu_);
+  note_revision(revision);
 }
 
 uint64_t Cache::content_version() const {

@@ -133,6 +133,12 @@ class Cache {
                        std::optional<WriteTime> written_at = std::nullopt);
   // Raises the watermark (never lowers it) and forgets tombstones at or below it.
   void advance_watermark(int64_t revision);
+  // Records that the content may hold changes up to `revision` (Stats::applied_revision, what a
+  // StoreFeed starts its history above) although its entries do not say so: rows loaded from a
+  // server's snapshot or a snapshot file carry the snapshot's revision, not their own, and such a
+  // snapshot can hold a change newer than it. Its own event will then change nothing here and
+  // notify no one, so nothing may claim to have numbered it.
+  void note_applied(int64_t revision);
   // Makes the cache equal to `rows`, a consistent snapshot of the whole table at revision
   // `snapshot_revision`, except for entries newer than the snapshot (kept, unless kReset).
   // Returns how many keys changed.

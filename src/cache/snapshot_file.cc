@@ -26,7 +26,7 @@ namespace {
 
 constexpr std::string_view kMagic{"SYNCCONFIG-SNAPSHOT\0", 20};
 constexpr std::string_view kEndMagic{"SNAPEND\0", 8};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr std::size_t kTrailerBytes = 8 + 4 + kEndMagic.size();
 // The table's key column holds 255 characters, up to 4 bytes each (see sync/payload.cc).
 constexpr std::size_t kMaxKeyFileBytes = 4 * kMaxKeyBytes;
@@ -287,6 +287,7 @@ void write_snapshot_file(const std::string& path, const SnapshotFileData& data) 
   };
   if (!put_sized(out, data.source)) throw too_long("the source");
   put_u64(out, static_cast<uint64_t>(data.revision));
+  put_u64(out, static_cast<uint64_t>(data.newest_revision));
   put_u64(out, static_cast<uint64_t>(to_micros(data.written_at)));
   put_u64(out, data.entries.size());
   for (const auto& [key, text] : data.entries) {
@@ -344,9 +345,11 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   SnapshotFileData data;
   std::string_view source;
   uint64_t revision = 0;
+  uint64_t newest = 0;
   uint64_t micros = 0;
   uint64_t count = 0;
-  if (!in.sized(source) || !in.u64(revision) || !in.u64(micros) || !in.u64(count)) {
+  if (!in.sized(source) || !in.u64(revision) || !in.u64(newest) || !in.u64(micros) ||
+      !in.u64(count)) {
     throw refuse("corrupt (the header is inconsistent)");
   }
   if (source != expected_source) {
@@ -366,6 +369,7 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   }
   data.source = std::string(source);
   data.revision = static_cast<int64_t>(revision);
+  data.newest_revision = static_cast<int64_t>(newest);
   data.written_at = std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::microseconds(signed_micros)));

@@ -7,11 +7,12 @@
 // cut short, damaged, of another source, or holding an entry the cache could not have held is
 // refused with an Error(kInternal) saying which.
 //
-// Format (version 1), integers little-endian:
+// Format (version 2), integers little-endian:
 //   "SYNCCONFIG-SNAPSHOT\0"   20 bytes, magic
 //   u32 format version        1
 //   u32 source length, then the source's bytes
 //   i64 revision
+//   i64 newest revision
 //   i64 written_at            microseconds since the Unix epoch
 //   u64 entry count
 //   per entry: u32 key length, key, u32 text length, text (the value's jsonb text)
@@ -42,6 +43,10 @@ struct SnapshotFileData {
   // prefix=app:"; a file of another source is foreign.
   std::string source;
   int64_t revision = 0;  // The revision the data is complete to.
+  // The highest revision of anything in the data (at least `revision`): a change applied early,
+  // before older ones had arrived, can be newer. A store opened from the file starts its
+  // numbered history (StoreFeed) above it; see Cache::note_applied.
+  int64_t newest_revision = 0;
   // Kept to the microsecond.
   std::chrono::system_clock::time_point written_at;
   std::vector<std::pair<std::string, std::string>> entries;  // key, jsonb text of the value

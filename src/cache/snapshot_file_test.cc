@@ -35,6 +35,7 @@ SnapshotFileData small_data() {
   SnapshotFileData d;
   d.source = std::string(kSource);
   d.revision = 42;
+  d.newest_revision = 44;
   d.written_at = some_time();
   d.entries = {{"feature:new_ui", "true"},
                {"rate", R"({"a": 1, "bb": [1.5, "x"]})"},
@@ -84,6 +85,7 @@ bool contains(const std::string& s, std::string_view part) {
 void expect_same(const SnapshotFileData& a, const SnapshotFileData& b) {
   EXPECT_EQ(a.source, b.source);
   EXPECT_EQ(a.revision, b.revision);
+  EXPECT_EQ(a.newest_revision, b.newest_revision);
   EXPECT_EQ(a.written_at, b.written_at);
   EXPECT_EQ(a.entries, b.entries);
 }
@@ -151,7 +153,7 @@ TEST_F(SnapshotFile, the_file_is_private_to_its_owner) {
 
 TEST_F(SnapshotFile, writing_leaves_no_temporary_file_behind) {
   write_snapshot_file(path_, small_data());
-  write_snapshot_file(path_, SnapshotFileData{std::string(kSource), 43, some_time(), {}});
+  write_snapshot_file(path_, SnapshotFileData{std::string(kSource), 43, 43, some_time(), {}});
   EXPECT_EQ(files(), std::vector<std::string>{"snapshot"});
   EXPECT_EQ(read_snapshot_file(path_, kSource).revision, 43);
 }
@@ -210,11 +212,11 @@ TEST_F(SnapshotFile, a_directory_is_refused) {
 TEST_F(SnapshotFile, another_format_version_is_refused_and_named) {
   write_snapshot_file(path_, small_data());
   std::string bytes = read_bytes(path_);
-  put_le(bytes, 20, 2, 4);
+  put_le(bytes, 20, 1, 4);  // Version 1 (no newest revision) was never released, yet refused.
   reseal(bytes);
   write_bytes(path_, bytes);
   const std::string message = refusal(path_).message();
-  EXPECT_TRUE(contains(message, "unsupported format version 2")) << message;
+  EXPECT_TRUE(contains(message, "unsupported format version 1")) << message;
 }
 
 TEST_F(SnapshotFile, a_file_truncated_at_any_byte_is_refused_and_says_so) {
@@ -264,7 +266,8 @@ TEST_F(SnapshotFile, lengths_beyond_the_file_are_refused_without_allocating_them
   write_snapshot_file(path_, small_data());
   const std::string good = read_bytes(path_);
   const std::size_t source_at = 24;
-  const std::size_t count_at = source_at + 4 + kSource.size() + 16;
+  const std::size_t count_at =
+      source_at + 4 + kSource.size() + 24;  // revision, newest revision, written_at
   const std::size_t first_key_at = count_at + 8;
   struct Damage {
     std::size_t at;

@@ -496,8 +496,13 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     Config& store = route.feed->store();
     if (route.kind == detail::Route::Kind::kList) {
       Snapshot snap = store.snapshot(route.prefixes.empty() ? "" : route.prefixes.front());
+      // Read after the snapshot, so at least the highest revision it can hold: a change applied
+      // before older ones had arrived is in it although above its revision. A client that
+      // numbers changes (a relay) must not number those as its own.
+      const int64_t newest = std::max(snap.revision, store.stats().applied_revision);
       Response res = json_response(200, settings_object(snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
+      res.set("X-Syncconfig-Newest-Revision", std::to_string(newest));
       return res;
     }
     if (route.kind == detail::Route::Kind::kChanges) {

@@ -11,12 +11,18 @@
 // routes exist for the default (first) store and, for every store, under /stores/{name}:
 //   GET    /settings[?prefix=P]  200 {key: value, ...}; header X-Syncconfig-Revision: the
 //                                revision the answer is complete to (a watch from it misses
-//                                nothing)
+//                                nothing); X-Syncconfig-Newest-Revision: at least the highest
+//                                revision it can hold (a change applied before older ones had
+//                                arrived can be above the first; a relay numbers only changes
+//                                above it as its own)
 //   GET    /settings/{key}       200 the value as JSON text; 404 absent
-//   PUT    /settings/{key}       body: a JSON value. 200 {"key", "value" (as stored)}; 400 body not
+//   PUT    /settings/{key}       body: a JSON value. 200 {"key", "value" (as stored), "revision"}
+//                                (the write's own, also in X-Syncconfig-Revision); 400 body not
 //                                JSON (or nested deeper than 512) or bad key; 413 body over
 //                                max_body_bytes; 503 database unavailable/timeout/shut down
-//   DELETE /settings/{key}       200 {"key", "deleted": true}; 404 absent
+//   DELETE /settings/{key}       200 {"key", "deleted": true, "revision"}; 404 absent
+//   GET    /changes?since=R[&prefix=P]  200 {"complete", "reason", "revision", "changes": [{"key",
+//                                "value", "deleted", "revision"}]}: Config::changes_since
 //   GET    /watch[?prefix=P...][&since=R]  Server-Sent Events, see below
 //   GET    /health               200 healthy / 503 degraded (a store has no live connection)
 //   GET    /metrics              Prometheus text format 0.0.4, series labelled store="name"
@@ -29,7 +35,8 @@
 //   id: R / event: change / data: {"key","value" (null if deleted),"deleted","revision": R}
 //   id: R / event: progress / data: {"revision": R}   every watch_progress_interval on a stream
 //                                                     that sent nothing else: all up to R was sent
-//   id: R / event: reset  / data: {"revision": R, "reason", "settings": {...}}  replace your state
+//   id: R / event: reset  / data: {"revision": R, "newest": N, "reason", "settings": {...}}
+//                                                     replace your state (N: see /settings)
 //   ": keepalive" comments every watch_keepalive on a stream that sent nothing else
 // Changes go out per key in commit order and across keys in revision order; a transaction's
 // changes are consecutive events (one per key, each with its own revision) written together.

@@ -310,6 +310,8 @@ StoreFeed::ResetPoint StoreFeed::reset_point(std::string_view prefix) const {
   // Taken after the position: it holds at least every change up to it. Later changes it also
   // holds are sent again after it, as whole values, which leaves the same state.
   out.settings = store_->snapshot(prefix).values;
+  // Read after the settings: it covers every change they hold.
+  out.newest = std::max(out.position, store_->stats().applied_revision);
   return out;
 }
 

@@ -150,6 +150,9 @@ class StoreFeed {
     int64_t position = 0;
     uint64_t generation = 0;
     std::map<std::string, nlohmann::json> settings;
+    // At least the highest revision the settings can hold (they may hold changes after
+    // `position`): sent as "newest", so that a relay starts its own history above it.
+    int64_t newest = 0;
   };
   ResetPoint reset_point(std::string_view prefix) const;
 

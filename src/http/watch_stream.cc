@@ -137,7 +137,8 @@ class Stream final : public WatchStream,
     const int64_t since = *since_;
     // Needs the table: a cursor older than the history, or ahead of this server (the client was
     // on a server that is further along, or this is a history the table does not have).
-    if (since >= start.position) {
+    if (since == start.position) return send_ready(since);  // Exactly here: nothing to check.
+    if (since > start.position) {
       server_.run_blocking([self = shared_from_this(), since] {
         std::optional<std::string> problem;
         try {
@@ -239,6 +240,7 @@ class Stream final : public WatchStream,
       self->feed_.resets_sent.fetch_add(1);
       std::string event = sse_event(point.position, "reset",
                                     dump(json{{"revision", point.position},
+                                              {"newest", point.newest},
                                               {"reason", reason},
                                               {"settings", settings_object(point.settings)}}));
       net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {

@@ -181,9 +181,8 @@ class RemoteStore::Impl {
   void sync() {
     check_open();
     std::string what = "sync()";
-    auto [rows, revision] = take_snapshot(current_index(), what);
     std::size_t changed =
-        cache_.replace_all(std::move(rows), revision, internal::ReplaceMode::kResync);
+        load(take_snapshot(current_index(), what), internal::ReplaceMode::kResync);
     counters_.resyncs.fetch_add(1);
     logger_->debug("syncconfig: remote sync() changed {} keys", changed);
   }
@@ -373,26 +372,42 @@ class RemoteStore::Impl {
 
   // GET /settings from server `first` (then the others). Returns the rows and their revision;
   // `answered` (if given) is set to the server that answered.
-  std::pair<std::vector<internal::Row>, int64_t> take_snapshot(std::size_t first,
-                                                               const std::string& what,
-                                                               std::size_t* answered = nullptr) {
+  struct ServerSnapshot {
+    std::vector<internal::Row> rows;
+    int64_t revision = 0;
+    int64_t newest = 0;  // X-Syncconfig-Newest-Revision (see Cache::note_applied).
+  };
+  ServerSnapshot take_snapshot(std::size_t first, const std::string& what,
+                               std::size_t* answered = nullptr) {
     std::string target = base_ + "/settings";
     if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
     http::Response r = send("GET", target, {}, what, first, answered);
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
-    std::optional<std::string> header = r.header("X-Syncconfig-Revision");
-    int64_t revision = -1;
-    if (header) {
+    auto header_value = [&](const char* name) -> int64_t {
+      std::optional<std::string> header = r.header(name);
+      if (!header) return -1;
       try {
-        revision = std::stoll(*header);
+        return std::stoll(*header);
       } catch (const std::exception&) {
+        return -1;
       }
-    }
-    if (revision < 0) {
+    };
+    ServerSnapshot out;
+    out.revision = header_value("X-Syncconfig-Revision");
+    if (out.revision < 0) {
       throw Error(ErrorCode::kInternal,
                   what + ": the answer has no X-Syncconfig-Revision: not a syncconfig server");
     }
-    return {rows_of(parse_json(r.body, what), revision, options_.prefix, what), revision};
+    out.newest = std::max(out.revision, header_value("X-Syncconfig-Newest-Revision"));
+    out.rows = rows_of(parse_json(r.body, what), out.revision, options_.prefix, what);
+    return out;
+  }
+
+  // Makes the cache equal to `snap` (see ReplaceMode); returns how many keys changed.
+  std::size_t load(ServerSnapshot snap, internal::ReplaceMode mode) {
+    std::size_t changed = cache_.replace_all(std::move(snap.rows), snap.revision, mode);
+    cache_.note_applied(snap.newest);
+    return changed;
   }
 
   ChangesSince fetch_changes(std::size_t first, int64_t revision, std::string_view prefix) {
@@ -429,9 +444,10 @@ class RemoteStore::Impl {
     while (steady_clock::now() < deadline) {
       try {
         std::size_t answered = 0;
-        auto [rows, revision] = take_snapshot(0, "RemoteStore::open", &answered);
+        ServerSnapshot snap = take_snapshot(0, "RemoteStore::open", &answered);
+        const int64_t revision = snap.revision;
         index_.store(answered);
-        cache_.replace_all(std::move(rows), revision, internal::ReplaceMode::kInitial);
+        load(std::move(snap), internal::ReplaceMode::kInitial);
         logger_->info("syncconfig: remote store opened from {} ({} keys, revision {})",
                       urls_[answered].to_string(), cache_.size(), revision);
         return;
@@ -467,6 +483,7 @@ class RemoteStore::Impl {
       }
     }
     cache_.replace_all(std::move(rows), data.revision, internal::ReplaceMode::kInitial);
+    cache_.note_applied(data.newest_revision);
     counters_.stale_as_of_us.store(
         std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
             .count());
@@ -527,10 +544,10 @@ class RemoteStore::Impl {
       cache_.advance_watermark(c.revision);
       counters_.catch_ups.fetch_add(1);
     } else {
-      auto [rows, revision] = take_snapshot(idx, "catching up");
-      changed = cache_.replace_all(
-          std::move(rows), revision,
-          revision < since ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
+      ServerSnapshot snap = take_snapshot(idx, "catching up");
+      const bool backwards = snap.revision < since;
+      changed = load(std::move(snap),
+                     backwards ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
       counters_.resyncs.fetch_add(1);
     }
     counters_.stale.store(false);
@@ -620,6 +637,11 @@ class RemoteStore::Impl {
       std::size_t changed = cache_.replace_all(
           std::move(rows), revision,
           revision < before ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
+      // The settings can hold changes after `revision` (their events follow, changing nothing
+      // here): see Cache::note_applied.
+      if (data.contains("newest") && data["newest"].is_number_integer()) {
+        cache_.note_applied(data["newest"].get<int64_t>());
+      }
       counters_.resyncs.fetch_add(1);
       logger_->info("syncconfig: remote store reset by {} at revision {} ({}); {} keys changed",
                     urls_[idx].to_string(), revision, data.value("reason", std::string()), changed);
