@@ -43,11 +43,15 @@ struct RemoteOptions {
   std::string token;
   // Bound on connecting to one server. Default 2 seconds.
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);
-  // Bound on one request (a write, a snapshot, changes_since). Default 10 seconds.
+  // Bound on one write (PUT/DELETE). Default 10 seconds.
   std::chrono::milliseconds request_timeout = std::chrono::seconds(10);
+  // Bound on reading a whole snapshot (open, sync(), a stale store's catch-up) or
+  // changes_since, which take longer than a write on a large store (1M keys: about 5 s here,
+  // BENCHMARKS.md figure 10). Default 60 seconds.
+  std::chrono::milliseconds load_timeout = std::chrono::seconds(60);
   // How long open() tries the servers (every URL in turn, again and again) before it gives up:
-  // then it opens from snapshot_file if that is set and valid, else throws kUnavailable.
-  // Default 10 seconds.
+  // then it opens from snapshot_file if that is set and valid, else throws kUnavailable. A
+  // snapshot read already under way is bounded by load_timeout instead. Default 10 seconds.
   std::chrono::milliseconds open_timeout = std::chrono::seconds(10);
   // After every URL failed in a row, wait this long before the next round. Default 500 ms.
   std::chrono::milliseconds retry_interval = std::chrono::milliseconds(500);

@@ -96,7 +96,8 @@ class Cache {
   std::size_t size() const;
   uint32_t crc() const;
   std::map<std::string, nlohmann::json> get_all(std::string_view prefix) const;
-  // get_all and the watermark, under one lock.
+  // get_all and the watermark, read at one moment: the entries are listed under the read lock,
+  // their values made after it (entries are immutable; see export_snapshot).
   Snapshot snapshot(std::string_view prefix) const;
   CacheDigest digest() const;
   int64_t watermark() const;

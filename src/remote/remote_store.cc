@@ -117,8 +117,11 @@ class RemoteStore::Impl {
     request_options.token = options_.token;
     request_options.connect_timeout = options_.connect_timeout;
     request_options.request_timeout = options_.request_timeout;
+    http::ClientOptions load_options = request_options;
+    load_options.request_timeout = options_.load_timeout;
     for (const http::Url& url : urls_) {
       requesters_.push_back(std::make_unique<http::HttpClient>(url, request_options));
+      loaders_.push_back(std::make_unique<http::HttpClient>(url, load_options));
     }
     open_from_a_server_or_file();
     if (!options_.snapshot_file.empty()) {
@@ -222,6 +225,7 @@ class RemoteStore::Impl {
     }
     pending_cv_.notify_all();
     for (auto& r : requesters_) r->stop();
+    for (auto& r : loaders_) r->stop();
     if (follower_.joinable()) follower_.join();
     counters_.connected.store(false);
     if (writer_) writer_->stop();  // Writes the final state.
@@ -350,7 +354,10 @@ class RemoteStore::Impl {
     for (std::size_t i = 0; i < urls_.size(); ++i) {
       const std::size_t idx = (first + i) % urls_.size();
       try {
-        http::Response r = requesters_[idx]->request(method, target, body);
+        // Reads (snapshots, changes_since) are bounded by load_timeout, writes by
+        // request_timeout.
+        auto& client = method == "GET" ? loaders_[idx] : requesters_[idx];
+        http::Response r = client->request(method, target, body);
         if (r.status == 503 && i + 1 < urls_.size()) {
           last =
               Error(ErrorCode::kUnavailable, fmt::format("{}: {} answered 503: {}", what,
@@ -655,7 +662,8 @@ class RemoteStore::Impl {
   std::condition_variable pending_cv_;
   std::unordered_map<std::string, int> pending_;  // Writes in flight per key (PendingWrite).
 
-  std::vector<std::unique_ptr<http::HttpClient>> requesters_;  // One per URL, for requests.
+  std::vector<std::unique_ptr<http::HttpClient>> requesters_;  // One per URL, for writes.
+  std::vector<std::unique_ptr<http::HttpClient>> loaders_;     // One per URL, for snapshots.
   std::atomic<std::size_t> index_{0};                          // The server followed now.
   std::atomic<bool> ever_connected_{false};
   std::unique_ptr<internal::SnapshotWriter> writer_;
@@ -693,6 +701,7 @@ std::unique_ptr<RemoteStore> RemoteStore::open(std::vector<std::string> urls,
   };
   positive("connect_timeout", options.connect_timeout);
   positive("request_timeout", options.request_timeout);
+  positive("load_timeout", options.load_timeout);
   positive("open_timeout", options.open_timeout);
   positive("retry_interval", options.retry_interval);
   positive("idle_timeout", options.idle_timeout);
