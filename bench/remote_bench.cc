@@ -8,28 +8,34 @@
 //      (the goal: p50 <= 2x), and of a RemoteStore that follows the second of two stacked relays
 //      (serve --upstream A, serve --upstream relay 1), vs set() on a Store until the callback of
 //      another Store of the same table. Samples rotate over the three paths, 1 ms apart.
-//      Diagnostic: RemoteStore::set (a PUT through the server) vs Store::set.
+//      Diagnostics: RemoteStore::set (a PUT through the server) vs Store::set; how long after
+//      its callback a Store's progress passes the change (what serve's /watch waits for).
 //   2. start-up at 100k and 1M keys: RemoteStore::open through one server (until it returns:
 //      every key loaded) vs Store::open on the same table; rounds interleaved. Diagnostics: the
 //      bare GET /settings on a raw socket (the server's part and the transfer) and
-//      nlohmann::json::parse of that body (the first step of the client's part).
+//      nlohmann::json::parse of that body (the first step of the client's part); at 1M, how
+//      late a change reaches a RemoteStore while another RemoteStore opens, and how long
+//      Store::snapshot() (what GET /settings runs under the cache's read lock) takes.
 //   3. PostgreSQL backends held by 1,000 RemoteStores through two servers, from
 //      pg_stat_activity: before the servers, with the servers, with the RemoteStores open (the
 //      goal: only the servers' own); set() on a Store until the last of the 1,000 callbacks
 //      (shown). Memory per key of one RemoteStore vs one Store holding the same 1M keys: heap
-//      (and RSS) growth of this process over open(), as syncconfig_latency's memory figure.
+//      (and RSS) growth of this process over open(), as syncconfig_latency's memory figure, and
+//      the peak RSS during open().
 //
 // Tables are filled with one INSERT ... SELECT generate_series through the library's triggers
 // (every row stamped with its own revision), before any server listens: 9 values in 10 are the
 // JSON string "v-000123", every 10th a small object {"n": 10, "on": true}. Each table lives in a
 // database of its own, so that serve --dsn finds it under its default name (sync_config).
 //
-// Usage: syncconfig_remote [--samples N] [--stores N] [--fsync] [--smoke]
-//                          [--only propagation|startup|memory|connections]
-//   N samples per propagation path (default 2000, smoke 50); --stores: RemoteStores of figure 3
-//   (default 1000, smoke 50); --fsync runs the cluster with fsync=on (default: the temporary
-//   cluster's fsync=off); --smoke: sizes 1k / 10k keys, few rounds (checks that the benchmark
-//   works; its numbers mean nothing). Fails (exit 1) on errors only, never on timings.
+// Usage: syncconfig_remote [--samples N] [--gap-us U] [--stores N] [--startup-runs R] [--fsync]
+//                          [--smoke] [--only propagation|startup|memory|connections]
+//   N samples per propagation path (default 2000, smoke 50), U microseconds between them
+//   (default 1000); --stores: RemoteStores of figure 3 (default 1000, smoke 50); R timed
+//   start-up rounds per size (default 5 at 100k, 3 at 1M); --fsync runs the cluster with
+//   fsync=on (default: the temporary cluster's fsync=off); --smoke: sizes 1k / 10k keys, few
+//   rounds (checks that the benchmark works; its numbers mean nothing). Fails (exit 1) on
+//   errors only, never on timings.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -53,6 +59,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -499,9 +506,35 @@ std::vector<Row> bench_propagation(Servers& servers, const std::string& dsn, con
   wait_connected({r1.get(), r3.get()}, 30s);
 
   FanIn fs(1), f1(1), f3(1);
-  reader->subscribe([&fs](const syncconfig::Change& c) {
-    if (c.key == "prop") fs.arrive(0);
-  });
+  // When the reader's progress passes the revision of a change it just delivered: serve's feed
+  // releases a change to /watch only then (docs/protocol.md, "The watermark": after applying
+  // notifications the listener sends a trivial query and waits for the answer), while a Store's
+  // callback runs before that round trip.
+  struct Settle {
+    std::mutex mu;
+    bool waiting = false;
+    int64_t revision = 0;
+    Clock::time_point change_at;
+    std::vector<double> us;
+  } settle;
+  reader->subscribe(
+      [&fs, &settle](const syncconfig::Change& c) {
+        if (c.key != "prop") return;
+        {
+          std::lock_guard lock(settle.mu);
+          settle.waiting = true;
+          settle.revision = c.revision;
+          settle.change_at = Clock::now();
+        }
+        fs.arrive(0);
+      },
+      [&settle](const syncconfig::Progress& p) {
+        std::lock_guard lock(settle.mu);
+        if (settle.waiting && p.revision >= settle.revision) {
+          settle.waiting = false;
+          settle.us.push_back(micros(Clock::now() - settle.change_at));
+        }
+      });
   r1->subscribe([&f1](const syncconfig::Change& c) {
     if (c.key == "hop1:prop") f1.arrive(0);
   });
@@ -544,6 +577,11 @@ std::vector<Row> bench_propagation(Servers& servers, const std::string& dsn, con
       store_set.push_back(micros(t3 - t2));
     }
   }
+  Summary settled;
+  {
+    std::lock_guard lock(settle.mu);
+    settled = summarize(settle.us);
+  }
   const syncconfig::Stats s1 = r1->stats();
   const syncconfig::Stats s3 = r3->stats();
   r1->shutdown();
@@ -565,6 +603,10 @@ std::vector<Row> bench_propagation(Servers& servers, const std::string& dsn, con
              "Store.set -> Store callback");
   print_pair("   RemoteStore::set", writes.mine, "RemoteStore::set (PUT via serve A)", writes.base,
              "Store::set");
+  std::printf(
+      "   Store -> Store: the reader's progress passed the change p50 %.1f  p99 %.1f us after its "
+      "callback (n=%zu; the round trip serve's /watch waits for)\n",
+      settled.p50, settled.p99, settled.n);
   std::printf(
       "   RemoteStores' stats: via A reconnects %llu, resyncs %llu; via relays reconnects %llu, "
       "resyncs %llu\n",
