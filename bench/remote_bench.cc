@@ -1003,6 +1003,13 @@ int main(int argc, char** argv) {
 
   try {
     const rlim_t fd_limit = raise_fd_limit();
+    // Figure 3: each RemoteStore holds 4 descriptors (its stream's socket, its io_context's
+    // epoll, eventfd and timerfd), more while it makes a request.
+    if (want("connections") && fd_limit < 6 * static_cast<rlim_t>(cfg.stores) + 256) {
+      fail("the open files limit is " + std::to_string(fd_limit) + " and " +
+           std::to_string(cfg.stores) + " RemoteStores need about " +
+           std::to_string(6 * cfg.stores + 256) + ": raise it (ulimit -n) or pass --stores");
+    }
     syncconfig::EmbeddedPostgresOptions pg_options;
     if (cfg.fsync) pg_options.settings["fsync"] = "on";
     syncconfig::EmbeddedPostgres pg(pg_options);
