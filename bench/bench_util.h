@@ -294,11 +294,12 @@ inline MemoryProbe probe_memory() {
 // ---- The results table ---------------------------------------------------------------------
 
 // One line of the final table. Units decide how values print: kMicros (latencies, kept in us),
-// kNanos, kBytes (per entry), kOpsPerSecond. For latencies the two values are p50 and p99; for
-// Google Benchmark rows the median and slowest of the repetitions; for throughput the median
-// and slowest round; for memory a single measurement (both the same). A row whose figure has
-// no baseline leaves `base` at zero: the baseline and ratio cells print "-".
-enum class Unit { kMicros, kNanos, kBytes, kOpsPerSecond };
+// kNanos, kBytes (per entry), kOpsPerSecond, kCount (a number of things, e.g. connections). For
+// latencies the two values are p50 and p99; for Google Benchmark rows the median and slowest of the
+// repetitions; for throughput the median and slowest round; for memory a single measurement (both
+// the same). A row whose figure has no baseline leaves `base` at zero: the baseline and ratio cells
+// print "-".
+enum class Unit { kMicros, kNanos, kBytes, kOpsPerSecond, kCount };
 
 struct Row {
   Row() = default;
@@ -337,6 +338,9 @@ inline std::string format_value(double v, Unit unit) {
       break;
     case Unit::kOpsPerSecond:
       std::snprintf(buf, sizeof buf, "%.0f/s", v);
+      break;
+    case Unit::kCount:
+      std::snprintf(buf, sizeof buf, "%.0f", v);
       break;
   }
   return buf;

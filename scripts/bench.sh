@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the benchmarks and runs the drivers, each against its own embedded PostgreSQL:
 # syncconfig_bench and syncconfig_latency print one table of every library figure next to its raw
-# baseline and target; syncconfig_watch_fanout (N /watch streams on `syncconfig serve`, next to a
-# minimal fan-out) prints its own. Results: BENCHMARKS.md.
+# baseline and target; syncconfig_remote (RemoteStore through `syncconfig serve` and relays, next
+# to Store) and syncconfig_watch_fanout (N /watch streams on `syncconfig serve`, next to a minimal
+# fan-out) print their own. Results: BENCHMARKS.md.
 #   scripts/bench.sh                     everything (Release, in ./build-bench): about 5 minutes
 #                                        on a 2-core machine, build included; must stay < 10
 #   BENCH_SMOKE=1 scripts/bench.sh       smoke run (also: scripts/bench.sh --smoke): every figure
@@ -14,7 +15,9 @@
 #                                        embedded temporary cluster does)
 #   BENCH_ONLY=fanout scripts/bench.sh   one figure of syncconfig_latency (set, propagation,
 #                                        scaling, startup, memory, fanout, throughput, catchup),
-#                                        or BENCH_ONLY=watch: syncconfig_watch_fanout alone
+#                                        or BENCH_ONLY=watch: syncconfig_watch_fanout alone, or
+#                                        BENCH_ONLY=remote: syncconfig_remote alone (only the
+#                                        programs that run are built)
 #   BENCH_WATCH_STREAMS=5 scripts/bench.sh   /watch streams for syncconfig_watch_fanout (default
 #                                        10000; 100 in a smoke run)
 # The output is also saved to <build dir>/bench-results.txt.
@@ -39,8 +42,21 @@ if [ ! -d "$build/bench" ]; then
   echo "Google Benchmark was not found by CMake (libbenchmark-dev); cannot build the benchmarks" >&2
   exit 1
 fi
-cmake --build "$build" -j"$(nproc)" --target syncconfig_bench syncconfig_latency \
-  syncconfig_watch_fanout
+run_library=1
+run_remote=1
+run_watch=1
+if [ "${BENCH_ONLY:-}" = watch ]; then
+  run_library= run_remote=
+elif [ "${BENCH_ONLY:-}" = remote ]; then
+  run_library= run_watch=
+elif [ -n "${BENCH_ONLY:-}" ]; then
+  run_remote= run_watch=
+fi
+targets=()
+if [ -n "$run_library" ]; then targets+=(syncconfig_bench syncconfig_latency); fi
+if [ -n "$run_remote" ]; then targets+=(syncconfig_remote); fi
+if [ -n "$run_watch" ]; then targets+=(syncconfig_watch_fanout); fi
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 built=$(date +%s)
 
 latency_args=()
@@ -51,17 +67,19 @@ if [ -n "$smoke" ]; then
 fi
 if [ -n "${BENCH_SAMPLES:-}" ]; then latency_args+=(--samples "$BENCH_SAMPLES"); fi
 watch_args=()
-if [ -n "${BENCH_FSYNC:-}" ]; then latency_args+=(--fsync); watch_args+=(--fsync); fi
-if [ -n "$smoke" ]; then watch_args+=(--smoke); fi
-if [ -n "${BENCH_WATCH_STREAMS:-}" ]; then watch_args+=(--streams "$BENCH_WATCH_STREAMS"); fi
-run_library=1
-run_watch=1
-if [ "${BENCH_ONLY:-}" = watch ]; then
-  run_library=
-elif [ -n "${BENCH_ONLY:-}" ]; then
-  latency_args+=(--only "$BENCH_ONLY")
-  run_watch=
+remote_args=()
+if [ -n "${BENCH_FSYNC:-}" ]; then
+  latency_args+=(--fsync)
+  watch_args+=(--fsync)
+  remote_args+=(--fsync)
 fi
+if [ -n "$smoke" ]; then
+  watch_args+=(--smoke)
+  remote_args+=(--smoke)
+fi
+if [ -n "${BENCH_SAMPLES:-}" ]; then remote_args+=(--samples "$BENCH_SAMPLES"); fi
+if [ -n "${BENCH_WATCH_STREAMS:-}" ]; then watch_args+=(--streams "$BENCH_WATCH_STREAMS"); fi
+if [ -n "$run_library" ] && [ -n "${BENCH_ONLY:-}" ]; then latency_args+=(--only "$BENCH_ONLY"); fi
 # The get_int rows pass to syncconfig_latency, which prints the final table.
 rows="$build/bench-rows.tsv"
 rm -f "$rows"
@@ -80,6 +98,11 @@ $(free -h | awk '/^Mem:/ {print $2}') RAM"
     echo
     echo "== syncconfig_latency ${latency_args[*]}"
     "$build/bench/syncconfig_latency" "${latency_args[@]}" --rows-from "$rows"
+    echo
+  fi
+  if [ -n "$run_remote" ]; then
+    echo "== syncconfig_remote ${remote_args[*]}"
+    "$build/bench/syncconfig_remote" "${remote_args[@]}"
     echo
   fi
   # Last: until serve takes 100 streams (today's caps /watch at 8), its smoke run fails here, after
