@@ -504,8 +504,8 @@ TEST(Fleet, a_relay_resumes_a_watch_by_revision_like_a_server) {
   const std::string table = unique_name("t_fleet_resume");
   TableServer a(table);
   ASSERT_GT(a.port(), 0);
+  Recorder truth;  // Every change, as the table numbers it. Before the store: it outlives it.
   auto writer = Store::open(dsn(), test_options(table));
-  Recorder truth;  // Every change, as the table numbers it.
   writer->subscribe(truth.callback());
   writer->set("gone", "soon");
   const int64_t before_relay = writer->set("base", 0);

@@ -131,9 +131,10 @@ TEST_F(RemoteStoreTest, opens_with_the_servers_data_and_the_same_checksum) {
 }
 
 TEST_F(RemoteStoreTest, follows_writes_and_deletes_with_callbacks_in_commit_order) {
-  auto remote = RemoteStore::open({url_of(*server_)}, quick_options());
+  // Before the store: its callbacks may run until the store is destroyed.
   Recorder recorder;
   std::atomic<int64_t> progressed{0};
+  auto remote = RemoteStore::open({url_of(*server_)}, quick_options());
   remote->subscribe(recorder.callback(), [&](const Progress& p) { progressed = p.revision; });
   int64_t r1 = store_->set("k", 1);
   int64_t r2 = store_->set("k", 2);
@@ -155,9 +156,9 @@ TEST_F(RemoteStoreTest, follows_writes_and_deletes_with_callbacks_in_commit_orde
 }
 
 TEST_F(RemoteStoreTest, a_write_returns_its_revision_and_is_read_back_at_once) {
+  Recorder mine;  // Before the store: its callbacks may run until the store is destroyed.
   auto writer = RemoteStore::open({url_of(*server_)}, quick_options());
   auto reader = RemoteStore::open({url_of(*server_)}, quick_options());
-  Recorder mine;
   writer->subscribe(mine.callback());
   WriteResult w = writer->put("num", json::parse("1e3"));
   EXPECT_GT(w.revision, 0);
@@ -254,8 +255,8 @@ TEST_F(RemoteStoreTest, moves_to_the_next_server_and_resumes_without_a_gap) {
   // Two servers of one table, each over its own Store.
   auto store2 = Store::open(dsn(), test_options(table_));
   auto server2 = serve(*store2);
+  RevisionLog log;  // Before the store: its callbacks may run until the store is destroyed.
   auto remote = RemoteStore::open({url_of(*server_), url_of(*server2)}, quick_options());
-  RevisionLog log;
   remote->subscribe(log.callback());
   ASSERT_TRUE(wait_until([&] { return remote->current_server() == url_of(*server_); }));
 
@@ -300,9 +301,9 @@ TEST_F(RemoteStoreTest, a_relay_over_a_remote_store_serves_the_same_api) {
   auto upstream = RemoteStore::open({url_of(*server_)}, quick_options());
   auto relay = serve(*upstream);
   store_->set("before", 1);
+  RevisionLog log;  // Before the store: its callbacks may run until the store is destroyed.
   auto remote = RemoteStore::open({url_of(*relay)}, quick_options());
   ASSERT_TRUE(wait_until([&] { return remote->get("before") == json(1); }));
-  RevisionLog log;
   remote->subscribe(log.callback());
   // Through the relay: a write goes up to the database and comes back down.
   WriteResult w = remote->put("through", "relay");
@@ -447,12 +448,13 @@ TEST(StoreSnapshotFile, a_store_opens_stale_from_its_file_while_the_database_is_
 // SyncMap and any code written against Config run the same on both kinds of store.
 template <class MakeStore>
 std::vector<std::string> flag_scenario(MakeStore make) {
+  // Before the stores and maps: the subscription may run until flags_b is destroyed.
+  std::mutex mu;
+  std::vector<std::string> seen;
   std::unique_ptr<Config> a = make();
   std::unique_ptr<Config> b = make();
   SyncMap<bool> flags_a(*a, "flag:");
   SyncMap<bool> flags_b(*b, "flag:");
-  std::vector<std::string> seen;
-  std::mutex mu;
   flags_b.subscribe([&](const std::string& name, const std::optional<bool>& v) {
     std::lock_guard lock(mu);
     seen.push_back(name + "=" + (v ? (*v ? "on" : "off") : "absent"));
