@@ -8,14 +8,12 @@
 #include <mutex>
 
 #include "cache/cache.h"
-#include "cache/conversions.h"
-#include "cache/snapshot_file.h"
-#include "cache/snapshot_writer.h"
 #include "db/connection.h"
 #include "db/connection_pool.h"
 #include "db/table_sql.h"
 #include "sync/counters.h"
 #include "sync/dispatcher.h"
+#include "sync/store_state.h"
 #include "sync/sync_worker.h"
 #include "sync/table_reader.h"
 #include "util/validation.h"
@@ -143,20 +141,9 @@ class Store::Impl {
     }
     worker_ = std::make_unique<internal::SyncWorker>(std::move(ctx), std::move(conn));
     if (!options_.snapshot_file.empty()) {
-      writer_ = std::make_unique<internal::SnapshotWriter>(
-          options_.snapshot_file, options_.snapshot_interval,
-          [this] { return cache_.content_version(); },
-          [this] {
-            internal::SnapshotFileData data = cache_.export_snapshot();
-            data.source = snapshot_source();
-            // A stale cache is as old as the file it came from, not as the moment it is saved.
-            if (counters_.stale.load()) {
-              data.written_at = std::chrono::system_clock::time_point(
-                  std::chrono::microseconds(counters_.stale_as_of_us.load()));
-            }
-            return data;
-          },
-          logger_);
+      writer_ =
+          internal::start_snapshot_writer(cache_, counters_, options_.snapshot_file,
+                                          options_.snapshot_interval, snapshot_source(), logger_);
     }
     if (!counters_.stale.load()) {
       logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
@@ -171,32 +158,19 @@ class Store::Impl {
   // The database cannot be reached: open from the snapshot file, stale. False (logged) when the
   // file is missing or refused.
   bool open_from_file(const Error& why) {
-    internal::SnapshotFileData data;
+    int64_t revision = 0;
     try {
-      data = internal::read_snapshot_file(options_.snapshot_file, snapshot_source());
+      revision = internal::open_stale_from_file(cache_, counters_, options_.snapshot_file,
+                                                snapshot_source());
     } catch (const Error& e) {
       logger_->error("syncconfig: the database is unreachable and the snapshot file is refused: {}",
                      e.message());
       return false;
     }
-    std::vector<internal::Row> rows;
-    rows.reserve(data.entries.size());
-    for (auto& [key, text] : data.entries) {
-      if (auto v = internal::parse_value(key, text)) {
-        rows.push_back(internal::Row{std::move(*v), data.revision});
-      }
-    }
-    cache_.replace_all(std::move(rows), data.revision, internal::ReplaceMode::kInitial);
-    cache_.note_applied(data.newest_revision);  // Its rows carry the file's revision only.
-    counters_.stale_as_of_us.store(
-        std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
-            .count());
-    counters_.stale.store(true);
     logger_->warn(
         "syncconfig: {} is unreachable ({}); serving the snapshot file {} (revision {}, {} keys), "
         "stale: writes are refused until the database answers",
-        internal::redact_dsn(dsn_), why.message(), options_.snapshot_file, data.revision,
-        cache_.size());
+        internal::redact_dsn(dsn_), why.message(), options_.snapshot_file, revision, cache_.size());
     return true;
   }
 
@@ -357,30 +331,7 @@ class Store::Impl {
     logger_->debug("syncconfig: {} shut down", sql_.qualified_table);
   }
 
-  Stats stats() const {
-    Stats s;
-    internal::CacheDigest d = cache_.digest();
-    s.keys = d.count;
-    s.crc = d.crc;
-    s.revision = cache_.watermark();
-    s.applied_revision = d.max_revision;
-    s.connected = counters_.connected.load();
-    s.writes = counters_.writes.load();
-    s.deletes = counters_.deletes.load();
-    s.notifications_applied = counters_.notifications_applied.load();
-    s.notifications_ignored = counters_.notifications_ignored.load();
-    s.resyncs = counters_.resyncs.load();
-    s.catch_ups = counters_.catch_ups.load();
-    s.crc_mismatches = counters_.crc_mismatches.load();
-    s.reconnects = counters_.reconnects.load();
-    s.callback_errors = counters_.callback_errors.load();
-    s.stale = counters_.stale.load();
-    if (s.stale) {
-      s.stale_as_of = std::chrono::system_clock::time_point(
-          std::chrono::microseconds(counters_.stale_as_of_us.load()));
-    }
-    return s;
-  }
+  Stats stats() const { return internal::read_stats(cache_, counters_); }
 
   // Declaration order is construction order: the dispatcher outlives the cache that feeds it,
   // and the worker (which uses both) is stopped first.
@@ -447,28 +398,16 @@ ChangesSince Store::changes_since(int64_t revision, std::string_view prefix) con
 }
 
 std::string Store::get_string(std::string_view key, std::string default_value) const {
-  impl_->cache_.read(key, [&](const internal::Entry& v) {
-    if (auto s = internal::to_string_value(v)) default_value = std::move(*s);
-  });
-  return default_value;
+  return internal::read_string(impl_->cache_, key, std::move(default_value));
 }
 int64_t Store::get_int(std::string_view key, int64_t default_value) const {
-  impl_->cache_.read(key, [&](const internal::Entry& v) {
-    if (auto i = internal::to_int(v)) default_value = *i;
-  });
-  return default_value;
+  return internal::read_int(impl_->cache_, key, default_value);
 }
 double Store::get_double(std::string_view key, double default_value) const {
-  impl_->cache_.read(key, [&](const internal::Entry& v) {
-    if (auto d = internal::to_double(v)) default_value = *d;
-  });
-  return default_value;
+  return internal::read_double(impl_->cache_, key, default_value);
 }
 bool Store::get_bool(std::string_view key, bool default_value) const {
-  impl_->cache_.read(key, [&](const internal::Entry& v) {
-    if (auto b = internal::to_bool(v)) default_value = *b;
-  });
-  return default_value;
+  return internal::read_bool(impl_->cache_, key, default_value);
 }
 
 SubscriptionId Store::subscribe(Callback callback) {
