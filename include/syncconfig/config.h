@@ -25,6 +25,8 @@
 #include <vector>
 
 #include "syncconfig/error.h"
+#include "syncconfig/history.h"
+#include "syncconfig/transaction.h"
 
 namespace syncconfig {
 
@@ -47,6 +49,12 @@ struct Change {
   // For a change applied from a notification: when the writing transaction made it, by the
   // database server's clock (the lag until now() is the propagation delay). Empty otherwise.
   std::optional<std::chrono::system_clock::time_point> written_at;
+  // The last change of a unit applied at once: a transaction (every instance applies a committed
+  // transaction whole, and delivers its changes consecutively, this one last), or a resync. A
+  // subscriber that must never act on half a transaction buffers until it sees true.
+  bool unit_end = true;
+  // A deletion because the key's lease expired or was revoked (history operation "expire").
+  bool expired = false;
 };
 
 using Callback = std::function<void(const Change&)>;
@@ -131,17 +139,80 @@ class Config {
   // Writes `value` under `key` and waits for the commit; afterwards get(key) on this instance
   // returns the value as stored, unless a newer write has already arrived. Keys: 1..255 bytes of
   // valid UTF-8 without NUL. Values: any JSON without NaN/Infinity. Returns the write's revision.
-  int64_t set(std::string_view key, const nlohmann::json& value) {
-    return put(key, value).revision;
+  int64_t set(std::string_view key, const nlohmann::json& value, const WriteOptions& options = {}) {
+    return put(key, value, options).revision;
   }
   // Deletes `key`. Returns whether it existed in the table.
-  bool remove(std::string_view key) { return erase(key).revision != 0; }
+  bool remove(std::string_view key, const WriteOptions& options = {}) {
+    return erase(key, options).revision != 0;
+  }
   // set() and remove() with their whole outcome.
-  virtual WriteResult put(std::string_view key, const nlohmann::json& value) = 0;
-  virtual WriteResult erase(std::string_view key) = 0;
+  virtual WriteResult put(std::string_view key, const nlohmann::json& value,
+                          const WriteOptions& options = {}) = 0;
+  virtual WriteResult erase(std::string_view key, const WriteOptions& options = {}) = 0;
+
+  // --- Safe changes (transaction.h) ---
+
+  // The key's current value, revision and time of its last change, read from the source (one
+  // round trip: the table, or the server), not from the cache: what a compare-and-set starts
+  // from. std::nullopt if absent.
+  virtual std::optional<KeyEntry> get_entry(std::string_view key) const = 0;
+  // Writes `value` only if `key` is at `expected_revision` (0: only if it is absent). Otherwise
+  // writes nothing and returns the key's current revision and value.
+  virtual CasResult set_if(std::string_view key, const nlohmann::json& value,
+                           int64_t expected_revision, const WriteOptions& options = {}) = 0;
+  // Deletes `key` only if it is at `expected_revision` (> 0).
+  virtual CasResult remove_if(std::string_view key, int64_t expected_revision,
+                              const WriteOptions& options = {}) = 0;
+  // Commits `txn` all-or-nothing: every guard is checked under the table's writer lock, then
+  // every operation is applied, in one PostgreSQL transaction. A failed guard is an outcome, not
+  // an exception; bad input (invalid keys, a key in two operations, no operations, over the
+  // limits) throws kInvalidArgument and writes nothing.
+  virtual TxnResult commit(const Transaction& txn) = 0;
+
+  // --- History (history.h) ---
+
+  // The recorded changes of `key` (or, with `prefix`, of every key starting with it), newest
+  // first, at most `limit` (1..10,000), only those below `before` when it is not 0.
+  struct HistoryQuery {
+    std::string key;
+    bool prefix = false;
+    std::size_t limit = 100;
+    int64_t before = 0;
+  };
+  virtual std::vector<HistoryRecord> history(const HistoryQuery& query) const = 0;
+  std::vector<HistoryRecord> history(std::string_view key, std::size_t limit = 100) const {
+    return history(HistoryQuery{std::string(key), false, limit, 0});
+  }
+  // The keys under `prefix` (empty: all) and their values as they were right after revision
+  // `revision` committed. Throws kOutOfRange when the history needed was pruned (older than the
+  // retention) or `revision` is beyond the newest.
+  virtual Snapshot snapshot_at(int64_t revision, std::string_view prefix = {}) const = 0;
+  // Restores `key` (or, with `prefix` set, every key under the prefix `target`) to its state at
+  // `revision`, as a new transaction with its own revision and `comment` (history is never
+  // rewritten), guarded by the state it was computed from: a concurrent change makes it fail
+  // like a transaction's guard, and nothing is written. Throws kOutOfRange as snapshot_at.
+  virtual TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                             std::string_view comment) = 0;
+
+  // --- Leases (history.h) ---
+
+  // A new lease of `ttl` (1 s .. 1 year), timed by the database server's clock.
+  virtual Lease grant_lease(std::chrono::seconds ttl) = 0;
+  // Renews the lease for another ttl. std::nullopt if it expired or was revoked.
+  virtual std::optional<Lease> keep_alive(int64_t lease) = 0;
+  // Revokes the lease and deletes its keys at once (history operation "expire"). Returns whether
+  // it existed.
+  virtual bool revoke_lease(int64_t lease) = 0;
 
   // The cached value, or std::nullopt if absent. Never leaves the process.
   virtual std::optional<nlohmann::json> get(std::string_view key) const = 0;
+  // The cached value with the revision of the commit that wrote it (an HTTP server's ETag).
+  struct Versioned {
+    nlohmann::json value;
+    int64_t revision = 0;
+  };
+  virtual std::optional<Versioned> get_versioned(std::string_view key) const = 0;
   virtual bool contains(std::string_view key) const = 0;
   virtual std::size_t size() const = 0;
   // Every key and value. With a non-empty prefix, only keys starting with it.

@@ -22,6 +22,9 @@ enum class ErrorCode {
   kDatabase,
   // The store was shut down. Retrying cannot help.
   kShutdown,
+  // A revision outside the recorded history: older than the retention kept, or newer than the
+  // newest. Retrying the same call cannot help.
+  kOutOfRange,
   // A local failure (e.g. starting an embedded server, a file system error). See the message.
   kInternal,
 };
