@@ -208,7 +208,7 @@ class Store::Impl {
     }
   }
 
-  WriteResult put(std::string_view key, const nlohmann::json& value) {
+  WriteResult put(std::string_view key, const nlohmann::json& value, const WriteOptions& options) {
     check_writable();
     internal::validate_key(key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
@@ -239,7 +239,7 @@ class Store::Impl {
     return out;
   }
 
-  WriteResult erase(std::string_view key) {
+  WriteResult erase(std::string_view key, const WriteOptions& options) {
     check_writable();
     internal::validate_key(key);
     Deadline deadline = deadline_after(options_.db_timeout);
@@ -376,10 +376,32 @@ std::unique_ptr<Store> Store::open(const PoolManager& pools, const std::string& 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() { shutdown(); }
 
-WriteResult Store::put(std::string_view key, const nlohmann::json& value) {
-  return impl_->put(key, value);
+WriteResult Store::put(std::string_view key, const nlohmann::json& value,
+                       const WriteOptions& options) {
+  return impl_->put(key, value, options);
 }
-WriteResult Store::erase(std::string_view key) { return impl_->erase(key); }
+WriteResult Store::erase(std::string_view key, const WriteOptions& options) {
+  return impl_->erase(key, options);
+}
+namespace {
+[[noreturn]] void not_yet(const char* what) {
+  throw Error(ErrorCode::kInternal, std::string(what) + " is not implemented yet");
+}
+}  // namespace
+std::optional<KeyEntry> Store::get_entry(std::string_view) const { not_yet("get_entry"); }
+std::optional<Config::Versioned> Store::get_versioned(std::string_view) const { not_yet("get_versioned"); }
+CasResult Store::set_if(std::string_view, const nlohmann::json&, int64_t, const WriteOptions&) {
+  not_yet("set_if");
+}
+CasResult Store::remove_if(std::string_view, int64_t, const WriteOptions&) { not_yet("remove_if"); }
+TxnResult Store::commit(const Transaction&) { not_yet("commit"); }
+std::vector<HistoryRecord> Store::history(const HistoryQuery&) const { not_yet("history"); }
+Snapshot Store::snapshot_at(int64_t, std::string_view) const { not_yet("snapshot_at"); }
+TxnResult Store::rollback(std::string_view, bool, int64_t, std::string_view) { not_yet("rollback"); }
+Lease Store::grant_lease(std::chrono::seconds) { not_yet("grant_lease"); }
+std::optional<Lease> Store::keep_alive(int64_t) { not_yet("keep_alive"); }
+bool Store::revoke_lease(int64_t) { not_yet("revoke_lease"); }
+
 bool Store::is_stale() const { return impl_->counters_.stale.load(); }
 
 std::optional<nlohmann::json> Store::get(std::string_view key) const {

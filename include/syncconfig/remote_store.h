@@ -85,8 +85,24 @@ class RemoteStore final : public Config {
   // Sent to the current server (the next one if it cannot be reached before the request is
   // sent); the result is applied to the cache before returning. A key outside `prefix` is
   // refused with kInvalidArgument (this store would never see it). While stale: kUnavailable.
-  WriteResult put(std::string_view key, const nlohmann::json& value) override;
-  WriteResult erase(std::string_view key) override;
+  WriteResult put(std::string_view key, const nlohmann::json& value,
+                  const WriteOptions& options = {}) override;
+  WriteResult erase(std::string_view key, const WriteOptions& options = {}) override;
+  std::optional<KeyEntry> get_entry(std::string_view key) const override;
+  std::optional<Versioned> get_versioned(std::string_view key) const override;
+  CasResult set_if(std::string_view key, const nlohmann::json& value, int64_t expected_revision,
+                   const WriteOptions& options = {}) override;
+  CasResult remove_if(std::string_view key, int64_t expected_revision,
+                      const WriteOptions& options = {}) override;
+  TxnResult commit(const Transaction& txn) override;
+  using Config::history;
+  std::vector<HistoryRecord> history(const HistoryQuery& query) const override;
+  Snapshot snapshot_at(int64_t revision, std::string_view prefix = {}) const override;
+  TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                     std::string_view comment) override;
+  Lease grant_lease(std::chrono::seconds ttl) override;
+  std::optional<Lease> keep_alive(int64_t lease) override;
+  bool revoke_lease(int64_t lease) override;
 
   std::optional<nlohmann::json> get(std::string_view key) const override;
   bool contains(std::string_view key) const override;

@@ -51,8 +51,24 @@ class Store final : public Config {
 
   // See Config. Writes wait for the commit; values are at most Options::max_value_bytes of JSON
   // text. While stale, writes throw kUnavailable.
-  WriteResult put(std::string_view key, const nlohmann::json& value) override;
-  WriteResult erase(std::string_view key) override;
+  WriteResult put(std::string_view key, const nlohmann::json& value,
+                  const WriteOptions& options = {}) override;
+  WriteResult erase(std::string_view key, const WriteOptions& options = {}) override;
+  std::optional<KeyEntry> get_entry(std::string_view key) const override;
+  std::optional<Versioned> get_versioned(std::string_view key) const override;
+  CasResult set_if(std::string_view key, const nlohmann::json& value, int64_t expected_revision,
+                   const WriteOptions& options = {}) override;
+  CasResult remove_if(std::string_view key, int64_t expected_revision,
+                      const WriteOptions& options = {}) override;
+  TxnResult commit(const Transaction& txn) override;
+  using Config::history;
+  std::vector<HistoryRecord> history(const HistoryQuery& query) const override;
+  Snapshot snapshot_at(int64_t revision, std::string_view prefix = {}) const override;
+  TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                     std::string_view comment) override;
+  Lease grant_lease(std::chrono::seconds ttl) override;
+  std::optional<Lease> keep_alive(int64_t lease) override;
+  bool revoke_lease(int64_t lease) override;
 
   // Reads: from the cache, never the database (see Config).
   std::optional<nlohmann::json> get(std::string_view key) const override;

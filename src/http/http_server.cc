@@ -62,6 +62,8 @@ int status_for(ErrorCode code) {
     case ErrorCode::kTimeout:
     case ErrorCode::kShutdown:
       return 503;
+    case ErrorCode::kOutOfRange:
+      return 410;
     case ErrorCode::kDatabase:
     case ErrorCode::kInternal:
       break;

@@ -134,7 +134,7 @@ class RemoteStore::Impl {
 
   // --- Writes -------------------------------------------------------------------------------
 
-  WriteResult put(std::string_view key, const json& value) {
+  WriteResult put(std::string_view key, const json& value, const WriteOptions& options) {
     check_writable(key);
     PendingWrite pending(*this, key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
@@ -152,7 +152,7 @@ class RemoteStore::Impl {
     return out;
   }
 
-  WriteResult erase(std::string_view key) {
+  WriteResult erase(std::string_view key, const WriteOptions& options) {
     check_writable(key);
     PendingWrite pending(*this, key);
     const std::string what = fmt::format("remove({})", json_quoted(key));
@@ -670,10 +670,32 @@ std::unique_ptr<RemoteStore> RemoteStore::open(std::vector<std::string> urls,
 RemoteStore::RemoteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RemoteStore::~RemoteStore() { shutdown(); }
 
-WriteResult RemoteStore::put(std::string_view key, const json& value) {
-  return impl_->put(key, value);
+WriteResult RemoteStore::put(std::string_view key, const json& value,
+                             const WriteOptions& options) {
+  return impl_->put(key, value, options);
 }
-WriteResult RemoteStore::erase(std::string_view key) { return impl_->erase(key); }
+WriteResult RemoteStore::erase(std::string_view key, const WriteOptions& options) {
+  return impl_->erase(key, options);
+}
+namespace {
+[[noreturn]] void not_yet(const char* what) {
+  throw Error(ErrorCode::kInternal, std::string(what) + " is not implemented yet");
+}
+}  // namespace
+std::optional<KeyEntry> RemoteStore::get_entry(std::string_view) const { not_yet("get_entry"); }
+std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view) const { not_yet("get_versioned"); }
+CasResult RemoteStore::set_if(std::string_view, const nlohmann::json&, int64_t, const WriteOptions&) {
+  not_yet("set_if");
+}
+CasResult RemoteStore::remove_if(std::string_view, int64_t, const WriteOptions&) { not_yet("remove_if"); }
+TxnResult RemoteStore::commit(const Transaction&) { not_yet("commit"); }
+std::vector<HistoryRecord> RemoteStore::history(const HistoryQuery&) const { not_yet("history"); }
+Snapshot RemoteStore::snapshot_at(int64_t, std::string_view) const { not_yet("snapshot_at"); }
+TxnResult RemoteStore::rollback(std::string_view, bool, int64_t, std::string_view) { not_yet("rollback"); }
+Lease RemoteStore::grant_lease(std::chrono::seconds) { not_yet("grant_lease"); }
+std::optional<Lease> RemoteStore::keep_alive(int64_t) { not_yet("keep_alive"); }
+bool RemoteStore::revoke_lease(int64_t) { not_yet("revoke_lease"); }
+
 
 std::optional<json> RemoteStore::get(std::string_view key) const { return impl_->cache_.get(key); }
 bool RemoteStore::contains(std::string_view key) const {

@@ -16,6 +16,8 @@ std::string_view to_string(ErrorCode code) noexcept {
       return "shut down";
     case ErrorCode::kInternal:
       return "internal error";
+    case ErrorCode::kOutOfRange:
+      return "out of range";
   }
   return "unknown";
 }
