@@ -5,7 +5,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <mutex>
+#include <unordered_set>
 
 #include "cache/cache.h"
 #include "db/connection.h"
@@ -40,7 +42,13 @@ void validate_options(const Options& o) {
   positive("heartbeat_interval", o.heartbeat_interval);
   positive("reconnect_interval", o.reconnect_interval);
   positive("db_timeout", o.db_timeout);
-  positive("tombstone_retention", o.tombstone_retention);
+  positive("history_retention", o.history_retention);
+  positive("lease_sweep_interval", o.lease_sweep_interval);
+  positive("lease_grace", o.lease_grace);
+  if (o.actor.size() > 200) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("invalid actor: {} bytes, at most 200", o.actor.size()));
+  }
   positive("load_timeout", o.load_timeout);
   positive("snapshot_interval", o.snapshot_interval);
   if (o.pool_size < 1 || o.pool_size > 1000) {
@@ -208,55 +216,199 @@ class Store::Impl {
     }
   }
 
-  WriteResult put(std::string_view key, const nlohmann::json& value, const WriteOptions& options) {
-    check_writable();
-    internal::validate_key(key);
-    std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
-    Deadline deadline = deadline_after(options_.db_timeout);
-    WriteResult out;
-    try {
-      auto conn = pool_.acquire(deadline);
-      // Most writes change an existing key. A plain UPDATE fires the table's triggers once; an
-      // INSERT ... ON CONFLICT fires the insert triggers and then the update triggers (two
-      // revisions drawn), which costs ~10% more per write (BENCHMARKS.md).
-      internal::Result r =
-          conn->exec_prepared("syncconfig_update", sql_.update, {key, text}, deadline);
-      if (r.rows() == 0) {
-        r = conn->exec_prepared("syncconfig_upsert", sql_.upsert, {key, text}, deadline);
-      }
-      out.revision = r.int64(0, 0);
-      std::optional<internal::ParsedValue> stored = internal::parse_value(key, r.text(0, 1));
-      if (!stored) {
-        throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
-      }
-      out.value = stored->entry->to_json();
-      cache_.upsert(std::move(*stored), out.revision, ChangeOrigin::kLocal,
-                    /*local_write=*/true);
-    } catch (const Error& e) {
-      throw with_context(e, fmt::format("set({}) failed", quoted(key)));
+  // Checks what a write carries besides key and value.
+  void validate_write_options(const WriteOptions& o) const {
+    if (o.comment.size() > 1000) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid comment: {} bytes, at most 1000", o.comment.size()));
     }
-    counters_.writes.fetch_add(1);
+    if (o.actor.size() > 200) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid actor: {} bytes, at most 200", o.actor.size()));
+    }
+    if (!internal::is_valid_utf8(o.comment) || o.comment.find('\0') != std::string::npos) {
+      throw Error(ErrorCode::kInvalidArgument, "invalid comment: not UTF-8 text (or holds NUL)");
+    }
+    if (!internal::is_valid_utf8(o.actor) || o.actor.find('\0') != std::string::npos) {
+      throw Error(ErrorCode::kInvalidArgument, "invalid actor: not UTF-8 text (or holds NUL)");
+    }
+    if (o.lease < 0) {
+      throw Error(ErrorCode::kInvalidArgument, fmt::format("invalid lease: {}", o.lease));
+    }
+  }
+  const std::string& actor_of(const WriteOptions& o) const {
+    return o.actor.empty() ? options_.actor : o.actor;
+  }
+
+  // One row of the put/del functions: status, revision, value text.
+  struct Written {
+    std::string status;
+    int64_t revision = 0;
+    std::optional<std::string> text;
+  };
+
+  Written run_put(std::string_view key, const std::string& text, std::optional<int64_t> expected,
+                  const WriteOptions& options) {
+    Deadline deadline = deadline_after(options_.db_timeout);
+    const std::string expected_text = expected ? std::to_string(*expected) : std::string();
+    const std::string lease = std::to_string(options.lease);
+    internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec_prepared(
+          "syncconfig_put", sql_.put,
+          {key, text, expected ? std::optional<std::string_view>(expected_text) : std::nullopt,
+           lease, actor_of(options), options.comment},
+          deadline);
+    });
+    return read_written(r);
+  }
+
+  Written run_del(std::string_view key, std::optional<int64_t> expected,
+                  const WriteOptions& options, std::string_view why = "delete") {
+    Deadline deadline = deadline_after(options_.db_timeout);
+    const std::string expected_text = expected ? std::to_string(*expected) : std::string();
+    internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec_prepared(
+          "syncconfig_del", sql_.del,
+          {key, expected ? std::optional<std::string_view>(expected_text) : std::nullopt,
+           actor_of(options), options.comment, why},
+          deadline);
+    });
+    return read_written(r);
+  }
+
+  static Written read_written(const internal::Result& r) {
+    if (r.rows() != 1) throw Error(ErrorCode::kInternal, "a write function returned no row");
+    Written w;
+    w.status = r.text(0, 0);
+    w.revision = r.int64(0, 1);
+    if (!r.is_null(0, 2)) w.text = std::string(r.text(0, 2));
+    return w;
+  }
+
+  std::optional<nlohmann::json> to_json(std::string_view key, const std::optional<std::string>& text) {
+    if (!text) return std::nullopt;
+    std::optional<internal::ParsedValue> v = internal::parse_value(key, *text);
+    if (!v) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
+    return v->entry->to_json();
+  }
+
+  // Applies the stored value of this instance's own write to the cache; returns it as JSON.
+  nlohmann::json apply_own_set(std::string_view key, const std::string& text, int64_t revision) {
+    std::optional<internal::ParsedValue> stored = internal::parse_value(key, text);
+    if (!stored) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
+    nlohmann::json out = stored->entry->to_json();
+    cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal, /*local_write=*/true);
     return out;
   }
 
-  WriteResult erase(std::string_view key, const WriteOptions& options) {
+  [[noreturn]] void no_lease(const WriteOptions& options) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("lease {} does not exist (it expired or was revoked)", options.lease));
+  }
+
+  WriteResult put(std::string_view key, const nlohmann::json& value, const WriteOptions& options) {
+    return set_if_impl(key, value, std::nullopt, options, "set").first;
+  }
+
+  // set() and set_if(): the write's own result (never a re-read of the cache).
+  std::pair<WriteResult, CasResult> set_if_impl(std::string_view key, const nlohmann::json& value,
+                                                std::optional<int64_t> expected,
+                                                const WriteOptions& options, const char* what) {
     check_writable();
     internal::validate_key(key);
-    Deadline deadline = deadline_after(options_.db_timeout);
+    validate_write_options(options);
+    if (expected && *expected < 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("{}({}): invalid expected revision {}", what, quoted(key), *expected));
+    }
+    std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     WriteResult out;
+    CasResult cas;
     try {
-      internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
-        return conn.exec_prepared("syncconfig_remove", sql_.remove, {key}, deadline);
-      });
-      if (r.rows() != 1 || r.is_null(0, 0)) return out;
-      out.revision = r.int64(0, 0);
-      cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+      Written w = run_put(key, text, expected, options);
+      if (w.status == "no_lease") no_lease(options);
+      if (w.status == "conflict") {
+        cas.revision = w.revision;
+        cas.value = to_json(key, w.text);
+        return {out, cas};
+      }
+      out.revision = w.revision;
+      out.value = apply_own_set(key, *w.text, w.revision);
+      cas.succeeded = true;
+      cas.revision = out.revision;
+      cas.value = out.value;
     } catch (const Error& e) {
-      throw with_context(e, fmt::format("remove({}) failed", quoted(key)));
+      throw with_context(e, fmt::format("{}({}) failed", what, quoted(key)));
+    }
+    counters_.writes.fetch_add(1);
+    return {out, cas};
+  }
+
+  WriteResult erase(std::string_view key, const WriteOptions& options) {
+    return remove_if_impl(key, std::nullopt, options, "remove").first;
+  }
+
+  std::pair<WriteResult, CasResult> remove_if_impl(std::string_view key,
+                                                   std::optional<int64_t> expected,
+                                                   const WriteOptions& options, const char* what) {
+    check_writable();
+    internal::validate_key(key);
+    validate_write_options(options);
+    if (expected && *expected <= 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("{}({}): invalid expected revision {} (a key that exists has a "
+                              "revision above 0)",
+                              what, quoted(key), *expected));
+    }
+    WriteResult out;
+    CasResult cas;
+    try {
+      Written w = run_del(key, expected, options);
+      if (w.status == "absent") return {out, cas};
+      if (w.status == "conflict") {
+        cas.revision = w.revision;
+        cas.value = to_json(key, w.text);
+        return {out, cas};
+      }
+      out.revision = w.revision;
+      cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+      cas.succeeded = true;
+      cas.revision = out.revision;
+    } catch (const Error& e) {
+      throw with_context(e, fmt::format("{}({}) failed", what, quoted(key)));
     }
     counters_.deletes.fetch_add(1);
-    return out;
+    return {out, cas};
   }
+
+  std::optional<KeyEntry> get_entry(std::string_view key) {
+    check_open();
+    internal::validate_key(key);
+    Deadline deadline = deadline_after(options_.db_timeout);
+    try {
+      internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+        return conn.exec_prepared("syncconfig_entry", sql_.select_entry, {key}, deadline);
+      });
+      if (r.rows() == 0) return std::nullopt;
+      KeyEntry e;
+      e.value = *to_json(key, std::string(r.text(0, 0)));
+      e.revision = r.int64(0, 1);
+      e.updated_at = std::chrono::system_clock::time_point(std::chrono::microseconds(r.int64(0, 2)));
+      e.lease = r.int64(0, 3);
+      return e;
+    } catch (const Error& e) {
+      throw with_context(e, fmt::format("get_entry({}) failed", quoted(key)));
+    }
+  }
+
+  TxnResult commit(const Transaction& txn);
+  std::vector<HistoryRecord> history(const Config::HistoryQuery& q);
+  Snapshot snapshot_at(int64_t revision, std::string_view prefix);
+  TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                     std::string_view comment);
+  Lease grant_lease(std::chrono::seconds ttl);
+  std::optional<Lease> keep_alive(int64_t lease);
+  bool revoke_lease(int64_t lease);
 
   void sync() {
     check_open();
@@ -305,16 +457,12 @@ class Store::Impl {
             std::string(key), row.value.entry->to_json(), row.revision, ChangeOrigin::kResync, {}});
       } else {
         const internal::Tombstone& tomb = tombstones[ti++];
-        if (tomb.kind == 't') {
-          out.changes.clear();
-          out.reason =
-              fmt::format("a TRUNCATE at revision {} removed keys that the table does not record",
-                          tomb.revision);
-          return out;
-        }
+        // A TRUNCATE's mark: the log recorded each key it removed, before it.
+        if (tomb.kind == 't') continue;
         if (!std::string_view(tomb.key).starts_with(prefix)) continue;
-        out.changes.push_back(
-            Change{tomb.key, std::nullopt, tomb.revision, ChangeOrigin::kResync, {}});
+        Change gone{tomb.key, std::nullopt, tomb.revision, ChangeOrigin::kResync, {}};
+        gone.expired = tomb.kind == 'x';
+        out.changes.push_back(std::move(gone));
       }
     }
     out.complete = true;
@@ -348,6 +496,360 @@ class Store::Impl {
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};
 };
+
+
+namespace {
+
+std::string json_string(std::string_view s) {
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::strict);
+}
+
+constexpr std::size_t kMaxTxnOperations = 100'000;
+constexpr std::size_t kMaxTxnBytes = 64u << 20;
+
+void validate_prefix(std::string_view prefix, std::size_t index) {
+  if (prefix.size() > internal::kMaxKeyBytes || !internal::is_valid_utf8(prefix) ||
+      prefix.find('\0') != std::string_view::npos) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("guard {}: invalid prefix {} (at most 255 bytes of UTF-8, no NUL)",
+                            index, quoted(prefix)));
+  }
+}
+
+std::chrono::system_clock::time_point from_us(int64_t us) {
+  return std::chrono::system_clock::time_point(std::chrono::microseconds(us));
+}
+
+}  // namespace
+
+TxnResult Store::Impl::commit(const Transaction& txn) {
+  check_writable();
+  if (txn.operations.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "commit: a transaction needs at least one operation");
+  }
+  if (txn.operations.size() > kMaxTxnOperations) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("commit: {} operations, at most {}", txn.operations.size(),
+                            kMaxTxnOperations));
+  }
+  validate_write_options(WriteOptions{txn.comment, txn.actor, 0});
+  // The document the transaction function reads. Values go in as their validated JSON text.
+  std::string doc = "{\"guards\":[";
+  for (std::size_t i = 0; i < txn.guards.size(); ++i) {
+    const Guard& g = txn.guards[i];
+    if (g.revision < 0) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("guard {}: invalid revision {}", i, g.revision));
+    }
+    if (i > 0) doc += ',';
+    if (g.kind == Guard::Kind::kRevision) {
+      try {
+        internal::validate_key(g.key);
+      } catch (const Error& e) {
+        throw Error(e.code(), fmt::format("guard {}: {}", i, e.message()));
+      }
+      doc += fmt::format("{{\"key\":{},\"revision\":{}}}", json_string(g.key), g.revision);
+    } else {
+      validate_prefix(g.key, i);
+      doc += fmt::format("{{\"prefix\":{},\"since\":{}}}", json_string(g.key), g.revision);
+    }
+  }
+  doc += "],\"operations\":[";
+  std::unordered_set<std::string_view> seen;
+  for (std::size_t i = 0; i < txn.operations.size(); ++i) {
+    const Operation& op = txn.operations[i];
+    try {
+      internal::validate_key(op.key);
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("operation {}: {}", i, e.message()));
+    }
+    if (!seen.insert(op.key).second) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("operation {}: key {} appears in two operations of the transaction",
+                              i, quoted(std::string_view(op.key))));
+    }
+    if (i > 0) doc += ',';
+    doc += "{\"key\":" + json_string(op.key);
+    if (op.value) {
+      doc += ",\"value\":";
+      doc += internal::serialize_value(op.key, *op.value, options_.max_value_bytes);
+    }
+    doc += '}';
+    if (doc.size() > kMaxTxnBytes) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("commit: the transaction is larger than {} MiB", kMaxTxnBytes >> 20));
+    }
+  }
+  doc += "]}";
+
+  Deadline deadline = deadline_after(options_.load_timeout);
+  internal::Result r;
+  try {
+    r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(sql_.txn, {doc, actor_of(WriteOptions{{}, txn.actor, 0}), txn.comment},
+                       deadline);
+    });
+  } catch (const Error& e) {
+    throw with_context(e, "commit failed");
+  }
+  TxnResult out;
+  std::vector<internal::CacheChange> changes;
+  for (int i = 0; i < r.rows(); ++i) {
+    const std::string_view kind = r.text(i, 0);
+    const std::size_t idx = static_cast<std::size_t>(r.int64(i, 1));
+    const std::string key(r.text(i, 2));
+    if (kind == "failed") {
+      out.failed_guard = idx;
+      const Guard& g = txn.guards.at(idx);
+      const std::string_view why = r.text(i, 4);
+      if (why == "pruned") {
+        out.reason = fmt::format(
+            "guard {}: the history after revision {} was pruned (up to {}): whether keys under "
+            "{} changed since cannot be told",
+            idx, g.revision, r.int64(i, 3), quoted(std::string_view(g.key)));
+      } else if (why == "changed") {
+        out.reason = fmt::format("guard {}: keys under {} changed after revision {}", idx,
+                                 quoted(std::string_view(g.key)), g.revision);
+      } else if (g.revision == 0) {
+        out.reason = fmt::format("guard {}: key {} exists", idx, quoted(std::string_view(g.key)));
+      } else if (why == "absent") {
+        out.reason = fmt::format("guard {}: key {} is absent, not at revision {}", idx,
+                                 quoted(std::string_view(g.key)), g.revision);
+      } else {
+        out.reason = fmt::format("guard {}: key {} is not at revision {}", idx, quoted(std::string_view(g.key)),
+                                 g.revision);
+      }
+    } else if (kind == "current") {
+      KeyState st;
+      st.key = key;
+      st.revision = r.int64(i, 3);
+      if (!r.is_null(i, 4)) st.value = to_json(key, std::string(r.text(i, 4)));
+      out.current.push_back(std::move(st));
+    } else if (kind == "op") {
+      internal::CacheChange c;
+      c.revision = r.int64(i, 3);
+      out.revision = std::max(out.revision, c.revision);
+      if (r.is_null(i, 4)) {
+        c.kind = internal::CacheChange::Kind::kRemove;
+        c.key = key;
+      } else {
+        c.kind = internal::CacheChange::Kind::kUpsert;
+        c.value = internal::parse_value(key, r.text(i, 4));
+        if (!c.value) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
+      }
+      changes.push_back(std::move(c));
+    }
+  }
+  if (out.failed_guard) {
+    if (out.current.empty() && txn.guards[*out.failed_guard].kind == Guard::Kind::kRevision) {
+      out.current.push_back(KeyState{txn.guards[*out.failed_guard].key, 0, std::nullopt});
+    }
+    return out;
+  }
+  out.committed = true;
+  std::sort(changes.begin(), changes.end(),
+            [](const auto& a, const auto& b) { return a.revision < b.revision; });
+  cache_.apply(std::move(changes), ChangeOrigin::kLocal, /*local_write=*/true);
+  counters_.writes.fetch_add(1);
+  return out;
+}
+
+std::vector<HistoryRecord> Store::Impl::history(const Config::HistoryQuery& q) {
+  check_open();
+  if (q.prefix) {
+    validate_prefix(q.key, 0);
+  } else {
+    internal::validate_key(q.key);
+  }
+  if (q.limit < 1 || q.limit > 10'000) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("history: invalid limit {}, it must be 1..10000", q.limit));
+  }
+  if (q.before < 0) {
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("history: invalid before {}", q.before));
+  }
+  Deadline deadline = deadline_after(options_.db_timeout);
+  const std::string before = std::to_string(q.before), limit = std::to_string(q.limit);
+  internal::Result r;
+  try {
+    r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(q.prefix ? sql_.history_prefix : sql_.history, {q.key, before, limit},
+                       deadline);
+    });
+  } catch (const Error& e) {
+    throw with_context(e, fmt::format("history({}) failed", quoted(std::string_view(q.key))));
+  }
+  std::vector<HistoryRecord> out;
+  out.reserve(r.rows());
+  for (int i = 0; i < r.rows(); ++i) {
+    HistoryRecord h;
+    h.revision = r.int64(i, 0);
+    h.key = r.text(i, 1);
+    h.op = r.text(i, 2);
+    if (!r.is_null(i, 3)) h.value = to_json(h.key, std::string(r.text(i, 3)));
+    if (!r.is_null(i, 4)) h.previous_value = to_json(h.key, std::string(r.text(i, 4)));
+    h.previous_revision = r.int64(i, 5);
+    h.changed_at = from_us(r.int64(i, 6));
+    h.actor = r.text(i, 7);
+    h.comment = r.text(i, 8);
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+namespace {
+
+[[noreturn]] void out_of_range(const internal::PastState& st, int64_t revision) {
+  if (revision > st.snapshot_revision) {
+    throw Error(ErrorCode::kOutOfRange,
+                fmt::format("revision {} is beyond the table's newest ({})", revision,
+                            st.snapshot_revision));
+  }
+  throw Error(ErrorCode::kOutOfRange,
+              fmt::format("revision {} is older than the history kept: records up to revision {} "
+                          "were pruned (Options::history_retention)",
+                          revision, st.compacted));
+}
+
+}  // namespace
+
+Snapshot Store::Impl::snapshot_at(int64_t revision, std::string_view prefix) {
+  check_open();
+  if (revision < 0) {
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("snapshot_at: invalid revision {}", revision));
+  }
+  validate_prefix(prefix, 0);
+  Deadline deadline = deadline_after(options_.load_timeout);
+  internal::PastState st;
+  try {
+    st = with_connection(deadline, [&](internal::Connection& conn) {
+      return internal::read_state_at(conn, sql_, revision, prefix, /*with_current=*/false,
+                                     deadline);
+    });
+  } catch (const Error& e) {
+    throw with_context(e, fmt::format("snapshot_at({}) failed", revision));
+  }
+  if (!st.answerable) out_of_range(st, revision);
+  Snapshot out;
+  out.revision = revision;
+  for (auto& [key, v] : st.past) out.values.emplace(key, *to_json(key, v.first));
+  return out;
+}
+
+TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t revision,
+                                std::string_view comment) {
+  check_writable();
+  if (prefix) {
+    validate_prefix(target, 0);
+  } else {
+    internal::validate_key(target);
+  }
+  if (revision < 0) {
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("rollback: invalid revision {}", revision));
+  }
+  Deadline deadline = deadline_after(options_.load_timeout);
+  internal::PastState st;
+  try {
+    st = with_connection(deadline, [&](internal::Connection& conn) {
+      return internal::read_state_at(conn, sql_, revision, target, /*with_current=*/true,
+                                     deadline);
+    });
+  } catch (const Error& e) {
+    throw with_context(e, fmt::format("rollback to {} failed", revision));
+  }
+  if (!st.answerable) out_of_range(st, revision);
+  if (!prefix) {
+    // state_at selects by prefix: keep the key itself only.
+    std::erase_if(st.past, [&](const auto& kv) { return kv.first != target; });
+    std::erase_if(st.current, [&](const auto& kv) { return kv.first != target; });
+  }
+  Transaction txn;
+  txn.comment = comment.empty() ? fmt::format("rollback to revision {}", revision)
+                                : std::string(comment);
+  if (prefix) {
+    txn.require_unchanged(std::string(target), st.snapshot_revision);
+  } else {
+    auto it = st.current.find(std::string(target));
+    txn.require(std::string(target), it == st.current.end() ? 0 : it->second.second);
+  }
+  for (const auto& [key, v] : st.past) {
+    auto it = st.current.find(key);
+    if (it == st.current.end() || it->second.first != v.first) {
+      txn.set(key, nlohmann::json::parse(v.first));
+    }
+  }
+  for (const auto& [key, v] : st.current) {
+    if (!st.past.contains(key)) txn.remove(key);
+  }
+  if (txn.operations.empty()) {
+    TxnResult same;
+    same.committed = true;  // Already in that state: nothing to write.
+    return same;
+  }
+  return commit(txn);
+}
+
+Lease Store::Impl::grant_lease(std::chrono::seconds ttl) {
+  check_writable();
+  if (ttl.count() < 1 || ttl.count() > 365 * 24 * 3600) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("grant_lease: invalid ttl {} s, it must be 1 s .. 1 year", ttl.count()));
+  }
+  Deadline deadline = deadline_after(options_.db_timeout);
+  const std::string t = std::to_string(ttl.count());
+  try {
+    internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(sql_.leases_grant, {t}, deadline);
+    });
+    return Lease{r.int64(0, 0), std::chrono::seconds(r.int64(0, 1)), from_us(r.int64(0, 2))};
+  } catch (const Error& e) {
+    throw with_context(e, "grant_lease failed");
+  }
+}
+
+std::optional<Lease> Store::Impl::keep_alive(int64_t lease) {
+  check_writable();
+  Deadline deadline = deadline_after(options_.db_timeout);
+  const std::string id = std::to_string(lease);
+  try {
+    internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(sql_.leases_keep_alive, {id}, deadline);
+    });
+    if (r.rows() == 0) return std::nullopt;
+    return Lease{r.int64(0, 0), std::chrono::seconds(r.int64(0, 1)), from_us(r.int64(0, 2))};
+  } catch (const Error& e) {
+    throw with_context(e, fmt::format("keep_alive({}) failed", lease));
+  }
+}
+
+bool Store::Impl::revoke_lease(int64_t lease) {
+  check_writable();
+  Deadline deadline = deadline_after(options_.db_timeout);
+  const std::string id = std::to_string(lease);
+  try {
+    internal::Result gone = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(sql_.leases_delete, {id}, deadline);
+    });
+    if (gone.rows() == 0) return false;
+    // Its keys go now (the sweeper would delete them too: they belong to no lease).
+    internal::Result keys = with_connection(deadline, [&](internal::Connection& conn) {
+      return conn.exec(sql_.lease_keys_of, {id}, deadline);
+    });
+    WriteOptions why;
+    why.comment = fmt::format("lease {} revoked", lease);
+    for (int i = 0; i < keys.rows(); ++i) {
+      const std::string key(keys.text(i, 0));
+      Written w = run_del(key, std::nullopt, why, "expire");
+      if (w.status == "ok") {
+        cache_.remove(key, w.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+      }
+    }
+    return true;
+  } catch (const Error& e) {
+    throw with_context(e, fmt::format("revoke_lease({}) failed", lease));
+  }
+}
 
 std::string_view to_string(ChangeOrigin origin) noexcept {  // Declared in config.h.
   switch (origin) {
@@ -383,24 +885,38 @@ WriteResult Store::put(std::string_view key, const nlohmann::json& value,
 WriteResult Store::erase(std::string_view key, const WriteOptions& options) {
   return impl_->erase(key, options);
 }
-namespace {
-[[noreturn]] void not_yet(const char* what) {
-  throw Error(ErrorCode::kInternal, std::string(what) + " is not implemented yet");
+std::optional<KeyEntry> Store::get_entry(std::string_view key) const {
+  return impl_->get_entry(key);
 }
-}  // namespace
-std::optional<KeyEntry> Store::get_entry(std::string_view) const { not_yet("get_entry"); }
-std::optional<Config::Versioned> Store::get_versioned(std::string_view) const { not_yet("get_versioned"); }
-CasResult Store::set_if(std::string_view, const nlohmann::json&, int64_t, const WriteOptions&) {
-  not_yet("set_if");
+std::optional<Config::Versioned> Store::get_versioned(std::string_view key) const {
+  std::optional<Versioned> out;
+  impl_->cache_.read(key, [&](const internal::Entry& e) {
+    out = Versioned{e.to_json(), e.revision};
+  });
+  return out;
 }
-CasResult Store::remove_if(std::string_view, int64_t, const WriteOptions&) { not_yet("remove_if"); }
-TxnResult Store::commit(const Transaction&) { not_yet("commit"); }
-std::vector<HistoryRecord> Store::history(const HistoryQuery&) const { not_yet("history"); }
-Snapshot Store::snapshot_at(int64_t, std::string_view) const { not_yet("snapshot_at"); }
-TxnResult Store::rollback(std::string_view, bool, int64_t, std::string_view) { not_yet("rollback"); }
-Lease Store::grant_lease(std::chrono::seconds) { not_yet("grant_lease"); }
-std::optional<Lease> Store::keep_alive(int64_t) { not_yet("keep_alive"); }
-bool Store::revoke_lease(int64_t) { not_yet("revoke_lease"); }
+CasResult Store::set_if(std::string_view key, const nlohmann::json& value,
+                        int64_t expected_revision, const WriteOptions& options) {
+  return impl_->set_if_impl(key, value, expected_revision, options, "set_if").second;
+}
+CasResult Store::remove_if(std::string_view key, int64_t expected_revision,
+                           const WriteOptions& options) {
+  return impl_->remove_if_impl(key, expected_revision, options, "remove_if").second;
+}
+TxnResult Store::commit(const Transaction& txn) { return impl_->commit(txn); }
+std::vector<HistoryRecord> Store::history(const HistoryQuery& query) const {
+  return impl_->history(query);
+}
+Snapshot Store::snapshot_at(int64_t revision, std::string_view prefix) const {
+  return impl_->snapshot_at(revision, prefix);
+}
+TxnResult Store::rollback(std::string_view target, bool prefix, int64_t revision,
+                          std::string_view comment) {
+  return impl_->rollback(target, prefix, revision, comment);
+}
+Lease Store::grant_lease(std::chrono::seconds ttl) { return impl_->grant_lease(ttl); }
+std::optional<Lease> Store::keep_alive(int64_t lease) { return impl_->keep_alive(lease); }
+bool Store::revoke_lease(int64_t lease) { return impl_->revoke_lease(lease); }
 
 bool Store::is_stale() const { return impl_->counters_.stale.load(); }
 

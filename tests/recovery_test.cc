@@ -292,11 +292,12 @@ TEST(Recovery, with_sync_on_mismatch_off_the_heartbeat_reports_but_does_not_repa
   EXPECT_EQ(store->get_int("k"), 2);
 }
 
-TEST(Recovery, an_instance_away_longer_than_tombstone_retention_reloads_fully) {
+TEST(Recovery, an_instance_away_longer_than_history_retention_reloads_fully) {
   std::string table = unique_name("t_pruned");
   Options fast = test_options(table);
   fast.heartbeat_interval = 100ms;
-  fast.tombstone_retention = 1ms;
+  fast.history_retention = 1ms;
+  fast.history_min_versions = 0;
   auto a = Store::open(dsn(), fast);
   a->set("doomed", 1);
   a->set("kept", 1);

@@ -44,9 +44,25 @@ struct Options {
   std::size_t pool_size = 4;
   // Largest value accepted by set(), in bytes of its JSON text. Default 16 MiB.
   std::size_t max_value_bytes = 16u << 20;
-  // Deletion records (tombstones) older than this are pruned from the database. An instance
-  // that was away longer than this resyncs fully instead of catching up. Default 24 hours.
-  std::chrono::milliseconds tombstone_retention = std::chrono::hours(24);
+  // The change log (history, and the deletions catch-ups read) keeps records for at least this
+  // long; older ones are pruned by the heartbeat in small batches, except each key's newest
+  // history_min_versions. An instance away longer than this resyncs fully instead of catching up,
+  // and snapshot_at()/rollback to a revision before the pruned ones is refused (kOutOfRange).
+  // Default 7 days.
+  std::chrono::milliseconds history_retention = std::chrono::hours(24 * 7);
+  // Records of each key kept whatever their age (its history() stays readable). Default 10.
+  std::size_t history_min_versions = 10;
+  // How often the instance holding the sweeper lock deletes keys of expired leases. A key is
+  // deleted at most about ttl + this after its lease's last keep-alive. Default 1 second.
+  std::chrono::milliseconds lease_sweep_interval = std::chrono::seconds(1);
+  // When the sweeper finds it has not run for longer than this (the database, or every
+  // instance, was down), no lease expires before this much time from then: owners get a chance
+  // to keep their leases alive instead of all expiring at once. Default 10 seconds.
+  std::chrono::milliseconds lease_grace = std::chrono::seconds(10);
+  // Who this store's writes are recorded as in the history, unless a write names its own
+  // (WriteOptions::actor). Default "": "application_name/database user" as PostgreSQL reports
+  // them.
+  std::string actor;
   // When non-empty, the store keeps a copy of its cache in this file (written atomically: a
   // temporary file, fsync, rename; mode 0600; checksummed), at most once per snapshot_interval
   // and only when something changed. When the database cannot be reached at open(), the store

@@ -157,14 +157,68 @@ void Cache::note_revision(int64_t revision) {
 void Cache::push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at) {
   std::optional<nlohmann::json> value;
   if (e.live()) value = e.to_json();
-  sink_.push(Change{std::string(e.key()), std::move(value), e.revision, origin, written_at});
+  emit(Change{std::string(e.key()), std::move(value), e.revision, origin, written_at});
+}
+
+void Cache::emit(Change change) {
+  change.expired = expiring_;
+  if (pending_ != nullptr) {
+    pending_->push_back(std::move(change));
+  } else {
+    sink_.push(std::move(change));
+  }
+}
+
+std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, bool local_write) {
+  std::vector<Change> pushed;
+  std::vector<EntryPtr> replaced;  // Freed after the lock is released.
+  std::size_t applied = 0;
+  std::unique_lock lock(mu_);
+  pending_ = &pushed;
+  for (CacheChange& c : changes) {
+    expiring_ = c.expired;
+    switch (c.kind) {
+      case CacheChange::Kind::kUpsert:
+        applied += upsert_locked(std::move(*c.value), c.revision, origin, local_write,
+                                 c.written_at, replaced);
+        break;
+      case CacheChange::Kind::kRemove:
+        applied += remove_locked(c.key, c.revision, origin, c.written_at, replaced);
+        break;
+      case CacheChange::Kind::kTruncate:
+        applied += truncate_locked(c.revision, origin, c.written_at) > 0 ? 1 : 0;
+        break;
+    }
+  }
+  expiring_ = false;
+  flush_unit(pushed);
+  return applied;
+}
+
+void Cache::flush_unit(std::vector<Change>& pushed) {
+  pending_ = nullptr;
+  // One unit: its changes reach the sink consecutively, the last one marked.
+  for (std::size_t i = 0; i < pushed.size(); ++i) {
+    pushed[i].unit_end = i + 1 == pushed.size();
+    sink_.push(std::move(pushed[i]));
+  }
+  if (deferred_progress_ > 0) {
+    sink_.progress(deferred_progress_, /*reset=*/false);
+    deferred_progress_ = 0;
+  }
 }
 
 bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
                    std::optional<WriteTime> written_at) {
-  EntryPtr incoming = std::move(value.entry);
-  EntryPtr replaced;  // Freed after the lock is released.
+  std::vector<EntryPtr> replaced;  // Freed after the lock is released.
   std::unique_lock lock(mu_);
+  return upsert_locked(std::move(value), revision, origin, local_write, written_at, replaced);
+}
+
+bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin,
+                          bool local_write, std::optional<WriteTime> written_at,
+                          std::vector<EntryPtr>& replaced) {
+  EntryPtr incoming = std::move(value.entry);
   Entry* e = map_.find(incoming->key());
   if (local_write && revision <= watermark_ && e == nullptr) return false;  // See cache.h.
   if (e != nullptr && revision <= e->revision) return false;
@@ -177,8 +231,9 @@ bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, boo
   incoming->revision = revision;
   add_sums(incoming->hash);
   const Entry& stored = *incoming;
-  replaced = map_.put(std::move(incoming));
-  retire(replaced);
+  EntryPtr old = map_.put(std::move(incoming));
+  retire(old);
+  if (old) replaced.push_back(std::move(old));
   push(stored, origin, written_at);
   return true;
 }
@@ -187,9 +242,13 @@ bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, boo
 // is skipped for every caller, and over an entry the revisions decide (see upsert).
 bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
                    [[maybe_unused]] bool local_write, std::optional<WriteTime> written_at) {
-  EntryPtr tombstone = Entry::make_tombstone(key, revision);
-  EntryPtr replaced;
+  std::vector<EntryPtr> replaced;
   std::unique_lock lock(mu_);
+  return remove_locked(key, revision, origin, written_at, replaced);
+}
+
+bool Cache::remove_locked(std::string_view key, int64_t revision, ChangeOrigin origin,
+                          std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced) {
   Entry* e = map_.find(key);
   if (e == nullptr) {
     // Remember the deletion so that an older write arriving later cannot resurrect the key.
@@ -201,9 +260,11 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
   const bool was_live = e != nullptr && e->live();
   if (was_live) sub_sums(e->hash);
   tombstones_.emplace_back(revision, std::string(key));
+  EntryPtr tombstone = Entry::make_tombstone(key, revision);
   const Entry& stored = *tombstone;
-  replaced = map_.put(std::move(tombstone));
-  retire(replaced);
+  EntryPtr old = map_.put(std::move(tombstone));
+  retire(old);
+  if (old) replaced.push_back(std::move(old));
   if (was_live) push(stored, origin, written_at);
   prune_tombstones();
   return true;
@@ -212,6 +273,11 @@ bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
 std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
                             std::optional<WriteTime> written_at) {
   std::unique_lock lock(mu_);
+  return truncate_locked(revision, origin, written_at);
+}
+
+std::size_t Cache::truncate_locked(int64_t revision, ChangeOrigin origin,
+                                   std::optional<WriteTime> written_at) {
   note_revision(revision);
   // Everything before the truncation has been applied (both callers apply in commit order), and
   // it is all gone now. Raising the watermark makes a slow writer thread skip its own older
@@ -226,7 +292,7 @@ std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
     EntryPtr gone = map_.erase(key);
     if (gone->live()) {
       sub_sums(gone->hash);
-      sink_.push(Change{key, std::nullopt, revision, origin, written_at});
+      emit(Change{key, std::nullopt, revision, origin, written_at});
       ++removed;
     }
     retire(gone);
@@ -244,6 +310,11 @@ void Cache::raise_watermark(int64_t revision) {
   watermark_ = revision;
   ++content_version_;
   prune_tombstones();
+  // Inside apply(), after the unit's changes: progress must follow every change below it.
+  if (pending_ != nullptr) {
+    deferred_progress_ = watermark_;
+    return;
+  }
   sink_.progress(watermark_, /*reset=*/false);
 }
 
@@ -270,6 +341,8 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
     watermark_ = 0;
     max_revision_ = 0;
   }
+  std::vector<Change> pushed;  // A resync reaches the sink as one unit.
+  if (!quiet) pending_ = &pushed;
   std::size_t changed = 0;
   const bool was_empty = map_.empty();
   if (was_empty) map_.reserve(rows.size());
@@ -319,13 +392,13 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
       sub_sums(e->hash);
       ++changed;
       if (!quiet) {
-        sink_.push(
-            Change{key, std::nullopt, snapshot_revision, ChangeOrigin::kResync, std::nullopt});
+        emit(Change{key, std::nullopt, snapshot_revision, ChangeOrigin::kResync, std::nullopt});
       }
     }
     retire(e);
   }
   note_revision(snapshot_revision);
+  flush_unit(pushed);
   if (mode == ReplaceMode::kReset) {
     ++content_version_;  // The watermark was reset (rare enough not to check for equality).
     watermark_ = snapshot_revision;

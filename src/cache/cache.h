@@ -58,6 +58,17 @@ struct ParsedValue {
 // Parses PostgreSQL's jsonb text. Returns std::nullopt if it is not JSON (never expected).
 std::optional<ParsedValue> parse_value(std::string_view key, std::string_view text);
 
+// One change of a unit applied with Cache::apply.
+struct CacheChange {
+  enum class Kind { kUpsert, kRemove, kTruncate };
+  Kind kind = Kind::kUpsert;
+  std::optional<ParsedValue> value;  // kUpsert.
+  std::string key;                   // kRemove.
+  int64_t revision = 0;
+  bool expired = false;  // kRemove: a lease expired (Change::expired).
+  std::optional<WriteTime> written_at;
+};
+
 // One row of the table.
 struct Row {
   ParsedValue value;  // Its entry holds the key.
@@ -132,6 +143,10 @@ class Cache {
   // removed.
   std::size_t truncate(int64_t revision, ChangeOrigin origin,
                        std::optional<WriteTime> written_at = std::nullopt);
+  // Applies `changes` (in revision order) as one unit: under one write lock, so no reader sees
+  // part of it, each by the rules of upsert/remove/truncate; the changes it makes reach the sink
+  // consecutively, the last with unit_end. Returns how many were applied.
+  std::size_t apply(std::vector<CacheChange> changes, ChangeOrigin origin, bool local_write);
   // Raises the watermark (never lowers it) and forgets tombstones at or below it.
   void advance_watermark(int64_t revision);
   // Records that the content may hold changes up to `revision` (Stats::applied_revision, what a
@@ -160,7 +175,21 @@ class Cache {
   // Ends an export: the last one frees the retired entries.
   void end_export() const;
 
+  bool upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);
+  bool remove_locked(std::string_view key, int64_t revision, ChangeOrigin origin,
+                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);
+  std::size_t truncate_locked(int64_t revision, ChangeOrigin origin,
+                              std::optional<WriteTime> written_at);
+  // Hands a change to the sink, or to the unit being applied. Requires the write lock.
+  void emit(Change change);
+  // Ends a unit: its changes to the sink, the last marked unit_end, then any progress reached.
+  void flush_unit(std::vector<Change>& pushed);
+
   ChangeSink& sink_;
+  std::vector<Change>* pending_ = nullptr;  // The unit apply() is applying (under the lock).
+  int64_t deferred_progress_ = 0;           // Progress reached inside it.
+  bool expiring_ = false;                   // The change being applied is a lease expiry.
   // Returns the key's entry after storing `e` there; pushes the change unless `quiet`.
   void store(EntryPtr e, ChangeOrigin origin, std::optional<WriteTime> written_at, bool quiet);
   void push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at);

@@ -11,6 +11,7 @@ namespace {
 // so tables do not serialize each other.
 constexpr long kWriterLockClass = 1937337955;
 constexpr long kSetupLockClass = 1937337956;
+constexpr long kSweeperLockClass = 1937337957;
 
 }  // namespace
 
@@ -19,12 +20,10 @@ TableSql::TableSql(const std::string& schema, const std::string& table,
   const std::string s = quote_ident(schema);
   const std::string t = s + "." + quote_ident(table);
   const std::string seq = s + "." + quote_ident(table + "_revision_seq");
-  const std::string tomb = s + "." + quote_ident(table + "_tombstones");
   const std::string fn_lock = s + "." + quote_ident(table + "_sc_lock");
   const std::string fn_stamp = s + "." + quote_ident(table + "_sc_stamp");
   const std::string fn_notify = s + "." + quote_ident(table + "_sc_notify");
   const std::string fn_truncate = s + "." + quote_ident(table + "_sc_truncate");
-  const std::string fn_delete = s + "." + quote_ident(table + "_sc_delete");
   // Names are validated to [a-z0-9_], so they are also safe inside single quotes.
   const std::string seq_literal = "'" + seq + "'";
   const std::string lock =
@@ -32,6 +31,26 @@ TableSql::TableSql(const std::string& schema, const std::string& table,
 
   qualified_table = t;
   setup_lock = fmt::format("SELECT pg_advisory_xact_lock({}, 0)", kSetupLockClass);
+
+  // The change log's name: the tombstones table of protocol 1 is left alone (an instance of the
+  // old version may still read it during a rolling upgrade); the log starts at the upgrade.
+  const std::string log = s + "." + quote_ident(table + "_changes");
+  const std::string leases = s + "." + quote_ident(table + "_leases");
+  const std::string lease_keys = s + "." + quote_ident(table + "_lease_keys");
+  const std::string sweeps = s + "." + quote_ident(table + "_lease_sweeps");
+  const std::string fn_put = s + "." + quote_ident(table + "_sc_put");
+  const std::string fn_del = s + "." + quote_ident(table + "_sc_del");
+  const std::string fn_txn = s + "." + quote_ident(table + "_sc_txn");
+  const std::string own_lock = fmt::format("PERFORM pg_advisory_xact_lock({}, '{}'::regclass::oid::integer);",
+                                           kWriterLockClass, t);
+  // Who a foreign write is recorded as: SET syncconfig.actor, else application_name/user.
+  const std::string foreign_actor =
+      "coalesce(nullif(current_setting('syncconfig.actor', true), ''), "
+      "concat_ws('/', nullif(current_setting('application_name'), ''), current_user))";
+  const std::string own_actor =
+      "coalesce(nullif(who, ''), concat_ws('/', nullif(current_setting('application_name'), ''), "
+      "current_user))";
+  const std::string now_us = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
   setup = fmt::format(R"SQL(
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -44,16 +63,45 @@ ALTER TABLE {t} ADD COLUMN IF NOT EXISTS revision BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS {idx_updated} ON {t} (updated_at);
 CREATE INDEX IF NOT EXISTS {idx_revision} ON {t} (revision);
 CREATE SEQUENCE IF NOT EXISTS {seq};
-CREATE TABLE IF NOT EXISTS {tomb} (
+
+-- The change log: every change with the value before and after it, who made it and why. It is
+-- the history, and catch-ups read their deletions from it. 'compact' marks the highest revision
+-- pruned: the log is complete above it. A new log starts complete above the current revision.
+CREATE TABLE IF NOT EXISTS {log} (
   revision BIGINT PRIMARY KEY,
   key VARCHAR(255),
-  kind CHAR(1) NOT NULL CHECK (kind IN ('d', 't', 'c')),
-  deleted_at TIMESTAMPTZ NOT NULL DEFAULT now());
+  op TEXT NOT NULL CHECK (op IN ('set', 'delete', 'expire', 'truncate', 'compact')),
+  value JSONB,
+  prev_value JSONB,
+  prev_revision BIGINT,
+  changed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  actor TEXT NOT NULL DEFAULT '',
+  comment TEXT NOT NULL DEFAULT '',
+  txid BIGINT);
+CREATE INDEX IF NOT EXISTS {idx_log_key} ON {log} (key, revision);
+CREATE INDEX IF NOT EXISTS {idx_log_compact} ON {log} (revision) WHERE op = 'compact';
+INSERT INTO {log} (revision, op)
+  SELECT last_value, 'compact' FROM {seq}
+  WHERE is_called AND NOT EXISTS (SELECT 1 FROM {log});
 
--- Every writing statement takes the table's writer lock before it touches a row, and every row
--- draws its revision under it, so revisions follow commit order (a plain sequence alone would
--- not: see docs/protocol.md). Taking it before any row lock keeps the lock order the same for
--- all writers, so writers queue instead of deadlocking.
+-- Leases: keys attached to a lease are deleted when it expires (by the database's clock).
+CREATE TABLE IF NOT EXISTS {leases} (
+  id BIGSERIAL PRIMARY KEY,
+  ttl_seconds BIGINT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS {lease_keys} (
+  key VARCHAR(255) PRIMARY KEY,
+  lease BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS {idx_lease_keys} ON {lease_keys} (lease);
+CREATE TABLE IF NOT EXISTS {sweeps} (
+  id INT PRIMARY KEY CHECK (id = 1),
+  swept_at TIMESTAMPTZ NOT NULL);
+
+-- Every foreign writing statement (plain SQL) takes the table's writer lock before it touches a
+-- row, and every row draws its revision under it, so revisions follow commit order (a plain
+-- sequence alone would not: see docs/protocol.md). Taking it before any row lock keeps the lock
+-- order the same for all writers, so writers queue instead of deadlocking. The library's own
+-- writes (the functions below) take it themselves and skip these triggers.
 CREATE OR REPLACE FUNCTION {fn_lock}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   {lock}
@@ -68,17 +116,33 @@ BEGIN
   RETURN NEW;
 END $fn$;
 
--- A notification is a small wake-up: revision, transaction, key, and the value only when the
--- payload stays under NOTIFY's 8000-byte limit. Deletions are recorded as tombstones.
+-- A foreign row change: logged, and notified as a small wake-up (revision, transaction, key, and
+-- the value only when the payload stays under NOTIFY's 8000-byte limit).
 CREATE OR REPLACE FUNCTION {fn_notify}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   payload text;
   rev bigint;
   xid bigint := txid_current();
+  who text := {foreign_actor};
+  note text := coalesce(current_setting('syncconfig.comment', true), '');
   -- When the change was made (for lag metrics); the commit follows within the transaction.
-  now_us bigint := floor(extract(epoch FROM clock_timestamp()) * 1000000);
+  now_us bigint := {now_us};
 BEGIN
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.key <> NEW.key) THEN
+    {lock}
+    rev := nextval({seq_literal});
+    INSERT INTO {log} (revision, key, op, prev_value, prev_revision, actor, comment, txid)
+      VALUES (rev, OLD.key, 'delete', OLD.value, OLD.revision, who, note, xid);
+    DELETE FROM {lease_keys} WHERE key = OLD.key;
+    PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 'd', 'r', rev, 'x', xid, 't', now_us,
+                                                    'k', OLD.key)::text);
+  END IF;
   IF TG_OP <> 'DELETE' THEN
+    INSERT INTO {log} (revision, key, op, value, prev_value, prev_revision, actor, comment, txid)
+      VALUES (NEW.revision, NEW.key, 'set', NEW.value,
+              CASE WHEN TG_OP = 'UPDATE' AND OLD.key = NEW.key THEN OLD.value END,
+              CASE WHEN TG_OP = 'UPDATE' AND OLD.key = NEW.key THEN OLD.revision END,
+              who, note, xid);
     payload := json_build_object('sc', 1, 'op', 'u', 'r', NEW.revision, 'x', xid, 't', now_us,
                                  'k', NEW.key, 'val', NEW.value::text)::text;
     IF octet_length(payload) >= 8000 THEN
@@ -87,88 +151,348 @@ BEGIN
     END IF;
     PERFORM pg_notify(TG_ARGV[0], payload);
   END IF;
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.key <> NEW.key) THEN
-    {lock}
-    rev := nextval({seq_literal});
-    INSERT INTO {tomb} (revision, key, kind) VALUES (rev, OLD.key, 'd');
-    PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 'd', 'r', rev, 'x', xid, 't', now_us,
-                                                    'k', OLD.key)::text);
-  END IF;
   RETURN NULL;
 END $fn$;
 
+-- TRUNCATE (runs before it, while the rows are still readable): every key is logged as removed,
+-- with its value, then a mark with key NULL, whose revision is notified: every instance drops
+-- all entries older than it.
 CREATE OR REPLACE FUNCTION {fn_truncate}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
   rev bigint;
-  now_us bigint := floor(extract(epoch FROM clock_timestamp()) * 1000000);
+  xid bigint := txid_current();
+  who text := {foreign_actor};
+  note text := coalesce(current_setting('syncconfig.comment', true), '');
 BEGIN
   {lock}
+  INSERT INTO {log} (revision, key, op, prev_value, prev_revision, actor, comment, txid)
+    SELECT nextval({seq_literal}), key, 'truncate', value, revision, who, note, xid
+    FROM (SELECT key, value, revision FROM {t} ORDER BY key) k;
   rev := nextval({seq_literal});
-  INSERT INTO {tomb} (revision, key, kind) VALUES (rev, NULL, 't');
+  INSERT INTO {log} (revision, key, op, actor, comment, txid) VALUES (rev, NULL, 'truncate', who, note, xid);
+  DELETE FROM {lease_keys};
   PERFORM pg_notify(TG_ARGV[0], json_build_object('sc', 1, 'op', 't', 'r', rev,
-                                                  'x', txid_current(), 't', now_us)::text);
+                                                  'x', xid, 't', {now_us})::text);
   RETURN NULL;
 END $fn$;
 
--- remove() in one round trip: the deletion's revision is drawn by the AFTER trigger, which has
--- fired by the time DELETE returns inside this function.
-CREATE OR REPLACE FUNCTION {fn_delete}(k text) RETURNS bigint LANGUAGE plpgsql AS $fn$
+-- The library's own single-key write: takes the writer lock, checks `expected` (NULL: none; 0:
+-- the key must be absent), draws the revision, writes the row and the log, attaches or detaches
+-- the lease, and notifies (marked as the end of its transaction), in one round trip. status:
+-- 'ok', 'conflict' (rev/val: the key's current state; rev 0: absent), 'no_lease'.
+CREATE OR REPLACE FUNCTION {fn_put}(k text, v jsonb, expected bigint, lease_id bigint, who text,
+                                    note text)
+RETURNS TABLE (status text, rev bigint, val text) LANGUAGE plpgsql AS $fn$
+DECLARE
+  old_rev bigint;
+  old_val jsonb;
+  has_old boolean;
+  xid bigint := txid_current();
+  payload text;
 BEGIN
-  DELETE FROM {t} WHERE key = k;
-  IF FOUND THEN
-    RETURN currval({seq_literal});
+  PERFORM set_config('syncconfig.own', 'on', true);
+  {own_lock}
+  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k;
+  has_old := FOUND;
+  IF expected IS NOT NULL AND
+     (CASE WHEN expected = 0 THEN has_old ELSE NOT has_old OR old_rev <> expected END) THEN
+    RETURN QUERY SELECT 'conflict'::text, coalesce(old_rev, 0), old_val::text;
+    RETURN;
   END IF;
-  RETURN NULL;
+  IF lease_id <> 0 AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.id = lease_id) THEN
+    RETURN QUERY SELECT 'no_lease'::text, 0::bigint, NULL::text;
+    RETURN;
+  END IF;
+  rev := nextval({seq_literal});
+  IF has_old THEN
+    UPDATE {t} t SET value = v, revision = rev, updated_at = localtimestamp WHERE t.key = k
+      RETURNING t.value::text INTO val;
+  ELSE
+    INSERT INTO {t} (key, value, revision, updated_at) VALUES (k, v, rev, localtimestamp)
+      RETURNING value::text INTO val;
+  END IF;
+  IF lease_id <> 0 THEN
+    INSERT INTO {lease_keys} AS lk (key, lease) VALUES (k, lease_id)
+      ON CONFLICT (key) DO UPDATE SET lease = EXCLUDED.lease;
+  ELSE
+    DELETE FROM {lease_keys} lk WHERE lk.key = k;
+  END IF;
+  INSERT INTO {log} (revision, key, op, value, prev_value, prev_revision, actor, comment, txid)
+    VALUES (rev, k, 'set', v, old_val, old_rev, {own_actor}, note, xid);
+  payload := json_build_object('sc', 1, 'op', 'u', 'r', rev, 'x', xid, 't', {now_us}, 'e', 1,
+                               'k', k, 'val', val)::text;
+  IF octet_length(payload) >= 8000 THEN
+    payload := json_build_object('sc', 1, 'op', 'u', 'r', rev, 'x', xid, 't', {now_us}, 'e', 1,
+                                 'k', k)::text;
+  END IF;
+  PERFORM pg_notify('{channel}', payload);
+  status := 'ok';
+  RETURN NEXT;
+END $fn$;
+
+-- The library's own deletion (`why`: 'delete', or 'expire' for a lease). status: 'ok' (rev: the
+-- deletion's), 'absent', 'conflict' (rev/val: the current state).
+CREATE OR REPLACE FUNCTION {fn_del}(k text, expected bigint, who text, note text, why text)
+RETURNS TABLE (status text, rev bigint, val text) LANGUAGE plpgsql AS $fn$
+DECLARE
+  old_rev bigint;
+  old_val jsonb;
+  xid bigint := txid_current();
+BEGIN
+  PERFORM set_config('syncconfig.own', 'on', true);
+  {own_lock}
+  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k;
+  IF NOT FOUND THEN
+    RETURN QUERY SELECT CASE WHEN expected IS NULL THEN 'absent' ELSE 'conflict' END,
+                        0::bigint, NULL::text;
+    RETURN;
+  END IF;
+  IF expected IS NOT NULL AND old_rev <> expected THEN
+    RETURN QUERY SELECT 'conflict'::text, old_rev, old_val::text;
+    RETURN;
+  END IF;
+  rev := nextval({seq_literal});
+  DELETE FROM {t} t WHERE t.key = k;
+  DELETE FROM {lease_keys} lk WHERE lk.key = k;
+  INSERT INTO {log} (revision, key, op, prev_value, prev_revision, actor, comment, txid)
+    VALUES (rev, k, why, old_val, old_rev, {own_actor}, note, xid);
+  PERFORM pg_notify('{channel}', json_build_object(
+    'sc', 1, 'op', CASE WHEN why = 'expire' THEN 'x' ELSE 'd' END, 'r', rev, 'x', xid,
+    't', {now_us}, 'e', 1, 'k', k)::text);
+  status := 'ok';
+  RETURN NEXT;
+END $fn$;
+
+-- A transaction: doc = {{"guards": [{{"key", "revision"}} | {{"prefix", "since"}}],
+-- "operations": [{{"key", "value"?}}]}} (no "value": delete). Under the writer lock: the guards
+-- in order (the first that fails ends it: a 'failed' row with its index and reason, then
+-- 'current' rows), then every operation, set-based, revisions consecutive in operation order,
+-- then the notifications (the last marked as the end of the transaction). Rows: kind 'op' with the
+-- operation's index, key, revision (0: a deletion of an absent key) and stored value text.
+CREATE OR REPLACE FUNCTION {fn_txn}(doc jsonb, who text, note text)
+RETURNS TABLE (kind text, idx int, k text, rev bigint, val text) LANGUAGE plpgsql AS $fn$
+DECLARE
+  g record;
+  since bigint;
+  compacted bigint;
+  cur_rev bigint;
+  cur_val jsonb;
+  n int;
+  first_rev bigint;
+  xid bigint := txid_current();
+  actor text := {own_actor};
+  now_us bigint := {now_us};
+  ks text[];
+  vs jsonb[];
+  sets boolean[];
+  olds jsonb[];
+  old_revs bigint[];
+  idxs int[];
+BEGIN
+  PERFORM set_config('syncconfig.own', 'on', true);
+  {own_lock}
+  FOR g IN SELECT (e.ordinality - 1)::int AS i, e.value AS v
+           FROM jsonb_array_elements(doc->'guards') WITH ORDINALITY e LOOP
+    IF g.v ? 'prefix' THEN
+      since := (g.v->>'since')::bigint;
+      SELECT coalesce(max(l.revision), 0) INTO compacted FROM {log} l WHERE l.op = 'compact';
+      IF since < compacted THEN
+        RETURN QUERY SELECT 'failed'::text, g.i, g.v->>'prefix', compacted,
+          'pruned'::text;
+        RETURN;
+      END IF;
+      IF EXISTS (SELECT 1 FROM {log} l WHERE l.revision > since AND l.op <> 'compact'
+                 AND (l.key IS NULL OR starts_with(l.key, g.v->>'prefix'))) THEN
+        RETURN QUERY SELECT 'failed'::text, g.i, g.v->>'prefix', since, 'changed'::text;
+        RETURN QUERY SELECT 'current'::text, g.i, c.key::text, coalesce(t.revision, 0), t.value::text
+          FROM (SELECT DISTINCT l.key FROM {log} l WHERE l.revision > since AND l.key IS NOT NULL
+                AND starts_with(l.key, g.v->>'prefix') ORDER BY l.key LIMIT 100) c
+          LEFT JOIN {t} t ON t.key = c.key;
+        RETURN;
+      END IF;
+    ELSE
+      SELECT t.revision, t.value INTO cur_rev, cur_val FROM {t} t WHERE t.key = g.v->>'key';
+      IF (CASE WHEN (g.v->>'revision')::bigint = 0 THEN FOUND
+               ELSE NOT FOUND OR cur_rev <> (g.v->>'revision')::bigint END) THEN
+        RETURN QUERY SELECT 'failed'::text, g.i, g.v->>'key', (g.v->>'revision')::bigint,
+          CASE WHEN FOUND THEN 'revision' ELSE 'absent' END;
+        RETURN QUERY SELECT 'current'::text, g.i, g.v->>'key',
+          CASE WHEN FOUND THEN cur_rev ELSE 0 END, CASE WHEN FOUND THEN cur_val::text END;
+        RETURN;
+      END IF;
+    END IF;
+  END LOOP;
+
+  -- The operations that change something (a deletion of an absent key does not), in order, with
+  -- the state they replace.
+  SELECT array_agg(o.i ORDER BY o.i), array_agg(o.key ORDER BY o.i),
+         array_agg(o.v ORDER BY o.i), array_agg(o.is_set ORDER BY o.i),
+         array_agg(t.value ORDER BY o.i), array_agg(t.revision ORDER BY o.i)
+    INTO idxs, ks, vs, sets, olds, old_revs
+    FROM (SELECT (e.ordinality - 1)::int AS i, e.value->>'key' AS key, e.value->'value' AS v,
+                 e.value ? 'value' AS is_set
+          FROM jsonb_array_elements(doc->'operations') WITH ORDINALITY e) o
+    LEFT JOIN {t} t ON t.key = o.key
+    WHERE o.is_set OR t.key IS NOT NULL;
+  n := coalesce(array_length(idxs, 1), 0);
+  IF n > 0 THEN
+    -- A block of consecutive revisions: nobody else draws while we hold the writer lock.
+    first_rev := nextval({seq_literal});
+    IF n > 1 THEN PERFORM setval({seq_literal}, first_rev + n - 1); END IF;
+    INSERT INTO {t} AS t (key, value, revision, updated_at)
+      SELECT u.k, u.v, first_rev + u.ord - 1, localtimestamp
+      FROM unnest(ks, vs, sets) WITH ORDINALITY u(k, v, s, ord) WHERE u.s
+      ON CONFLICT (key) DO UPDATE
+        SET value = EXCLUDED.value, revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at;
+    DELETE FROM {t} t USING unnest(ks, sets) u(k, s) WHERE NOT u.s AND t.key = u.k;
+    DELETE FROM {lease_keys} lk USING unnest(ks) u(k) WHERE lk.key = u.k;
+    INSERT INTO {log} (revision, key, op, value, prev_value, prev_revision, actor, comment, txid)
+      SELECT first_rev + u.ord - 1, u.k, CASE WHEN u.s THEN 'set' ELSE 'delete' END,
+             CASE WHEN u.s THEN u.v END, u.o, u.r, actor, note, xid
+      FROM unnest(ks, vs, sets, olds, old_revs) WITH ORDINALITY u(k, v, s, o, r, ord);
+    PERFORM pg_notify('{channel}', CASE WHEN octet_length(p.full_payload) < 8000
+                                        THEN p.full_payload ELSE p.short_payload END)
+      FROM (SELECT json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
+                     'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
+                     'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k,
+                     'val', CASE WHEN u.s THEN u.v::text END)::text AS full_payload,
+                   json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
+                     'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
+                     'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k)::text AS short_payload
+            FROM unnest(ks, vs, sets) WITH ORDINALITY u(k, v, s, ord) ORDER BY u.ord) p;
+  END IF;
+  RETURN QUERY
+    SELECT 'op'::text, u.i, u.k, first_rev + u.ord - 1, CASE WHEN u.s THEN u.v::text END
+    FROM unnest(idxs, ks, vs, sets) WITH ORDINALITY u(i, k, v, s, ord);
 END $fn$;
 )SQL",
                       fmt::arg("s", s), fmt::arg("t", t),
                       fmt::arg("idx_updated", quote_ident("idx_" + table + "_updated_at")),
                       fmt::arg("idx_revision", quote_ident("idx_" + table + "_revision")),
-                      fmt::arg("seq", seq), fmt::arg("tomb", tomb), fmt::arg("fn_lock", fn_lock),
+                      fmt::arg("idx_log_key", quote_ident("idx_" + table + "_changes_key")),
+                      fmt::arg("idx_log_compact", quote_ident("idx_" + table + "_changes_compact")),
+                      fmt::arg("idx_lease_keys", quote_ident("idx_" + table + "_lease_keys")),
+                      fmt::arg("seq", seq), fmt::arg("log", log), fmt::arg("leases", leases),
+                      fmt::arg("lease_keys", lease_keys), fmt::arg("sweeps", sweeps),
+                      fmt::arg("fn_lock", fn_lock),
                       fmt::arg("fn_stamp", fn_stamp), fmt::arg("fn_notify", fn_notify),
-                      fmt::arg("fn_truncate", fn_truncate), fmt::arg("fn_delete", fn_delete),
-                      fmt::arg("lock", lock), fmt::arg("seq_literal", seq_literal));
+                      fmt::arg("fn_truncate", fn_truncate), fmt::arg("fn_put", fn_put),
+                      fmt::arg("fn_del", fn_del), fmt::arg("fn_txn", fn_txn),
+                      fmt::arg("lock", lock), fmt::arg("own_lock", own_lock),
+                      fmt::arg("seq_literal", seq_literal), fmt::arg("channel", channel),
+                      fmt::arg("foreign_actor", foreign_actor), fmt::arg("own_actor", own_actor),
+                      fmt::arg("now_us", now_us));
 
   installed =
       "SELECT split_part(encode(t.tgargs, 'escape'), '\\000', 1), "
       "coalesce(obj_description(t.oid, 'pg_trigger'), '') FROM pg_trigger t "
       "WHERE t.tgrelid = to_regclass($1) AND t.tgname = 'syncconfig_notify'";
+  // The triggers act only for foreign writes: the library's functions set syncconfig.own for
+  // their transaction and do the same work themselves.
   create_triggers =
       fmt::format(R"SQL(
 DROP TRIGGER IF EXISTS syncconfig_lock ON {t};
 CREATE TRIGGER syncconfig_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
-  FOR EACH STATEMENT EXECUTE FUNCTION {fn_lock}();
+  FOR EACH STATEMENT WHEN ({foreign}) EXECUTE FUNCTION {fn_lock}();
 DROP TRIGGER IF EXISTS syncconfig_stamp ON {t};
 CREATE TRIGGER syncconfig_stamp BEFORE INSERT OR UPDATE ON {t}
-  FOR EACH ROW EXECUTE FUNCTION {fn_stamp}();
+  FOR EACH ROW WHEN ({foreign}) EXECUTE FUNCTION {fn_stamp}();
 DROP TRIGGER IF EXISTS syncconfig_notify ON {t};
 CREATE TRIGGER syncconfig_notify AFTER INSERT OR UPDATE OR DELETE ON {t}
-  FOR EACH ROW EXECUTE FUNCTION {fn_notify}('{channel}');
+  FOR EACH ROW WHEN ({foreign}) EXECUTE FUNCTION {fn_notify}('{channel}');
 DROP TRIGGER IF EXISTS syncconfig_truncate ON {t};
-CREATE TRIGGER syncconfig_truncate AFTER TRUNCATE ON {t}
+CREATE TRIGGER syncconfig_truncate BEFORE TRUNCATE ON {t}
   FOR EACH STATEMENT EXECUTE FUNCTION {fn_truncate}('{channel}');
 COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
 )SQL",
                   fmt::arg("t", t), fmt::arg("fn_lock", fn_lock), fmt::arg("fn_stamp", fn_stamp),
                   fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
-                  fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion));
+                  fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion),
+                  fmt::arg("foreign",
+                           "current_setting('syncconfig.own', true) IS DISTINCT FROM 'on'"));
 
-  update =
-      fmt::format("UPDATE {t} SET value = $2::jsonb WHERE key = $1 RETURNING revision, value::text",
-                  fmt::arg("t", t));
-  upsert = fmt::format(
-      "INSERT INTO {t} (key, value) VALUES ($1, $2::jsonb) "
-      "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value RETURNING revision, value::text",
-      fmt::arg("t", t));
-  remove = fmt::format("SELECT {}($1)", fn_delete);
+  put = fmt::format("SELECT status, rev, val FROM {}($1, $2::jsonb, $3::bigint, $4::bigint, $5, $6)",
+                    fn_put);
+  del = fmt::format("SELECT status, rev, val FROM {}($1, $2::bigint, $3, $4, $5)", fn_del);
+  txn = fmt::format("SELECT kind, idx, k, rev, val FROM {}($1::jsonb, $2, $3)", fn_txn);
   select_all = fmt::format("SELECT key, value::text, revision FROM {}", t);
   select_since = fmt::format("SELECT key, value::text, revision FROM {} WHERE revision > $1", t);
   select_one = fmt::format("SELECT value::text, revision FROM {} WHERE key = $1", t);
+  select_entry = fmt::format(
+      "SELECT t.value::text, t.revision, "
+      "floor(extract(epoch FROM coalesce(l.changed_at, t.updated_at::timestamptz)) * 1000000)"
+      "::bigint, coalesce(lk.lease, 0) FROM {t} t LEFT JOIN {log} l ON l.revision = t.revision "
+      "LEFT JOIN {lk} lk ON lk.key = t.key WHERE t.key = $1",
+      fmt::arg("t", t), fmt::arg("log", log), fmt::arg("lk", lease_keys));
+  // Deletions after a revision: 'd' for a key (deleted, expired, or removed by a TRUNCATE), 't'
+  // for a TRUNCATE's mark (every older entry goes).
   tombstones_since = fmt::format(
-      "SELECT revision, coalesce(key, ''), kind FROM {} WHERE revision > $1 AND kind <> 'c' "
-      "ORDER BY revision",
-      tomb);
-  compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE kind = 'c'", tomb);
+      "SELECT revision, coalesce(key, ''), CASE WHEN key IS NULL THEN 't' "
+      "WHEN op = 'expire' THEN 'x' ELSE 'd' END FROM {} "
+      "WHERE revision > $1 AND op IN ('delete', 'expire', 'truncate') ORDER BY revision",
+      log);
+  compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
+  newest_logged = fmt::format("SELECT coalesce(max(revision), 0) FROM {}", log);
+  history = fmt::format(
+      "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
+      "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
+      "WHERE key = $1 AND ($2::bigint = 0 OR revision < $2::bigint) ORDER BY revision DESC "
+      "LIMIT $3::bigint",
+      log);
+  history_prefix = fmt::format(
+      "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
+      "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
+      "WHERE key IS NOT NULL AND starts_with(key, $1) AND ($2::bigint = 0 OR revision < $2::bigint) "
+      "ORDER BY revision DESC LIMIT $3::bigint",
+      log);
+  // The state right after revision $1: today's rows, with every key changed after $1 taken back
+  // to the value its first later change replaced (absent if it had none). Needs the log to be
+  // complete above $1 (the caller checks the compaction mark).
+  state_at = fmt::format(
+      "WITH undo AS (SELECT DISTINCT ON (key) key, prev_value, prev_revision FROM {log} "
+      "  WHERE revision > $1::bigint AND key IS NOT NULL AND starts_with(key, $2) "
+      "  ORDER BY key, revision) "
+      "SELECT t.key, t.value::text, t.revision FROM {t} t "
+      "  WHERE starts_with(t.key, $2) AND NOT EXISTS (SELECT 1 FROM undo u WHERE u.key = t.key) "
+      "UNION ALL SELECT key, prev_value::text, coalesce(prev_revision, 0) FROM undo "
+      "  WHERE prev_value IS NOT NULL",
+      fmt::arg("log", log), fmt::arg("t", t));
+  leases_grant = fmt::format(
+      "INSERT INTO {} (ttl_seconds, expires_at) VALUES ($1::bigint, now() + make_interval(secs "
+      "=> $1::bigint)) RETURNING id, ttl_seconds, floor(extract(epoch FROM expires_at) * "
+      "1000000)::bigint",
+      leases);
+  leases_keep_alive = fmt::format(
+      "UPDATE {} SET expires_at = now() + make_interval(secs => ttl_seconds) WHERE id = $1::bigint "
+      "AND expires_at > now() RETURNING id, ttl_seconds, floor(extract(epoch FROM expires_at) * "
+      "1000000)::bigint",
+      leases);
+  leases_delete = fmt::format("DELETE FROM {} WHERE id = $1::bigint RETURNING id", leases);
+  lease_keys_of = fmt::format("SELECT key FROM {} WHERE lease = $1::bigint ORDER BY key",
+                              lease_keys);
+  leases_expire = fmt::format(
+      "DELETE FROM {l} WHERE id IN (SELECT id FROM {l} WHERE expires_at <= now() "
+      "ORDER BY expires_at LIMIT 1000) RETURNING id",
+      fmt::arg("l", leases));
+  orphan_keys = fmt::format(
+      "SELECT lk.key, t.revision, lk.lease FROM {lk} lk JOIN {t} t ON t.key = lk.key "
+      "WHERE NOT EXISTS (SELECT 1 FROM {l} l WHERE l.id = lk.lease) ORDER BY lk.lease LIMIT 1000",
+      fmt::arg("lk", lease_keys), fmt::arg("t", t), fmt::arg("l", leases));
+  // Seconds since the previous sweep (NULL for the first ever), and now records this one.
+  sweep_mark = fmt::format(
+      "INSERT INTO {s} AS s (id, swept_at) VALUES (1, now()) ON CONFLICT (id) DO UPDATE "
+      "SET swept_at = now() RETURNING (SELECT extract(epoch FROM now() - p.swept_at)::float8 "
+      "FROM {s} p WHERE p.id = 1)",
+      fmt::arg("s", sweeps));
+  // After a pause of the sweeper longer than the grace (an outage), every lease gets the grace
+  // from now instead of expiring at once: its owner could not keep it alive meanwhile.
+  leases_grace = fmt::format(
+      "UPDATE {} SET expires_at = greatest(expires_at, now() + make_interval(secs => "
+      "$1::float8))",
+      leases);
+  sweeper_lock = fmt::format("SELECT pg_try_advisory_lock({}, '{}'::regclass::oid::integer)",
+                             kSweeperLockClass, t);
+  db_now_us = "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
   const std::string writer_key =
       fmt::format("{}, '{}'::regclass::oid::integer", kWriterLockClass, t);
   lock_table_for_read = fmt::format("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT", t);
@@ -181,15 +505,25 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       "'\\x00'::bytea || convert_to(value::text, 'UTF8')), 1, 8))::bit(32)::bigint), 0)::text "
       "FROM {}",
       t);
-  prune_candidates = fmt::format(
-      "SELECT max(revision) FROM {} WHERE kind <> 'c' "
-      "AND deleted_at < now() - make_interval(secs => $1::float8)",
-      tomb);
-  prune = fmt::format("DELETE FROM {} WHERE revision <= $1::bigint", tomb);
+  // Pruning the log: records older than the retention, except each key's newest
+  // `min_versions` (the keys' own history stays readable); at most $3 per call, so that pruning
+  // runs in short transactions beside the writers (it takes no writer lock). Returns the highest
+  // pruned revision, recorded as the compaction mark in the same transaction.
+  prune = fmt::format(
+      "WITH gone AS (DELETE FROM {log} WHERE revision IN ("
+      "  SELECT l.revision FROM {log} l WHERE l.op <> 'compact' "
+      "  AND l.changed_at < now() - make_interval(secs => $1::float8) "
+      "  AND (l.key IS NULL OR (SELECT count(*) FROM {log} n WHERE n.key = l.key "
+      "       AND n.revision > l.revision) >= $2::bigint) "
+      "  ORDER BY l.revision LIMIT $3::bigint) RETURNING revision) "
+      "SELECT max(revision) FROM gone",
+      fmt::arg("log", log));
   record_compaction = fmt::format(
-      "INSERT INTO {} (revision, key, kind) VALUES ($1::bigint, NULL, 'c') "
-      "ON CONFLICT (revision) DO UPDATE SET kind = 'c', key = NULL",
-      tomb);
+      "WITH older AS (DELETE FROM {} WHERE op = 'compact' AND revision < $1::bigint) "
+      "INSERT INTO {} (revision, key, op) SELECT $1::bigint, NULL, 'compact' "
+      "WHERE $1::bigint > (SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact') "
+      "ON CONFLICT (revision) DO NOTHING",
+      log, log, log);
 }
 
 }  // namespace syncconfig::internal

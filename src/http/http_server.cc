@@ -103,6 +103,41 @@ double to_unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration<double>(t.time_since_epoch()).count();
 }
 
+std::string etag(int64_t revision) { return "\"" + std::to_string(revision) + "\""; }
+
+// A successful write's answer: the value as stored and its revision, in the body and the ETag.
+Response written(const std::string& key, const json& value, int64_t revision) {
+  Response res = json_response(200, {{"key", key}, {"value", value}, {"revision", revision}});
+  res.set("X-Syncconfig-Revision", std::to_string(revision));
+  res.set(http::field::etag, etag(revision));
+  return res;
+}
+
+// 412: the key is not at the revision the request named; its current state instead.
+Response precondition_failed(const std::string& key, const CasResult& r) {
+  Response res = json_response(
+      412, {{"error", r.revision == 0
+                          ? fmt::format("key {} is absent", detail::quoted(key))
+                          : fmt::format("key {} is at revision {}", detail::quoted(key),
+                                        r.revision)},
+            {"key", key},
+            {"revision", r.revision},
+            {"value", r.value.value_or(json(nullptr))}});
+  if (r.revision != 0) res.set(http::field::etag, etag(r.revision));
+  return res;
+}
+
+// Who an HTTP write is recorded as in the history: the client's own name (X-Syncconfig-Actor,
+// else its User-Agent), prefixed with "http:". With access control (a later issue) the token's
+// name takes its place.
+std::string actor_of(const http::request<http::string_body>& req) {
+  std::string_view named = sv(req["X-Syncconfig-Actor"]);
+  if (named.empty()) named = sv(req[http::field::user_agent]);
+  std::string out = "http:";
+  out += named.substr(0, 190);
+  return out;
+}
+
 json settings_object(const std::map<std::string, json>& all) {
   json out = json::object();
   for (const auto& [k, v] : all) out[k] = v;
@@ -475,13 +510,14 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
       if (req.method() != http::verb::get) return std::nullopt;
       {
         // An invalid key cannot be stored: absent, like any other.
-        std::optional<json> value = route.feed->store().get(route.key);
-        if (!value) {
+        std::optional<Config::Versioned> entry = route.feed->store().get_versioned(route.key);
+        if (!entry) {
           return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
         }
         Response res{http::status::ok, 11};
         res.set(http::field::content_type, kJsonType);
-        res.body() = dump(*value);
+        res.set(http::field::etag, etag(entry->revision));
+        res.body() = dump(entry->value);
         return res;
       }
     case Kind::kList:
@@ -526,25 +562,49 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     }
     // put() and erase() validate the key (an invalid one is kInvalidArgument: 400). The answer
     // is the write's own outcome, never a re-read of the cache (another write may be there).
+    auto condition = detail::parse_write_condition(sv(req[http::field::if_match]),
+                                                   sv(req[http::field::if_none_match]));
+    if (auto* refused = std::get_if<detail::Refusal>(&condition)) {
+      return error_response(refused->status, refused->message);
+    }
+    const std::optional<int64_t> expected = std::get<std::optional<int64_t>>(condition);
+    WriteOptions write_options;
+    write_options.comment = detail::percent_decode(sv(req["X-Syncconfig-Comment"]), false);
+    write_options.actor = actor_of(req);
     if (req.method() == http::verb::put) {
       auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);
       if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
         return error_response(refused->status, refused->message);
       }
-      WriteResult w = store.put(route.key, std::get<json>(parsed));
-      Response res = json_response(200, {{"key", route.key},
-                                         {"value", w.value.value_or(json(nullptr))},
-                                         {"revision", w.revision}});
-      res.set("X-Syncconfig-Revision", std::to_string(w.revision));
+      if (expected) {
+        CasResult r = store.set_if(route.key, std::get<json>(parsed), *expected, write_options);
+        if (!r) return precondition_failed(route.key, r);
+        return written(route.key, r.value.value_or(json(nullptr)), r.revision);
+      }
+      WriteResult w = store.put(route.key, std::get<json>(parsed), write_options);
+      return written(route.key, w.value.value_or(json(nullptr)), w.revision);
+    }
+    if (expected) {
+      if (*expected == 0) {
+        return error_response(400, "If-None-Match: * on DELETE: a key cannot be deleted only if "
+                                   "it is absent");
+      }
+      CasResult r = store.remove_if(route.key, *expected, write_options);
+      if (!r) return precondition_failed(route.key, r);
+      Response res =
+          json_response(200, {{"key", route.key}, {"deleted", true}, {"revision", r.revision}});
+      res.set("X-Syncconfig-Revision", std::to_string(r.revision));
+      res.set(http::field::etag, etag(r.revision));
       return res;
     }
-    WriteResult w = store.erase(route.key);
+    WriteResult w = store.erase(route.key, write_options);
     if (w.revision == 0) {
       return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
     }
     Response res =
         json_response(200, {{"key", route.key}, {"deleted", true}, {"revision", w.revision}});
     res.set("X-Syncconfig-Revision", std::to_string(w.revision));
+    res.set(http::field::etag, etag(w.revision));
     return res;
   } catch (const Error& e) {
     if (status_for(e.code()) >= 500) {

@@ -54,6 +54,13 @@ int json_depth(std::string_view text, int limit);
 // A /watch event id (Last-Event-ID, ?since=): a non-negative decimal integer, else std::nullopt.
 std::optional<uint64_t> parse_event_id(std::string_view s);
 
+// The condition of a PUT/DELETE from its If-Match / If-None-Match headers: std::nullopt (none),
+// a revision (If-Match: "R", R >= 1), or 0 (If-None-Match: *, only if absent). A refusal (400)
+// for a value that is not one quoted revision or `*` where one is needed, or both headers.
+// Never throws.
+std::variant<std::optional<int64_t>, Refusal> parse_write_condition(std::string_view if_match,
+                                                                    std::string_view if_none_match);
+
 // A key, path or message quoted for a JSON error message or a log line: invalid UTF-8 replaced,
 // control bytes escaped. Never throws.
 std::string quoted(std::string_view s);

@@ -683,7 +683,14 @@ namespace {
 }
 }  // namespace
 std::optional<KeyEntry> RemoteStore::get_entry(std::string_view) const { not_yet("get_entry"); }
-std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view) const { not_yet("get_versioned"); }
+std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view key) const {
+  // Keys loaded from a snapshot carry the snapshot's revision, not their own: an ETag from a
+  // RemoteStore (a relay) may be older than the key's, and a write conditional on it then fails
+  // with the key's real revision, which is safe.
+  std::optional<Versioned> out;
+  impl_->cache_.read(key, [&](const internal::Entry& e) { out = Versioned{e.to_json(), e.revision}; });
+  return out;
+}
 CasResult RemoteStore::set_if(std::string_view, const nlohmann::json&, int64_t, const WriteOptions&) {
   not_yet("set_if");
 }

@@ -31,6 +31,9 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
   if (auto t = j.find("t"); t != j.end() && t->is_number_integer()) {
     n.written_at_us = t->get<int64_t>();
   }
+  if (auto e = j.find("e"); e != j.end() && e->is_number_integer()) {
+    n.ends_transaction = e->get<int64_t>() == 1;
+  }
   const auto& o = op->get_ref<const std::string&>();
   if (o == "t") {
     n.op = Notice::Op::kTruncate;
@@ -38,8 +41,9 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
   }
   if (o == "u") {
     n.op = Notice::Op::kUpsert;
-  } else if (o == "d") {
+  } else if (o == "d" || o == "x") {
     n.op = Notice::Op::kDelete;
+    n.expired = o == "x";
   } else {
     return fail("unknown \"op\"");
   }

@@ -96,8 +96,10 @@ void SyncWorker::drop_connection(const std::string& why) {
   conn_.reset();
   ctx_.counters->connected.store(false);
   ever_lost_ = true;
+  is_sweeper_ = false;  // The session lock went with the connection.
   group_txid_ = -1;
   group_max_revision_ = 0;
+  group_.clear();  // The catch-up after reconnecting reads them.
   next_reconnect_ = steady_clock::now();  // First attempt right away, then every interval.
 }
 
@@ -179,10 +181,9 @@ void SyncWorker::handle(const Notification& n) {
     return;
   }
   if (notice->txid != group_txid_) {
-    // The previous transaction is complete: everything up to its last revision is applied.
-    if (group_max_revision_ > 0) ctx_.cache->advance_watermark(group_max_revision_);
+    // The previous transaction is complete: apply it, and everything up to its last revision is.
+    complete_group();
     group_txid_ = notice->txid;
-    group_max_revision_ = 0;
   }
   if (notice->revision <= ctx_.cache->watermark()) {
     ctx_.counters->notifications_ignored.fetch_add(1);  // Already read by a catch-up.
@@ -193,40 +194,62 @@ void SyncWorker::handle(const Notification& n) {
   const ChangeOrigin origin = ctx_.is_own_backend && ctx_.is_own_backend(n.backend_pid)
                                   ? ChangeOrigin::kLocal
                                   : ChangeOrigin::kRemote;
-  std::optional<WriteTime> written_at;
-  if (notice->written_at_us) {
-    written_at = WriteTime(std::chrono::microseconds(*notice->written_at_us));
+  const bool ends = notice->ends_transaction;
+  group_.push_back(Pending{std::move(*notice), std::move(inline_value), origin});
+  if (ends) complete_group();
+}
+
+void SyncWorker::complete_group() {
+  std::vector<Pending> group;
+  group.swap(group_);
+  const int64_t max_revision = group_max_revision_;
+  group_max_revision_ = 0;
+  if (group.empty()) {
+    if (max_revision > 0) ctx_.cache->advance_watermark(max_revision);
+    return;
   }
-  bool applied = false;
-  switch (notice->op) {
-    case Notice::Op::kTruncate:
-      ctx_.cache->truncate(notice->revision, origin, written_at);
-      applied = true;
-      break;
-    case Notice::Op::kDelete:
-      applied = ctx_.cache->remove(notice->key, notice->revision, origin, /*local_write=*/false,
-                                   written_at);
-      break;
-    case Notice::Op::kUpsert:
-      if (inline_value) {
-        applied = ctx_.cache->upsert(std::move(*inline_value), notice->revision, origin,
-                                     /*local_write=*/false, written_at);
-      } else {
-        // Too large for the payload: read the row. It may be newer than the notification, never
-        // older; if it is gone, its deletion's notification follows.
-        Result r = conn_->exec(ctx_.sql->select_one, {notice->key},
-                               deadline_after(ctx_.options.db_timeout));
-        if (r.rows() == 1) {
-          if (auto v = parse_value(notice->key, r.text(0, 0))) {
-            applied = ctx_.cache->upsert(std::move(*v), r.int64(0, 1), origin,
-                                         /*local_write=*/false, written_at);
-          }
+  std::vector<CacheChange> changes;
+  changes.reserve(group.size());
+  for (Pending& p : group) {
+    const Notice& notice = p.notice;
+    CacheChange c;
+    c.revision = notice.revision;
+    if (notice.written_at_us) {
+      c.written_at = WriteTime(std::chrono::microseconds(*notice.written_at_us));
+    }
+    switch (notice.op) {
+      case Notice::Op::kTruncate:
+        c.kind = CacheChange::Kind::kTruncate;
+        break;
+      case Notice::Op::kDelete:
+        c.kind = CacheChange::Kind::kRemove;
+        c.key = notice.key;
+        c.expired = notice.expired;
+        break;
+      case Notice::Op::kUpsert:
+        c.kind = CacheChange::Kind::kUpsert;
+        if (p.value) {
+          c.value = std::move(p.value);
+        } else {
+          // Too large for the payload: read the row. It may be newer than the notification,
+          // never older; if it is gone, its deletion's notification is in this group or follows.
+          Result r = conn_->exec(ctx_.sql->select_one, {notice.key},
+                                 deadline_after(ctx_.options.db_timeout));
+          if (r.rows() != 1) continue;
+          c.value = parse_value(notice.key, r.text(0, 0));
+          if (!c.value) continue;
+          c.revision = r.int64(0, 1);
         }
-      }
-      break;
+        break;
+    }
+    changes.push_back(std::move(c));
   }
-  (applied ? ctx_.counters->notifications_applied : ctx_.counters->notifications_ignored)
-      .fetch_add(1);
+  // Origins: a unit holds one transaction, so one origin (the first's) describes it.
+  const ChangeOrigin origin = group.front().origin;
+  const std::size_t applied = ctx_.cache->apply(std::move(changes), origin, /*local_write=*/false);
+  ctx_.counters->notifications_applied.fetch_add(applied);
+  ctx_.counters->notifications_ignored.fetch_add(group.size() - std::min(applied, group.size()));
+  ctx_.cache->advance_watermark(max_revision);
 }
 
 void SyncWorker::heartbeat() {
@@ -263,22 +286,55 @@ void SyncWorker::heartbeat() {
   ctx_.logger->debug("syncconfig: heartbeat inconclusive (local writes raced it); next time");
 }
 
-void SyncWorker::prune_tombstones() {
-  // Tombstones older than the retention are not needed by any instance that is less far behind;
-  // one further behind does a full reload instead (it sees the compaction mark).
+void SyncWorker::prune_history() {
+  // Records older than the retention are not needed by any instance that is less far behind; one
+  // further behind does a full reload instead (it sees the compaction mark). Batches of 1,000 in
+  // their own short transactions (no writer lock), at most 20 per heartbeat.
   Deadline deadline = deadline_after(ctx_.options.db_timeout);
-  double seconds = std::chrono::duration<double>(ctx_.options.tombstone_retention).count();
-  Result r = conn_->exec(ctx_.sql->prune_candidates, {std::to_string(seconds)}, deadline);
-  if (r.rows() != 1 || r.is_null(0, 0)) return;
-  std::string upto(r.text(0, 0));
-  conn_->exec_script("BEGIN", deadline);
-  try {
-    conn_->exec(ctx_.sql->prune, {upto}, deadline);
-    conn_->exec(ctx_.sql->record_compaction, {upto}, deadline);
-    conn_->exec_script("COMMIT", deadline);
-  } catch (const Error&) {
-    if (conn_->ok()) conn_->exec_script("ROLLBACK", deadline);
-    throw;
+  const double seconds = std::chrono::duration<double>(ctx_.options.history_retention).count();
+  for (int batch = 0; batch < 20; ++batch) {
+    conn_->exec_script("BEGIN", deadline);
+    try {
+      Result r = conn_->exec(ctx_.sql->prune,
+                             {std::to_string(seconds),
+                              std::to_string(ctx_.options.history_min_versions), "1000"},
+                             deadline);
+      const bool pruned = r.rows() == 1 && !r.is_null(0, 0);
+      if (pruned) conn_->exec(ctx_.sql->record_compaction, {std::string(r.text(0, 0))}, deadline);
+      conn_->exec_script("COMMIT", deadline);
+      if (!pruned) return;
+    } catch (const Error&) {
+      if (conn_->ok()) conn_->exec_script("ROLLBACK", deadline);
+      throw;
+    }
+  }
+}
+
+void SyncWorker::sweep_leases() {
+  Deadline deadline = deadline_after(ctx_.options.db_timeout);
+  if (!is_sweeper_) {
+    is_sweeper_ = conn_->exec(ctx_.sql->sweeper_lock, {}, deadline).text(0, 0) == "t";
+    if (!is_sweeper_) return;
+    ctx_.logger->info("syncconfig: this instance sweeps the expired leases of {}",
+                      ctx_.sql->qualified_table);
+  }
+  Result mark = conn_->exec(ctx_.sql->sweep_mark, {}, deadline);
+  const double grace = std::chrono::duration<double>(ctx_.options.lease_grace).count();
+  if (mark.is_null(0, 0) || std::stod(std::string(mark.text(0, 0))) > grace) {
+    // Nobody swept for longer than the grace: the database or every instance was down, and
+    // owners could not keep their leases alive. Give every lease the grace instead of expiring
+    // them all at once.
+    conn_->exec(ctx_.sql->leases_grace, {std::to_string(grace)}, deadline);
+  }
+  conn_->exec(ctx_.sql->leases_expire, {}, deadline);
+  Result keys = conn_->exec(ctx_.sql->orphan_keys, {}, deadline);
+  for (int i = 0; i < keys.rows(); ++i) {
+    // Guarded by the revision read with it: a key rewritten meanwhile (with a new lease, or none)
+    // stays.
+    const std::string comment = fmt::format("lease {} expired", keys.text(i, 2));
+    conn_->exec(ctx_.sql->del, {keys.text(i, 0), keys.text(i, 1), "syncconfig/lease-sweeper",
+                                comment, "expire"},
+                deadline);
   }
 }
 
@@ -302,10 +358,7 @@ bool SyncWorker::settle_open_transaction() {
     const int64_t txid = group_txid_;
     conn_->exec("SELECT 1", {}, deadline_after(ctx_.options.db_timeout));
     drain_notifications();
-    if (conn_ && group_txid_ == txid && group_max_revision_ > 0) {
-      ctx_.cache->advance_watermark(group_max_revision_);
-      group_max_revision_ = 0;
-    }
+    if (conn_ && group_txid_ == txid && group_max_revision_ > 0) complete_group();
     // Otherwise a later transaction's notifications came in meanwhile (the previous one is
     // complete with it); settle that one too.
   }
@@ -324,7 +377,8 @@ void SyncWorker::run() {
 
       // Sleep until a notification, a wake-up (stop, sync request), the heartbeat or the next
       // reconnect attempt.
-      auto until = conn_ ? next_heartbeat_ : std::min(next_heartbeat_, next_reconnect_);
+      auto until = conn_ ? std::min(next_heartbeat_, next_sweep_)
+                         : std::min(next_heartbeat_, next_reconnect_);
       auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count();
       pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {-1, POLLIN, 0}};
       if (conn_ && ctx_.options.enable_notification) fds[1].fd = conn_->socket();
@@ -345,11 +399,15 @@ void SyncWorker::run() {
           continue;
         }
       }
+      if (conn_ && steady_clock::now() >= next_sweep_) {
+        next_sweep_ = steady_clock::now() + ctx_.options.lease_sweep_interval;
+        sweep_leases();
+      }
       if (steady_clock::now() >= next_heartbeat_) {
         next_heartbeat_ = steady_clock::now() + ctx_.options.heartbeat_interval;
         if (conn_ || try_connect()) {
           heartbeat();
-          prune_tombstones();
+          prune_history();
         }
       }
       // Any query above may have buffered notifications in libpq: apply them all now, or they

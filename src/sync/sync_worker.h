@@ -73,7 +73,12 @@ class SyncWorker {
   // one is still open (the loop then comes back without sleeping).
   bool settle_open_transaction();
   void heartbeat();
-  void prune_tombstones();
+  void prune_history();
+  // The lease sweeper: one instance at a time (a session advisory lock on the listener
+  // connection) deletes the keys of expired leases.
+  void sweep_leases();
+  bool is_sweeper_ = false;
+  std::chrono::steady_clock::time_point next_sweep_;
   void serve_requests();
 
   SyncContext ctx_;
@@ -90,12 +95,21 @@ class SyncWorker {
   };
   std::deque<std::shared_ptr<std::promise<SyncOutcome>>> requests_;
 
-  // Notification grouping: one transaction's notifications arrive together; the watermark
-  // moves past a transaction when the next one starts, or when a round trip on the connection
-  // shows that no more of its notifications can follow (docs/protocol.md). An open group has
-  // group_max_revision_ > 0.
+  // Notification grouping: one transaction's notifications arrive together, and are applied to
+  // the cache together, as one unit, once the transaction is complete: at its "e" mark (the
+  // library's writes), when the next transaction starts, or when a round trip on the connection
+  // shows that no more of its notifications can follow (docs/protocol.md). Then the watermark
+  // moves past it. An open group has group_max_revision_ > 0.
+  struct Pending {
+    Notice notice;
+    std::optional<ParsedValue> value;  // Parsed "val".
+    ChangeOrigin origin = ChangeOrigin::kRemote;
+  };
+  // Applies the open group as one unit and moves the watermark past it.
+  void complete_group();
   int64_t group_txid_ = -1;
   int64_t group_max_revision_ = 0;
+  std::vector<Pending> group_;
 
   std::chrono::steady_clock::time_point next_heartbeat_;
   std::chrono::steady_clock::time_point next_reconnect_;

@@ -237,6 +237,59 @@ TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t s
   return out;
 }
 
+PastState read_state_at(Connection& conn, const TableSql& sql, int64_t revision,
+                        std::string_view prefix, bool with_current, Deadline deadline) {
+  PastState out;
+  Snapshot tx(conn, sql, deadline);
+  out.snapshot_revision = tx.revision();
+  out.compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+  if (revision < out.compacted || revision > out.snapshot_revision) return out;
+  out.answerable = true;
+  const std::string at = std::to_string(revision);
+  Result past = conn.exec(sql.state_at, {at, prefix}, deadline);
+  for (int i = 0; i < past.rows(); ++i) {
+    out.past.emplace(std::string(past.text(i, 0)),
+                     std::make_pair(std::string(past.text(i, 1)), past.int64(i, 2)));
+  }
+  if (with_current) {
+    // state_at after the newest revision is the current state.
+    Result now = conn.exec(sql.state_at, {std::to_string(out.snapshot_revision), prefix}, deadline);
+    for (int i = 0; i < now.rows(); ++i) {
+      out.current.emplace(std::string(now.text(i, 0)),
+                          std::make_pair(std::string(now.text(i, 1)), now.int64(i, 2)));
+    }
+  }
+  tx.commit();
+  return out;
+}
+
+std::vector<CacheChange> merge_in_revision_order(TableChanges& read) {
+  std::vector<CacheChange> out;
+  out.reserve(read.rows.size() + read.tombstones.size());
+  std::vector<Row>& rows = read.rows;
+  const std::vector<Tombstone>& tombstones = read.tombstones;
+  std::size_t ri = 0, ti = 0;
+  while (ri < rows.size() || ti < tombstones.size()) {
+    bool take_row = ti == tombstones.size() ||
+                    (ri < rows.size() && rows[ri].revision < tombstones[ti].revision);
+    CacheChange c;
+    if (take_row) {
+      Row& row = rows[ri++];
+      c.kind = CacheChange::Kind::kUpsert;
+      c.value = std::move(row.value);
+      c.revision = row.revision;
+    } else {
+      const Tombstone& tomb = tombstones[ti++];
+      c.kind = tomb.kind == 't' ? CacheChange::Kind::kTruncate : CacheChange::Kind::kRemove;
+      c.key = tomb.key;
+      c.revision = tomb.revision;
+      c.expired = tomb.kind == 'x';
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
                     Deadline deadline) {
   const int64_t watermark = cache.watermark();
@@ -252,27 +305,10 @@ ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool wi
   ReadResult out;
   out.snapshot_revision = read.snapshot_revision;
   out.digest = read.digest;
-  // Apply in revision order: a row and a tombstone of the same key resolve as they committed.
-  std::vector<Row>& rows = read.rows;
-  const std::vector<Tombstone>& tombstones = read.tombstones;
-  std::size_t ri = 0, ti = 0;
-  while (ri < rows.size() || ti < tombstones.size()) {
-    bool take_row = ti == tombstones.size() ||
-                    (ri < rows.size() && rows[ri].revision < tombstones[ti].revision);
-    if (take_row) {
-      Row& row = rows[ri++];
-      out.changed += cache.upsert(std::move(row.value), row.revision, ChangeOrigin::kResync,
-                                  /*local_write=*/false);
-    } else {
-      const Tombstone& tomb = tombstones[ti++];
-      if (tomb.kind == 't') {
-        out.changed += cache.truncate(tomb.revision, ChangeOrigin::kResync);
-      } else {
-        out.changed += cache.remove(tomb.key, tomb.revision, ChangeOrigin::kResync,
-                                    /*local_write=*/false);
-      }
-    }
-  }
+  // Apply in revision order (a row and a tombstone of the same key resolve as they committed),
+  // as one unit: the snapshot is a commit boundary, so no reader sees part of a transaction.
+  std::vector<CacheChange> changes = merge_in_revision_order(read);
+  out.changed = cache.apply(std::move(changes), ChangeOrigin::kResync, /*local_write=*/false);
   cache.advance_watermark(out.snapshot_revision);
   return out;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ struct TableDigest {
   uint64_t md5_sum = 0;
 };
 
-// A deletion ('d') or truncation ('t') recorded in the tombstones table.
+// A deletion ('d'), lease expiry ('x') or truncation mark ('t') from the change log.
 struct Tombstone {
   int64_t revision = 0;
   std::string key;  // Empty for a truncation.
@@ -49,6 +50,22 @@ struct ReadResult {
   std::size_t changed = 0;            // Keys whose cached value changed.
   std::optional<TableDigest> digest;  // When requested: the table's digest in the snapshot.
 };
+
+// The keys under a prefix as they were right after a past revision, read in one snapshot
+// together with their current state (what a rollback is computed from).
+struct PastState {
+  int64_t snapshot_revision = 0;  // The current state is complete to it.
+  int64_t compacted = 0;          // The log is complete above it.
+  bool answerable = false;        // compacted <= revision <= snapshot_revision.
+  // key -> (jsonb text, revision that wrote it); absent keys are not listed.
+  std::map<std::string, std::pair<std::string, int64_t>> past;
+  std::map<std::string, std::pair<std::string, int64_t>> current;  // When asked for.
+};
+PastState read_state_at(Connection& conn, const TableSql& sql, int64_t revision,
+                        std::string_view prefix, bool with_current, Deadline deadline);
+
+// The rows and tombstones of `read` (moved from) as one sequence of changes in revision order.
+std::vector<CacheChange> merge_in_revision_order(TableChanges& read);
 
 // Loads every row; replaces the cache's content (ChangeOrigin::kResync unless `initial`).
 ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool initial,
