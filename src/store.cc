@@ -285,7 +285,8 @@ class Store::Impl {
     return w;
   }
 
-  std::optional<nlohmann::json> to_json(std::string_view key, const std::optional<std::string>& text) {
+  std::optional<nlohmann::json> to_json(std::string_view key,
+                                        const std::optional<std::string>& text) {
     if (!text) return std::nullopt;
     std::optional<internal::ParsedValue> v = internal::parse_value(key, *text);
     if (!v) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
@@ -295,7 +296,8 @@ class Store::Impl {
   // Applies the stored value of this instance's own write to the cache; returns it as JSON.
   nlohmann::json apply_own_set(std::string_view key, const std::string& text, int64_t revision) {
     std::optional<internal::ParsedValue> stored = internal::parse_value(key, text);
-    if (!stored) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
+    if (!stored)
+      throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
     nlohmann::json out = stored->entry->to_json();
     cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal, /*local_write=*/true);
     return out;
@@ -318,8 +320,8 @@ class Store::Impl {
     internal::validate_key(key);
     validate_write_options(options);
     if (expected && *expected < 0) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("{}({}): invalid expected revision {}", what, quoted(key), *expected));
+      throw Error(ErrorCode::kInvalidArgument, fmt::format("{}({}): invalid expected revision {}",
+                                                           what, quoted(key), *expected));
     }
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     WriteResult out;
@@ -393,7 +395,8 @@ class Store::Impl {
       KeyEntry e;
       e.value = *to_json(key, std::string(r.text(0, 0)));
       e.revision = r.int64(0, 1);
-      e.updated_at = std::chrono::system_clock::time_point(std::chrono::microseconds(r.int64(0, 2)));
+      e.updated_at =
+          std::chrono::system_clock::time_point(std::chrono::microseconds(r.int64(0, 2)));
       e.lease = r.int64(0, 3);
       return e;
     } catch (const Error& e) {
@@ -497,12 +500,11 @@ class Store::Impl {
   std::atomic<bool> closed_{false};
 };
 
-
 namespace {
 
 std::string json_string(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::strict);
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
 }
 
 constexpr std::size_t kMaxTxnOperations = 100'000;
@@ -529,9 +531,8 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
     throw Error(ErrorCode::kInvalidArgument, "commit: a transaction needs at least one operation");
   }
   if (txn.operations.size() > kMaxTxnOperations) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("commit: {} operations, at most {}", txn.operations.size(),
-                            kMaxTxnOperations));
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("commit: {} operations, at most {}",
+                                                         txn.operations.size(), kMaxTxnOperations));
   }
   validate_write_options(WriteOptions{txn.comment, txn.actor, 0});
   // The document the transaction function reads. Values go in as their validated JSON text.
@@ -617,8 +618,8 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
         out.reason = fmt::format("guard {}: key {} is absent, not at revision {}", idx,
                                  quoted(std::string_view(g.key)), g.revision);
       } else {
-        out.reason = fmt::format("guard {}: key {} is not at revision {}", idx, quoted(std::string_view(g.key)),
-                                 g.revision);
+        out.reason = fmt::format("guard {}: key {} is not at revision {}", idx,
+                                 quoted(std::string_view(g.key)), g.revision);
       }
     } else if (kind == "current") {
       KeyState st;
@@ -636,7 +637,8 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
       } else {
         c.kind = internal::CacheChange::Kind::kUpsert;
         c.value = internal::parse_value(key, r.text(i, 4));
-        if (!c.value) throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
+        if (!c.value)
+          throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
       }
       changes.push_back(std::move(c));
     }
@@ -702,9 +704,8 @@ namespace {
 
 [[noreturn]] void out_of_range(const internal::PastState& st, int64_t revision) {
   if (revision > st.snapshot_revision) {
-    throw Error(ErrorCode::kOutOfRange,
-                fmt::format("revision {} is beyond the table's newest ({})", revision,
-                            st.snapshot_revision));
+    throw Error(ErrorCode::kOutOfRange, fmt::format("revision {} is beyond the table's newest ({})",
+                                                    revision, st.snapshot_revision));
   }
   throw Error(ErrorCode::kOutOfRange,
               fmt::format("revision {} is older than the history kept: records up to revision {} "
@@ -717,7 +718,8 @@ namespace {
 Snapshot Store::Impl::snapshot_at(int64_t revision, std::string_view prefix) {
   check_open();
   if (revision < 0) {
-    throw Error(ErrorCode::kInvalidArgument, fmt::format("snapshot_at: invalid revision {}", revision));
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("snapshot_at: invalid revision {}", revision));
   }
   validate_prefix(prefix, 0);
   Deadline deadline = deadline_after(options_.load_timeout);
@@ -746,14 +748,14 @@ TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t re
     internal::validate_key(target);
   }
   if (revision < 0) {
-    throw Error(ErrorCode::kInvalidArgument, fmt::format("rollback: invalid revision {}", revision));
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("rollback: invalid revision {}", revision));
   }
   Deadline deadline = deadline_after(options_.load_timeout);
   internal::PastState st;
   try {
     st = with_connection(deadline, [&](internal::Connection& conn) {
-      return internal::read_state_at(conn, sql_, revision, target, /*with_current=*/true,
-                                     deadline);
+      return internal::read_state_at(conn, sql_, revision, target, /*with_current=*/true, deadline);
     });
   } catch (const Error& e) {
     throw with_context(e, fmt::format("rollback to {} failed", revision));
@@ -765,8 +767,8 @@ TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t re
     std::erase_if(st.current, [&](const auto& kv) { return kv.first != target; });
   }
   Transaction txn;
-  txn.comment = comment.empty() ? fmt::format("rollback to revision {}", revision)
-                                : std::string(comment);
+  txn.comment =
+      comment.empty() ? fmt::format("rollback to revision {}", revision) : std::string(comment);
   if (prefix) {
     txn.require_unchanged(std::string(target), st.snapshot_revision);
   } else {
@@ -793,8 +795,9 @@ TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t re
 Lease Store::Impl::grant_lease(std::chrono::seconds ttl) {
   check_writable();
   if (ttl.count() < 1 || ttl.count() > 365 * 24 * 3600) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("grant_lease: invalid ttl {} s, it must be 1 s .. 1 year", ttl.count()));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("grant_lease: invalid ttl {} s, it must be 1 s .. 1 year", ttl.count()));
   }
   Deadline deadline = deadline_after(options_.db_timeout);
   const std::string t = std::to_string(ttl.count());

@@ -870,10 +870,10 @@ TEST(HttpWatch, an_id_beyond_the_table_or_before_pruned_deletions_gets_a_reset_n
   s.store().set("gone", 1);
   s.store().remove("gone");
   Sql sql(dsn());
-  sql.exec("INSERT INTO " + s.table() + "_tombstones (revision, key, kind) VALUES (" +
+  sql.exec("INSERT INTO " + s.table() + "_changes (revision, key, op) VALUES (" +
            std::to_string(s.store().stats().revision) +
-           ", NULL, 'c') ON CONFLICT (revision) "
-           "DO UPDATE SET kind = 'c', key = NULL");
+           ", NULL, 'compact') ON CONFLICT (revision) "
+           "DO UPDATE SET op = 'compact', key = NULL");
   auto later_store = Store::open(dsn(), test_options(s.table()));
   HttpOptions o = watch_options();
   o.port = 0;
@@ -889,23 +889,28 @@ TEST(HttpWatch, an_id_beyond_the_table_or_before_pruned_deletions_gets_a_reset_n
   EXPECT_GT(id_of(old.events()[1]), id_of(old.events()[0]));
 }
 
-TEST(HttpWatch, a_truncate_after_the_id_gets_a_reset) {
+TEST(HttpWatch, a_truncate_after_the_id_is_resumed_exactly_from_the_change_log) {
   Served s(watch_options());
   s.store().set("a", 1);
   const std::string before = std::to_string(s.store().stats().revision);
   Sql(dsn()).exec("TRUNCATE " + s.table());
   s.store().set("b", 2);
   ASSERT_TRUE(wait_until([&] { return !s.store().contains("a") && s.store().contains("b"); }));
-  // Restarted servers know nothing in memory: only the table can answer, and it cannot.
+  // Restarted servers know nothing in memory: only the table answers, and its change log
+  // recorded every key the TRUNCATE removed (protocol 2), so no reset is needed.
   auto store = Store::open(dsn(), test_options(s.table()));
   HttpOptions o = watch_options();
   o.port = 0;
   HttpServer fresh({{"main", store.get()}}, o);
   fresh.start();
   WatchClient w(fresh.port(), "/watch", {{"Last-Event-ID", before}});
-  ASSERT_TRUE(w.wait_for_events(1));
-  EXPECT_EQ(w.events()[0].event, "reset");
-  EXPECT_EQ(json::parse(w.events()[0].data).at("settings"), (json{{"b", 2}}));
+  ASSERT_TRUE(w.wait_until_change("b"));
+  for (const auto& e : w.events()) EXPECT_NE(e.event, "reset");
+  std::vector<SseEvent> changes = w.changes();
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(json::parse(changes[0].data).at("key"), "a");
+  EXPECT_EQ(json::parse(changes[0].data).at("deleted"), true);
+  EXPECT_EQ(json::parse(changes[1].data).at("key"), "b");
 }
 
 TEST(HttpWatch, a_recreated_table_resets_open_streams) {
@@ -919,7 +924,7 @@ TEST(HttpWatch, a_recreated_table_resets_open_streams) {
   other.reset();
   Sql sql(dsn());
   sql.exec("DROP TABLE " + s.table() + " CASCADE; DROP TABLE " + s.table() +
-           "_tombstones; DROP SEQUENCE " + s.table() + "_revision_seq");
+           "_changes; DROP SEQUENCE " + s.table() + "_revision_seq");
   auto recreated = Store::open(dsn(), test_options(s.table()));
   recreated->set("new", 2);
   // The server's store notices when its listener reconnects (or at its heartbeat).

@@ -135,7 +135,8 @@ TEST(Recovery, a_deletion_that_is_the_first_change_while_away_is_caught_up_witho
   ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
   ASSERT_TRUE(a->remove("doomed"));
   // The test means nothing unless the deletion is the tombstone right after B's watermark.
-  ASSERT_EQ(sql.scalar("SELECT revision FROM " + table + "_tombstones WHERE key = 'doomed'"),
+  ASSERT_EQ(sql.scalar("SELECT revision FROM " + table +
+                       "_changes WHERE key = 'doomed' AND op = 'delete'"),
             std::to_string(watermark + 1));
   a->set("after", 3);
 
@@ -178,7 +179,7 @@ TEST(Recovery, a_truncate_that_is_the_first_change_while_away_is_caught_up_witho
   role.block();
   ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
   sql.exec("TRUNCATE " + table);
-  ASSERT_EQ(sql.scalar("SELECT revision FROM " + table + "_tombstones WHERE kind = 't'"),
+  ASSERT_EQ(sql.scalar("SELECT min(revision) FROM " + table + "_changes WHERE op = 'truncate'"),
             std::to_string(watermark + 1));
   // A key written after the truncation must survive it: the catch-up applies in commit order.
   a->set("fresh", 3);
@@ -312,9 +313,9 @@ TEST(Recovery, an_instance_away_longer_than_history_retention_reloads_fully) {
   // Wait until a's heartbeat has pruned the deletion's tombstone.
   ASSERT_TRUE(wait_until(
       [&] {
-        return sql.scalar("SELECT count(*) FROM " + table + "_tombstones WHERE kind = 'd'") ==
+        return sql.scalar("SELECT count(*) FROM " + table + "_changes WHERE op = 'delete'") ==
                    "0" &&
-               sql.scalar("SELECT count(*) FROM " + table + "_tombstones WHERE kind = 'c'") == "1";
+               sql.scalar("SELECT count(*) FROM " + table + "_changes WHERE op = 'compact'") == "1";
       },
       10s));
   role.unblock();
@@ -329,7 +330,7 @@ TEST(Recovery, a_recreated_table_is_detected_and_reloaded) {
   o.heartbeat_interval = 200ms;
   auto a = Store::open(dsn(), o);
   for (int i = 0; i < 20; ++i) a->set("k" + std::to_string(i), i);
-  Sql(dsn()).exec("DROP TABLE " + table + "; DROP TABLE " + table + "_tombstones; DROP SEQUENCE " +
+  Sql(dsn()).exec("DROP TABLE " + table + "; DROP TABLE " + table + "_changes; DROP SEQUENCE " +
                   table + "_revision_seq");
   // A new instance recreates everything; revisions start again from 1.
   auto b = Store::open(dsn(), o);
@@ -411,8 +412,8 @@ TEST(Recovery, a_reload_racing_a_truncate_reports_no_deletion_before_the_truncat
   truncater.exec("TRUNCATE " + table + "; INSERT INTO " + table +
                  " (key, value) VALUES ('c', '3'); COMMIT");
   syncer.join();
-  const int64_t truncation = std::stoll(
-      watcher.scalar("SELECT max(revision) FROM " + table + "_tombstones WHERE kind = 't'"));
+  const int64_t truncation = std::stoll(watcher.scalar(
+      "SELECT max(revision) FROM " + table + "_changes WHERE op = 'truncate' AND key IS NULL"));
   ASSERT_TRUE(wait_until([&] { return store->get_all() == table_content(dsn(), table); }));
   EXPECT_EQ(store->get_all(), (std::map<std::string, json>{{"c", 3}}));
   for (const Change& c : recorder.changes()) {

@@ -374,10 +374,14 @@ TEST(SafeChanges, a_leased_key_is_deleted_after_its_ttl_and_not_before) {
   const auto expiry_us =
       std::chrono::duration_cast<std::chrono::microseconds>(lease.expires_at.time_since_epoch())
           .count();
-  const std::string bounds = sql.scalar(
-      "SELECT (changed_at >= to_timestamp(" + std::to_string(expiry_us) + " / 1e6))::text || ' ' "
-      "|| (changed_at <= to_timestamp(" + std::to_string(expiry_us) + " / 1e6) + "
-      "interval '2 seconds')::text FROM " + table + "_changes WHERE key = 'svc:a' AND op = 'expire'");
+  const std::string bounds =
+      sql.scalar("SELECT (changed_at >= to_timestamp(" + std::to_string(expiry_us) +
+                 " / 1e6))::text || ' ' "
+                 "|| (changed_at <= to_timestamp(" +
+                 std::to_string(expiry_us) +
+                 " / 1e6) + "
+                 "interval '2 seconds')::text FROM " +
+                 table + "_changes WHERE key = 'svc:a' AND op = 'expire'");
   EXPECT_EQ(bounds, "true true");
   EXPECT_EQ(store->get("plain"), 1);
   EXPECT_FALSE(store->keep_alive(lease.id));

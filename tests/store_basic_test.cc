@@ -308,8 +308,9 @@ TEST(StoreBasic, once_set_up_a_role_with_only_read_write_grants_can_run_an_insta
   std::string role = unique_name("rw_role");
   Sql sql(dsn());
   sql.exec("CREATE ROLE " + role + " LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON " + table +
-           ", " + table + "_tombstones TO " + role + "; GRANT USAGE, SELECT ON SEQUENCE " + table +
-           "_revision_seq TO " + role);
+           ", " + table + "_changes, " + table + "_leases, " + table + "_lease_keys, " + table +
+           "_lease_sweeps TO " + role + "; GRANT USAGE, SELECT ON SEQUENCE " + table +
+           "_revision_seq, " + table + "_leases_id_seq TO " + role);
   std::string role_dsn =
       "postgresql://" + role + "@127.0.0.1:" + std::to_string(cluster().port()) + "/postgres";
   auto store = Store::open(role_dsn, test_options(table));

@@ -179,8 +179,8 @@ std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, 
     expiring_ = c.expired;
     switch (c.kind) {
       case CacheChange::Kind::kUpsert:
-        applied += upsert_locked(std::move(*c.value), c.revision, origin, local_write,
-                                 c.written_at, replaced);
+        applied += upsert_locked(std::move(*c.value), c.revision, origin, local_write, c.written_at,
+                                 replaced);
         break;
       case CacheChange::Kind::kRemove:
         applied += remove_locked(c.key, c.revision, origin, c.written_at, replaced);

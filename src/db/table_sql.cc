@@ -41,8 +41,8 @@ TableSql::TableSql(const std::string& schema, const std::string& table,
   const std::string fn_put = s + "." + quote_ident(table + "_sc_put");
   const std::string fn_del = s + "." + quote_ident(table + "_sc_del");
   const std::string fn_txn = s + "." + quote_ident(table + "_sc_txn");
-  const std::string own_lock = fmt::format("PERFORM pg_advisory_xact_lock({}, '{}'::regclass::oid::integer);",
-                                           kWriterLockClass, t);
+  const std::string own_lock = fmt::format(
+      "PERFORM pg_advisory_xact_lock({}, '{}'::regclass::oid::integer);", kWriterLockClass, t);
   // Who a foreign write is recorded as: SET syncconfig.actor, else application_name/user.
   const std::string foreign_actor =
       "coalesce(nullif(current_setting('syncconfig.actor', true), ''), "
@@ -52,7 +52,8 @@ TableSql::TableSql(const std::string& schema, const std::string& table,
       "current_user))";
   const std::string now_us = "floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
-  setup = fmt::format(R"SQL(
+  setup = fmt::format(
+      R"SQL(
 CREATE SCHEMA IF NOT EXISTS {s};
 CREATE TABLE IF NOT EXISTS {t} (
   key VARCHAR(255) PRIMARY KEY,
@@ -366,22 +367,19 @@ BEGIN
     FROM unnest(idxs, ks, vs, sets) WITH ORDINALITY u(i, k, v, s, ord);
 END $fn$;
 )SQL",
-                      fmt::arg("s", s), fmt::arg("t", t),
-                      fmt::arg("idx_updated", quote_ident("idx_" + table + "_updated_at")),
-                      fmt::arg("idx_revision", quote_ident("idx_" + table + "_revision")),
-                      fmt::arg("idx_log_key", quote_ident("idx_" + table + "_changes_key")),
-                      fmt::arg("idx_log_compact", quote_ident("idx_" + table + "_changes_compact")),
-                      fmt::arg("idx_lease_keys", quote_ident("idx_" + table + "_lease_keys")),
-                      fmt::arg("seq", seq), fmt::arg("log", log), fmt::arg("leases", leases),
-                      fmt::arg("lease_keys", lease_keys), fmt::arg("sweeps", sweeps),
-                      fmt::arg("fn_lock", fn_lock),
-                      fmt::arg("fn_stamp", fn_stamp), fmt::arg("fn_notify", fn_notify),
-                      fmt::arg("fn_truncate", fn_truncate), fmt::arg("fn_put", fn_put),
-                      fmt::arg("fn_del", fn_del), fmt::arg("fn_txn", fn_txn),
-                      fmt::arg("lock", lock), fmt::arg("own_lock", own_lock),
-                      fmt::arg("seq_literal", seq_literal), fmt::arg("channel", channel),
-                      fmt::arg("foreign_actor", foreign_actor), fmt::arg("own_actor", own_actor),
-                      fmt::arg("now_us", now_us));
+      fmt::arg("s", s), fmt::arg("t", t),
+      fmt::arg("idx_updated", quote_ident("idx_" + table + "_updated_at")),
+      fmt::arg("idx_revision", quote_ident("idx_" + table + "_revision")),
+      fmt::arg("idx_log_key", quote_ident("idx_" + table + "_changes_key")),
+      fmt::arg("idx_log_compact", quote_ident("idx_" + table + "_changes_compact")),
+      fmt::arg("idx_lease_keys", quote_ident("idx_" + table + "_lease_keys")), fmt::arg("seq", seq),
+      fmt::arg("log", log), fmt::arg("leases", leases), fmt::arg("lease_keys", lease_keys),
+      fmt::arg("sweeps", sweeps), fmt::arg("fn_lock", fn_lock), fmt::arg("fn_stamp", fn_stamp),
+      fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
+      fmt::arg("fn_put", fn_put), fmt::arg("fn_del", fn_del), fmt::arg("fn_txn", fn_txn),
+      fmt::arg("lock", lock), fmt::arg("own_lock", own_lock), fmt::arg("seq_literal", seq_literal),
+      fmt::arg("channel", channel), fmt::arg("foreign_actor", foreign_actor),
+      fmt::arg("own_actor", own_actor), fmt::arg("now_us", now_us));
 
   installed =
       "SELECT split_part(encode(t.tgargs, 'escape'), '\\000', 1), "
@@ -389,8 +387,8 @@ END $fn$;
       "WHERE t.tgrelid = to_regclass($1) AND t.tgname = 'syncconfig_notify'";
   // The triggers act only for foreign writes: the library's functions set syncconfig.own for
   // their transaction and do the same work themselves.
-  create_triggers =
-      fmt::format(R"SQL(
+  create_triggers = fmt::format(
+      R"SQL(
 DROP TRIGGER IF EXISTS syncconfig_lock ON {t};
 CREATE TRIGGER syncconfig_lock BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
   FOR EACH STATEMENT WHEN ({foreign}) EXECUTE FUNCTION {fn_lock}();
@@ -405,14 +403,13 @@ CREATE TRIGGER syncconfig_truncate BEFORE TRUNCATE ON {t}
   FOR EACH STATEMENT EXECUTE FUNCTION {fn_truncate}('{channel}');
 COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
 )SQL",
-                  fmt::arg("t", t), fmt::arg("fn_lock", fn_lock), fmt::arg("fn_stamp", fn_stamp),
-                  fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
-                  fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion),
-                  fmt::arg("foreign",
-                           "current_setting('syncconfig.own', true) IS DISTINCT FROM 'on'"));
+      fmt::arg("t", t), fmt::arg("fn_lock", fn_lock), fmt::arg("fn_stamp", fn_stamp),
+      fmt::arg("fn_notify", fn_notify), fmt::arg("fn_truncate", fn_truncate),
+      fmt::arg("channel", channel), fmt::arg("version", kProtocolVersion),
+      fmt::arg("foreign", "current_setting('syncconfig.own', true) IS DISTINCT FROM 'on'"));
 
-  put = fmt::format("SELECT status, rev, val FROM {}($1, $2::jsonb, $3::bigint, $4::bigint, $5, $6)",
-                    fn_put);
+  put = fmt::format(
+      "SELECT status, rev, val FROM {}($1, $2::jsonb, $3::bigint, $4::bigint, $5, $6)", fn_put);
   del = fmt::format("SELECT status, rev, val FROM {}($1, $2::bigint, $3, $4, $5)", fn_del);
   txn = fmt::format("SELECT kind, idx, k, rev, val FROM {}($1::jsonb, $2, $3)", fn_txn);
   select_all = fmt::format("SELECT key, value::text, revision FROM {}", t);
@@ -442,7 +439,8 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
   history_prefix = fmt::format(
       "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
       "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
-      "WHERE key IS NOT NULL AND starts_with(key, $1) AND ($2::bigint = 0 OR revision < $2::bigint) "
+      "WHERE key IS NOT NULL AND starts_with(key, $1) AND ($2::bigint = 0 OR revision < "
+      "$2::bigint) "
       "ORDER BY revision DESC LIMIT $3::bigint",
       log);
   // The state right after revision $1: today's rows, with every key changed after $1 taken back
@@ -468,8 +466,8 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       "1000000)::bigint",
       leases);
   leases_delete = fmt::format("DELETE FROM {} WHERE id = $1::bigint RETURNING id", leases);
-  lease_keys_of = fmt::format("SELECT key FROM {} WHERE lease = $1::bigint ORDER BY key",
-                              lease_keys);
+  lease_keys_of =
+      fmt::format("SELECT key FROM {} WHERE lease = $1::bigint ORDER BY key", lease_keys);
   leases_expire = fmt::format(
       "DELETE FROM {l} WHERE id IN (SELECT id FROM {l} WHERE expires_at <= now() "
       "ORDER BY expires_at LIMIT 1000) RETURNING id",

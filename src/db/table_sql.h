@@ -34,26 +34,26 @@ struct TableSql {
                     // $5 actor, $6 comment -> status, rev, val (see the function)
   std::string del;  // $1 key, $2 expected or NULL, $3 actor, $4 comment, $5 'delete'|'expire'
   std::string txn;  // $1 jsonb document, $2 actor, $3 comment -> kind, idx, k, rev, val
-  std::string select_all;        // -> key, value::text, revision
-  std::string select_since;      // $1 revision -> key, value::text, revision
-  std::string select_one;        // $1 key -> value::text, revision
-  std::string select_entry;      // $1 key -> value::text, revision, updated_at µs, lease
-  std::string tombstones_since;  // $1 revision -> revision, key, kind ('d', 'x' or 't')
-  std::string compacted;         // -> revision through which the log was pruned (0 if none)
-  std::string newest_logged;     // -> the log's highest revision
-  std::string history;           // $1 key, $2 before (0: none), $3 limit -> a HistoryRecord
-  std::string history_prefix;    // $1 prefix, $2 before, $3 limit
-  std::string state_at;          // $1 revision, $2 prefix -> key, value::text, revision
-  std::string leases_grant;       // $1 ttl s -> id, ttl, expires_at µs
-  std::string leases_keep_alive;  // $1 id -> id, ttl, expires_at µs (no row: expired/unknown)
-  std::string leases_delete;      // $1 id -> id
-  std::string lease_keys_of;      // $1 id -> key
-  std::string leases_expire;      // Deletes expired leases -> id
-  std::string orphan_keys;        // -> key, revision, lease: keys whose lease is gone
-  std::string sweep_mark;         // -> seconds since the previous sweep (NULL: first)
-  std::string leases_grace;       // $1 grace s: no lease expires before now + grace
-  std::string sweeper_lock;       // -> whether this session is the sweeper
-  std::string db_now_us;          // -> the database's clock
+  std::string select_all;           // -> key, value::text, revision
+  std::string select_since;         // $1 revision -> key, value::text, revision
+  std::string select_one;           // $1 key -> value::text, revision
+  std::string select_entry;         // $1 key -> value::text, revision, updated_at µs, lease
+  std::string tombstones_since;     // $1 revision -> revision, key, kind ('d', 'x' or 't')
+  std::string compacted;            // -> revision through which the log was pruned (0 if none)
+  std::string newest_logged;        // -> the log's highest revision
+  std::string history;              // $1 key, $2 before (0: none), $3 limit -> a HistoryRecord
+  std::string history_prefix;       // $1 prefix, $2 before, $3 limit
+  std::string state_at;             // $1 revision, $2 prefix -> key, value::text, revision
+  std::string leases_grant;         // $1 ttl s -> id, ttl, expires_at µs
+  std::string leases_keep_alive;    // $1 id -> id, ttl, expires_at µs (no row: expired/unknown)
+  std::string leases_delete;        // $1 id -> id
+  std::string lease_keys_of;        // $1 id -> key
+  std::string leases_expire;        // Deletes expired leases -> id
+  std::string orphan_keys;          // -> key, revision, lease: keys whose lease is gone
+  std::string sweep_mark;           // -> seconds since the previous sweep (NULL: first)
+  std::string leases_grace;         // $1 grace s: no lease expires before now + grace
+  std::string sweeper_lock;         // -> whether this session is the sweeper
+  std::string db_now_us;            // -> the database's clock
   std::string lock_table_for_read;  // ACCESS SHARE NOWAIT: keeps TRUNCATE out of a snapshot read.
   std::string snapshot_lock;        // Session-level writer lock: no revision is in flight under it.
   std::string snapshot_unlock;

@@ -116,10 +116,9 @@ Response written(const std::string& key, const json& value, int64_t revision) {
 // 412: the key is not at the revision the request named; its current state instead.
 Response precondition_failed(const std::string& key, const CasResult& r) {
   Response res = json_response(
-      412, {{"error", r.revision == 0
-                          ? fmt::format("key {} is absent", detail::quoted(key))
-                          : fmt::format("key {} is at revision {}", detail::quoted(key),
-                                        r.revision)},
+      412, {{"error", r.revision == 0 ? fmt::format("key {} is absent", detail::quoted(key))
+                                      : fmt::format("key {} is at revision {}", detail::quoted(key),
+                                                    r.revision)},
             {"key", key},
             {"revision", r.revision},
             {"value", r.value.value_or(json(nullptr))}});
@@ -586,8 +585,9 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     }
     if (expected) {
       if (*expected == 0) {
-        return error_response(400, "If-None-Match: * on DELETE: a key cannot be deleted only if "
-                                   "it is absent");
+        return error_response(400,
+                              "If-None-Match: * on DELETE: a key cannot be deleted only if "
+                              "it is absent");
       }
       CasResult r = store.remove_if(route.key, *expected, write_options);
       if (!r) return precondition_failed(route.key, r);

@@ -670,8 +670,7 @@ std::unique_ptr<RemoteStore> RemoteStore::open(std::vector<std::string> urls,
 RemoteStore::RemoteStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RemoteStore::~RemoteStore() { shutdown(); }
 
-WriteResult RemoteStore::put(std::string_view key, const json& value,
-                             const WriteOptions& options) {
+WriteResult RemoteStore::put(std::string_view key, const json& value, const WriteOptions& options) {
   return impl_->put(key, value, options);
 }
 WriteResult RemoteStore::erase(std::string_view key, const WriteOptions& options) {
@@ -688,21 +687,27 @@ std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view key
   // RemoteStore (a relay) may be older than the key's, and a write conditional on it then fails
   // with the key's real revision, which is safe.
   std::optional<Versioned> out;
-  impl_->cache_.read(key, [&](const internal::Entry& e) { out = Versioned{e.to_json(), e.revision}; });
+  impl_->cache_.read(key, [&](const internal::Entry& e) {
+    out = Versioned{e.to_json(), e.revision};
+  });
   return out;
 }
-CasResult RemoteStore::set_if(std::string_view, const nlohmann::json&, int64_t, const WriteOptions&) {
+CasResult RemoteStore::set_if(std::string_view, const nlohmann::json&, int64_t,
+                              const WriteOptions&) {
   not_yet("set_if");
 }
-CasResult RemoteStore::remove_if(std::string_view, int64_t, const WriteOptions&) { not_yet("remove_if"); }
+CasResult RemoteStore::remove_if(std::string_view, int64_t, const WriteOptions&) {
+  not_yet("remove_if");
+}
 TxnResult RemoteStore::commit(const Transaction&) { not_yet("commit"); }
 std::vector<HistoryRecord> RemoteStore::history(const HistoryQuery&) const { not_yet("history"); }
 Snapshot RemoteStore::snapshot_at(int64_t, std::string_view) const { not_yet("snapshot_at"); }
-TxnResult RemoteStore::rollback(std::string_view, bool, int64_t, std::string_view) { not_yet("rollback"); }
+TxnResult RemoteStore::rollback(std::string_view, bool, int64_t, std::string_view) {
+  not_yet("rollback");
+}
 Lease RemoteStore::grant_lease(std::chrono::seconds) { not_yet("grant_lease"); }
 std::optional<Lease> RemoteStore::keep_alive(int64_t) { not_yet("keep_alive"); }
 bool RemoteStore::revoke_lease(int64_t) { not_yet("revoke_lease"); }
-
 
 std::optional<json> RemoteStore::get(std::string_view key) const { return impl_->cache_.get(key); }
 bool RemoteStore::contains(std::string_view key) const {

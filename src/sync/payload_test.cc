@@ -142,7 +142,7 @@ TEST(ParseNotice, an_object_without_the_syncconfig_marker_is_refused) {
 
 TEST(ParseNotice, a_missing_or_invalid_op_is_refused) {
   EXPECT_TRUE(Rejected(R"({"sc":1,"r":5,"x":1,"k":"a"})"));
-  EXPECT_TRUE(Rejected(R"({"sc":1,"op":"x","r":5,"x":1,"k":"a"})"));
+  EXPECT_TRUE(Rejected(R"({"sc":1,"op":"z","r":5,"x":1,"k":"a"})"));
   EXPECT_TRUE(Rejected(R"({"sc":1,"op":"U","r":5,"x":1,"k":"a"})"));
   EXPECT_TRUE(Rejected(R"({"sc":1,"op":"upsert","r":5,"x":1,"k":"a"})"));
   EXPECT_TRUE(Rejected(R"({"sc":1,"op":"","r":5,"x":1,"k":"a"})"));

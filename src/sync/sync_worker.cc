@@ -99,7 +99,7 @@ void SyncWorker::drop_connection(const std::string& why) {
   is_sweeper_ = false;  // The session lock went with the connection.
   group_txid_ = -1;
   group_max_revision_ = 0;
-  group_.clear();  // The catch-up after reconnecting reads them.
+  group_.clear();                         // The catch-up after reconnecting reads them.
   next_reconnect_ = steady_clock::now();  // First attempt right away, then every interval.
 }
 
@@ -295,10 +295,10 @@ void SyncWorker::prune_history() {
   for (int batch = 0; batch < 20; ++batch) {
     conn_->exec_script("BEGIN", deadline);
     try {
-      Result r = conn_->exec(ctx_.sql->prune,
-                             {std::to_string(seconds),
-                              std::to_string(ctx_.options.history_min_versions), "1000"},
-                             deadline);
+      Result r = conn_->exec(
+          ctx_.sql->prune,
+          {std::to_string(seconds), std::to_string(ctx_.options.history_min_versions), "1000"},
+          deadline);
       const bool pruned = r.rows() == 1 && !r.is_null(0, 0);
       if (pruned) conn_->exec(ctx_.sql->record_compaction, {std::string(r.text(0, 0))}, deadline);
       conn_->exec_script("COMMIT", deadline);
@@ -332,8 +332,8 @@ void SyncWorker::sweep_leases() {
     // Guarded by the revision read with it: a key rewritten meanwhile (with a new lease, or none)
     // stays.
     const std::string comment = fmt::format("lease {} expired", keys.text(i, 2));
-    conn_->exec(ctx_.sql->del, {keys.text(i, 0), keys.text(i, 1), "syncconfig/lease-sweeper",
-                                comment, "expire"},
+    conn_->exec(ctx_.sql->del,
+                {keys.text(i, 0), keys.text(i, 1), "syncconfig/lease-sweeper", comment, "expire"},
                 deadline);
   }
 }

@@ -836,7 +836,7 @@ class Run {
       inject(round % 4 == 2 ? Fault::kDeleteOutage : Fault::kTruncateOutage);
       avoid_keys_ = deleted_keys_;
       auto first = sql_->query("SELECT min(revision) FROM " + table_ +
-                               "_tombstones WHERE revision > " + std::to_string(w));
+                               "_changes WHERE op <> 'set' AND revision > " + std::to_string(w));
       if (!first.empty() && first[0][0] && std::stoll(*first[0][0]) == w + 1) {
         away_revisions_.insert(w + 1);
       } else {
