@@ -409,6 +409,32 @@ TEST(SafeChanges, keep_alive_extends_a_lease_and_revoke_deletes_its_keys_at_once
   EXPECT_FALSE(store->revoke_lease(lease.id));
 }
 
+TEST(SafeChanges, after_an_outage_leases_get_a_grace_period_instead_of_expiring_at_once) {
+  const std::string table = unique_name("t_lease_grace");
+  Options options = test_options(table);
+  options.lease_sweep_interval = 100ms;
+  options.lease_grace = 3s;
+  int64_t lease_id = 0;
+  {
+    auto before = Store::open(dsn(), options);
+    Lease lease = before->grant_lease(60s);
+    lease_id = lease.id;
+    before->set("svc", 1, WriteOptions{"", "", lease.id});
+  }
+  // An outage of a minute: nobody swept, and the lease ran out meanwhile.
+  Sql sql(dsn());
+  sql.exec("UPDATE " + table + "_lease_sweeps SET swept_at = now() - interval '1 minute'; UPDATE " +
+           table + "_leases SET expires_at = now() - interval '30 seconds'");
+  auto after = Store::open(dsn(), options);
+  ASSERT_TRUE(wait_until([&] {
+    return sql.scalar("SELECT (swept_at > now() - interval '1 second')::text FROM " + table +
+                      "_lease_sweeps") == "true";
+  }));
+  EXPECT_EQ(after->get("svc"), 1);  // Not expired at once...
+  EXPECT_TRUE(after->keep_alive(lease_id));  // ...so its owner can keep it alive.
+  EXPECT_EQ(after->get("svc"), 1);
+}
+
 TEST(SafeChanges, another_instance_takes_over_sweeping_when_the_sweeper_dies) {
   const std::string table = unique_name("t_lease_failover");
   Options options = test_options(table);

@@ -423,10 +423,16 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       fmt::arg("t", t), fmt::arg("log", log), fmt::arg("lk", lease_keys));
   // Deletions after a revision: 'd' for a key (deleted, expired, or removed by a TRUNCATE), 't'
   // for a TRUNCATE's mark (every older entry goes).
+  // Deletions after a revision: 'd' deleted, 'x' expired, 't' a TRUNCATE's mark (every older
+  // entry goes), 'T' a key that TRUNCATE removed, reported at its mark's revision (the nearest
+  // mark after it in its transaction), where the listener applies the truncation too.
   tombstones_since = fmt::format(
-      "SELECT revision, coalesce(key, ''), CASE WHEN key IS NULL THEN 't' "
-      "WHEN op = 'expire' THEN 'x' ELSE 'd' END FROM {} "
-      "WHERE revision > $1 AND op IN ('delete', 'expire', 'truncate') ORDER BY revision",
+      "SELECT r, k, kind FROM (SELECT CASE WHEN op = 'truncate' AND key IS NOT NULL "
+      "THEN min(revision) FILTER (WHERE op = 'truncate' AND key IS NULL) "
+      "OVER (PARTITION BY txid ORDER BY revision DESC) ELSE revision END AS r, "
+      "coalesce(key, '') AS k, CASE WHEN key IS NULL THEN 't' WHEN op = 'expire' THEN 'x' "
+      "WHEN op = 'truncate' THEN 'T' ELSE 'd' END AS kind, revision FROM {} "
+      "WHERE revision > $1 AND op IN ('delete', 'expire', 'truncate')) d ORDER BY r, revision",
       log);
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
   newest_logged = fmt::format("SELECT coalesce(max(revision), 0) FROM {}", log);

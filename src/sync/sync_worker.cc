@@ -320,7 +320,8 @@ void SyncWorker::sweep_leases() {
   }
   Result mark = conn_->exec(ctx_.sql->sweep_mark, {}, deadline);
   const double grace = std::chrono::duration<double>(ctx_.options.lease_grace).count();
-  if (mark.is_null(0, 0) || std::stod(std::string(mark.text(0, 0))) > grace) {
+  // The first sweep of a table ever has nothing to make up for.
+  if (!mark.is_null(0, 0) && std::stod(std::string(mark.text(0, 0))) > grace) {
     // Nobody swept for longer than the grace: the database or every instance was down, and
     // owners could not keep their leases alive. Give every lease the grace instead of expiring
     // them all at once.

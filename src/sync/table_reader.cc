@@ -280,6 +280,8 @@ std::vector<CacheChange> merge_in_revision_order(TableChanges& read) {
       c.revision = row.revision;
     } else {
       const Tombstone& tomb = tombstones[ti++];
+      // A key a TRUNCATE removed: its mark (the same revision, next) removes it.
+      if (tomb.kind == 'T') continue;
       c.kind = tomb.kind == 't' ? CacheChange::Kind::kTruncate : CacheChange::Kind::kRemove;
       c.key = tomb.key;
       c.revision = tomb.revision;

@@ -20,7 +20,8 @@ struct TableDigest {
   uint64_t md5_sum = 0;
 };
 
-// A deletion ('d'), lease expiry ('x') or truncation mark ('t') from the change log.
+// A deletion ('d'), lease expiry ('x'), truncation mark ('t') or key removed by a truncation
+// ('T', at its mark's revision) from the change log.
 struct Tombstone {
   int64_t revision = 0;
   std::string key;  // Empty for a truncation.

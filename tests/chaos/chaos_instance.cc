@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -183,6 +184,17 @@ class Instance {
         std::string key = "k" + std::to_string(rng() % keys);
         if (static_cast<int>(rng() % 100) < remove_pct) {
           do_remove(key);
+        } else if (rng() % 10 == 0) {
+          // A transaction of 2..4 keys (protocol 2): logged as one set per key.
+          std::vector<std::string> txn_keys{key};
+          const std::size_t n = 2 + rng() % 3;
+          while (txn_keys.size() < n && static_cast<int>(txn_keys.size()) < keys) {
+            std::string other = "k" + std::to_string(rng() % keys);
+            if (std::find(txn_keys.begin(), txn_keys.end(), other) == txn_keys.end()) {
+              txn_keys.push_back(other);
+            }
+          }
+          do_txn(txn_keys);
         } else {
           bool large = static_cast<int>(rng() % 100) < large_pct;
           // Large: over NOTIFY's 8000-byte payload limit, so it travels by a read of the row.
@@ -214,6 +226,32 @@ class Instance {
       line["error"] = e.message().substr(0, 200);
     }
     log_.write(line);
+  }
+
+  void do_txn(const std::vector<std::string>& keys) {
+    syncconfig::Transaction txn;
+    std::vector<json> lines;
+    for (const std::string& key : keys) {
+      std::string wid = "i" + std::to_string(args_.instance) + "." +
+                        std::to_string(args_.incarnation) + "." + std::to_string(next_write_++);
+      txn.set(key, json{{"w", wid}, {"p", ""}});
+      lines.push_back({{"t", "set"}, {"k", key}, {"w", wid}});
+    }
+    try {
+      syncconfig::TxnResult r = store_->commit(txn);
+      for (json& line : lines) {
+        line["ok"] = r.committed;
+        if (!r.committed) line["code"] = "conflict";
+        line["after"] = write_id(store_->get(line["k"].get<std::string>()));
+      }
+    } catch (const syncconfig::Error& e) {
+      for (json& line : lines) {
+        line["ok"] = false;
+        line["code"] = std::string(syncconfig::to_string(e.code()));
+        line["error"] = e.message().substr(0, 200);
+      }
+    }
+    for (const json& line : lines) log_.write(line);
   }
 
   void do_remove(const std::string& key) {

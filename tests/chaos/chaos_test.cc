@@ -826,7 +826,7 @@ class Run {
       inject(Fault::kKillListeners);
     } else {
       // The change right after an instance's watermark W is the catch-up's boundary case (its
-      // tombstone is the first one with revision > W). Once every instance is complete to the
+      // log record is the first one with revision > W). Once every instance is complete to the
       // table's last revision, cut the listeners off and make that change a deletion (rounds 2,
       // 6, ...) or a TRUNCATE (rounds 4, 8, ...). Nothing later in the burst writes the deleted
       // keys, so a catch-up that skipped the change leaves a difference only the heartbeat can
@@ -835,10 +835,14 @@ class Run {
       deleted_keys_.clear();
       inject(round % 4 == 2 ? Fault::kDeleteOutage : Fault::kTruncateOutage);
       avoid_keys_ = deleted_keys_;
-      auto first = sql_->query("SELECT min(revision) FROM " + table_ +
-                               "_changes WHERE op <> 'set' AND revision > " + std::to_string(w));
-      if (!first.empty() && first[0][0] && std::stoll(*first[0][0]) == w + 1) {
-        away_revisions_.insert(w + 1);
+      // The change log records a TRUNCATE's keys one by one before its mark; instances apply
+      // it (and report its deletions) at the mark's revision.
+      auto first = sql_->query("SELECT revision, op FROM " + table_ +
+                               "_changes WHERE revision > " + std::to_string(w) +
+                               " AND NOT (op = 'truncate' AND key IS NOT NULL) ORDER BY revision "
+                               "LIMIT 1");
+      if (!first.empty() && first[0][0] && first[0][1] && *first[0][1] != "set") {
+        away_revisions_.insert(std::stoll(*first[0][0]));
       } else {
         std::cout << "  round " << round << ": the change after revision " << w
                   << " was not a deletion or truncation" << std::endl;
