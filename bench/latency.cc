@@ -32,7 +32,8 @@
 //   pg_stat_statements (nested statements tracked) and, for the set, throughput, txn and setif
 //   figures, prints where the server's time went (statements and PL/pgSQL functions by total time)
 //   and what the active backends waited on (pg_stat_activity sampled every ~2 ms): a diagnostic
-//   run, whose figures carry the profiler's overhead.
+//   run, whose figures carry the profiler's overhead. --pg-setting NAME=VALUE (repeatable) adds a
+//   server setting, for experiments (plan_cache_mode=force_generic_plan, ...).
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 #include <syncconfig/syncconfig.h>
@@ -43,6 +44,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -939,7 +941,7 @@ class SqlProfile {
              "1)::text, 9) || ' ms total  ' || CASE WHEN toplevel THEN '' ELSE '(nested) ' END || "
              "regexp_replace(left(query, 110), '\\s+', ' ', 'g') FROM pg_stat_statements "
              "WHERE calls > 0 "
-             "ORDER BY total_exec_time DESC LIMIT 14")) {
+             "ORDER BY total_exec_time DESC LIMIT 30")) {
       std::printf("       %s\n", l.c_str());
     }
     std::printf("     PL/pgSQL functions (pg_stat_user_functions):\n");
@@ -1229,6 +1231,7 @@ int main(int argc, char** argv) {
   int samples = 0;
   std::string only;       // Run one figure.
   std::string rows_from;  // Rows of the other driver, merged into the final table.
+  std::vector<std::pair<std::string, std::string>> pg_settings;  // --pg-setting name=value
   const std::vector<std::string> figures = {"set",    "propagation", "scaling", "startup", "memory",
                                             "fanout", "throughput",  "catchup", "txn",     "setif"};
   for (int i = 1; i < argc; ++i) {
@@ -1239,6 +1242,9 @@ int main(int argc, char** argv) {
       smoke = true;
     } else if (a == "--sql-profile") {
       profile = true;
+    } else if (a == "--pg-setting" && i + 1 < argc && std::strchr(argv[i + 1], '=') != nullptr) {
+      const std::string kv = argv[++i];
+      pg_settings.emplace_back(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
     } else if (a == "--only" && i + 1 < argc &&
                std::find(figures.begin(), figures.end(), argv[i + 1]) != figures.end()) {
       only = argv[++i];
@@ -1249,7 +1255,8 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: %s [--samples N] [--fsync] [--smoke] [--rows-from FILE] "
-                   "[--sql-profile] [--only set|propagation|scaling|startup|memory|fanout|"
+                   "[--sql-profile] [--pg-setting NAME=VALUE] [--only "
+                   "set|propagation|scaling|startup|memory|fanout|"
                    "throughput|catchup|txn|setif]\n",
                    argv[0]);
       return 2;
@@ -1271,6 +1278,7 @@ int main(int argc, char** argv) {
       pg_options.settings["pg_stat_statements.track"] = "all";
       pg_options.settings["track_functions"] = "pl";
     }
+    for (const auto& [name, value] : pg_settings) pg_options.settings[name] = value;
     syncconfig::EmbeddedPostgres pg(pg_options);
     pg.start();
     const std::string dsn = pg.dsn();
