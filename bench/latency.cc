@@ -13,27 +13,38 @@
 //      pg_notify until 50 raw LISTEN connections (a thread each) received it
 //   7. write throughput of 8 threads on one store vs 8 raw connections
 //   8. catch-up of an instance that missed 100 changes on a 1M-row table vs a full reload
+//  11. a transaction of 1,000 sets (Store::commit) vs 1,000 set() calls, and vs the same rows
+//      written by one raw statement (INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE,
+//      pg_notify per row)
+//  12. set_if() (compare-and-set on the key's revision) vs set()
 //
 // The 100k and 1M tables are filled once, before any figure, with one INSERT ... SELECT through
 // the library's triggers (fill times are printed). Diagnostics are printed next to the figures;
 // the table at the end has one row per figure with its target. Rows of the Google Benchmark
 // driver (get_int) are merged into that table with --rows-from.
 //
-// Usage: syncconfig_latency [--samples N] [--fsync] [--smoke] [--rows-from FILE]
-//                           [--only
-//                           set|propagation|scaling|startup|memory|fanout|throughput|catchup]
+// Usage: syncconfig_latency [--samples N] [--fsync] [--smoke] [--rows-from FILE] [--sql-profile]
+//                           [--only set|propagation|scaling|startup|memory|fanout|throughput|
+//                                   catchup|txn|setif]
 //   N samples per latency figure (default 2000); --fsync runs the server with fsync=on (default:
 //   the temporary embedded cluster's fsync=off); --smoke runs every figure at tiny sizes with a
-//   few samples (checks that the benchmark works; its numbers mean nothing).
+//   few samples (checks that the benchmark works; its numbers mean nothing). --sql-profile loads
+//   pg_stat_statements (nested statements tracked) and, for the set, throughput, txn and setif
+//   figures, prints where the server's time went (statements and PL/pgSQL functions by total time)
+//   and what the active backends waited on (pg_stat_activity sampled every ~2 ms): a diagnostic
+//   run, whose figures carry the profiler's overhead. --pg-setting NAME=VALUE (repeatable) adds a
+//   server setting, for experiments (plan_cache_mode=force_generic_plan, ...).
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
 #include <syncconfig/syncconfig.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
@@ -81,6 +92,8 @@ struct Config {
   int outage_changes = 100;
   int catchup_rounds = 15;
   int reload_runs = 3;
+  int txn_ops = 1000;   // Sets per transaction (figure 11).
+  int txn_rounds = 15;  // Rounds of figure 11 (each: one commit, 1,000 set calls, one raw write).
 
   void smoke() {
     samples = 20;
@@ -97,6 +110,8 @@ struct Config {
     throughput_rounds = 1;
     catchup_rounds = 2;
     reload_runs = 1;
+    txn_ops = 50;
+    txn_rounds = 2;
   }
 };
 
@@ -129,6 +144,15 @@ std::string raw_upsert_sql(const std::string& table, const std::string& channel)
          " (key, value) VALUES ($1, $2::jsonb) ON CONFLICT (key) DO UPDATE SET value = "
          "EXCLUDED.value RETURNING key) SELECT pg_notify('" +
          channel + "', $1)";
+}
+
+// What Store::set sends on protocol 2 (src/db/table_sql.cc): one call of the table's put
+// function, which takes the writer lock, writes the row and its change-log record and notifies.
+// $3 is the actor ('' lets the function name the session, as a store with Options::actor unset
+// does); no expected revision, no lease, no comment.
+std::string put_fn_sql(const std::string& table) {
+  return "SELECT status, rev, val FROM \"public\".\"" + table +
+         "_sc_put\"($1, $2::jsonb, NULL::bigint, 0::bigint, $3, '')";
 }
 
 // Raw baseline table: just key and value, no triggers, filled with n rows ('k1'..'kn', values
@@ -215,15 +239,16 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& 
   raw.prepare("upsert", raw_upsert_sql("raw_kv", "raw_ch"), 2);
   auto store = syncconfig::Store::open(dsn, store_options("bench_set", "bench_set_ch"));
 
-  // Decomposition: syncconfig's own upsert statement (as in src/db/table_sql.cc) run through
-  // plain libpq on a table that has syncconfig's triggers but no listening instance. Its
-  // difference to the raw baseline is the database-side cost of the triggers; its difference
-  // to Store::set is the client side (validation, pool, parsing/hashing the returned value,
-  // cache update, and the writer's own listener consuming the echo).
+  // Decomposition: the statement Store::set sends (protocol 2: one call of the table's put
+  // function, src/db/table_sql.cc) run through plain libpq on a table of its own with no
+  // listening instance. Its difference to the raw baseline is the database-side cost (writer
+  // lock, revision, change-log record, payload); its difference to Store::set is the client side
+  // (validation, pool, parsing/hashing the returned value, cache update, and the writer's own
+  // listener consuming the echo).
   {
     syncconfig::Options o = store_options("bench_set_sql", "bench_set_sql_ch");
     o.enable_notification = false;
-    syncconfig::Store::open(dsn, o).reset();  // Creates the table, triggers and sequence.
+    syncconfig::Store::open(dsn, o).reset();  // Creates the table, log and functions.
   }
   // And the same Store::set with enable_notification = false (no listening connection): its
   // difference to Store::set is what the writer's own listener costs while the write is timed.
@@ -233,11 +258,7 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& 
   // Its own connection: every measured series uses a backend of its own, idle while the other
   // series run, as the store's pooled connection is (a backend that just ran is warmer).
   PgConn sql_conn(dsn);
-  sql_conn.prepare("store_sql",
-                   "INSERT INTO \"public\".\"bench_set_sql\" (key, value) VALUES ($1, $2::jsonb) "
-                   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
-                   "RETURNING revision, value::text",
-                   2);
+  sql_conn.prepare("store_sql", put_fn_sql("bench_set_sql"), 3);
 
   constexpr int kKeys = 100;  // Rotating keys: after the warm-up every write is an update.
   std::vector<std::string> keys;
@@ -251,7 +272,7 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& 
     auto t1 = Clock::now();
     raw.exec_prepared("upsert", {key, value_json_text(i)});
     auto t2 = Clock::now();
-    sql_conn.exec_prepared("store_sql", {key, value_json_text(i)});
+    sql_conn.exec_prepared("store_sql", {key, value_json_text(i), ""});
     auto t3 = Clock::now();
     quiet_store->set(key, nlohmann::json(value_string(i)));
     auto t4 = Clock::now();
@@ -264,11 +285,11 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& 
   }
   Row row{"set (small value, existing key)", summarize(mine), summarize(base)};
   ratio_target(row, 1.15, 1.3);
-  Row triggers{"  syncconfig's upsert SQL+triggers via libpq", summarize(sql), row.base};
+  Row triggers{"  syncconfig's put function via libpq", summarize(sql), row.base};
   Row client{"  Store::set vs its own SQL via libpq", row.mine, triggers.mine};
   Row quiet_row{"  Store::set, notifications off vs SQL", summarize(no_listen), triggers.mine};
   print_pair("1. set", row.mine, "syncconfig Store::set", row.base, "raw upsert+notify");
-  print_pair("   triggers (DB side)", triggers.mine, "syncconfig SQL via libpq", triggers.base,
+  print_pair("   put function (DB side)", triggers.mine, "syncconfig SQL via libpq", triggers.base,
              "raw upsert+notify");
   print_pair("   client side", client.mine, "syncconfig Store::set", client.base,
              "syncconfig SQL via libpq");
@@ -279,12 +300,16 @@ std::vector<Row> bench_set(const std::string& dsn, PgConn& admin, const Config& 
 
 // ---- 1b. where set's time goes, on the server ----------------------------------------------
 
-// Printed, not tabulated: per-trigger executor time (EXPLAIN ANALYZE), HOT updates and WAL bytes
-// per write, for syncconfig's upsert on a table with its triggers (bench_set_sql) and for the raw
-// upsert on raw_kv. Run after bench_set(), which creates both tables.
+// Printed, not tabulated: executor time (EXPLAIN ANALYZE; per trigger where there are triggers),
+// HOT updates and WAL bytes per write, for the put function Store::set calls (bench_set_sql), for
+// a foreign write (plain upsert through the triggers) on the same table, and for the raw upsert on
+// raw_kv. Run after bench_set(), which creates both tables.
 void diagnose_set(const std::string& dsn) {
   constexpr int kRuns = 300;
   const std::string store_sql =
+      "SELECT status, rev, val FROM bench_set_sql_sc_put($K, $V::jsonb, NULL::bigint, 0::bigint, "
+      "'', '')";
+  const std::string foreign_sql =
       "INSERT INTO bench_set_sql (key, value) VALUES ($K, $V::jsonb) ON CONFLICT (key) DO UPDATE "
       "SET value = EXCLUDED.value RETURNING revision, value::text";
   const std::string raw_sql =
@@ -299,8 +324,9 @@ void diagnose_set(const std::string& dsn) {
   };
   PgConn conn(dsn);
   std::printf("   server side, %d EXPLAIN ANALYZE runs each (executor time, p50):\n", kRuns);
-  for (const auto& [name, sql] :
-       {std::pair{"syncconfig upsert", store_sql}, {"raw upsert", raw_sql}}) {
+  for (const auto& [name, sql] : {std::pair{"syncconfig put fn", store_sql},
+                                  {"foreign upsert", foreign_sql},
+                                  {"raw upsert", raw_sql}}) {
     std::map<std::string, std::vector<double>> times;  // "Execution Time", "Trigger x (calls)"
     for (int i = 0; i < kRuns + 50; ++i) {
       auto lines = conn.column("EXPLAIN (ANALYZE) " + with_literals(sql, i));
@@ -326,7 +352,7 @@ void diagnose_set(const std::string& dsn) {
   // WAL per write over 200 autocommit writes each (the stores are idle meanwhile), and how many
   // updates were HOT (no index touched).
   for (const auto& [name, sql, table] :
-       {std::tuple{"syncconfig upsert", store_sql, "bench_set_sql"},
+       {std::tuple{"syncconfig put fn", store_sql, "bench_set_sql"},
         {"raw upsert", raw_sql, "raw_kv"}}) {
     constexpr int kWrites = 200;
     const std::string before = conn.scalar("SELECT pg_current_wal_insert_lsn()");
@@ -436,8 +462,9 @@ Row bench_fanout_figure(const std::string& dsn, PgConn& admin, const Config& cfg
 // writing its own 100 keys in rotation (no two threads touch the same row, so the only
 // contention is what the database and the library impose). Alternating rounds of a fixed
 // window; the table shows the median and the slowest round. A third series runs the library's
-// own upsert SQL through `writers` plain libpq connections on a table with its triggers: what
-// the triggers and the per-table writer lock cost under concurrency, without the client.
+// own write (its put function, what Store::set sends) through `writers` plain libpq connections:
+// what the function's work and the per-table writer lock cost under concurrency, without the
+// client.
 std::vector<Row> bench_throughput(const std::string& dsn, PgConn& admin, const Config& cfg) {
   const int n = cfg.writers;
   create_raw_table(admin, "raw_tp", 0);
@@ -447,18 +474,14 @@ std::vector<Row> bench_throughput(const std::string& dsn, PgConn& admin, const C
   {
     syncconfig::Options quiet = store_options("bench_tp_sql");
     quiet.enable_notification = false;
-    syncconfig::Store::open(dsn, quiet).reset();  // Creates the table, triggers and sequence.
+    syncconfig::Store::open(dsn, quiet).reset();  // Creates the table, log and functions.
   }
   std::vector<std::unique_ptr<PgConn>> raw, sql;
   for (int t = 0; t < n; ++t) {
     raw.push_back(std::make_unique<PgConn>(dsn));
     raw.back()->prepare("upsert", raw_upsert_sql("raw_tp", "raw_tp_ch"), 2);
     sql.push_back(std::make_unique<PgConn>(dsn));
-    sql.back()->prepare("store_sql",
-                        "INSERT INTO bench_tp_sql (key, value) VALUES ($1, $2::jsonb) "
-                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value "
-                        "RETURNING revision, value::text",
-                        2);
+    sql.back()->prepare("store_sql", put_fn_sql("bench_tp_sql"), 3);
   }
   std::vector<int> seq(n, 0);  // Per thread: which write it is at (only that thread touches it).
   auto key = [](int t, int i) { return "w" + std::to_string(t) + "-" + std::to_string(i % 100); };
@@ -472,7 +495,7 @@ std::vector<Row> bench_throughput(const std::string& dsn, PgConn& admin, const C
   };
   auto sql_op = [&](int t) {
     int i = seq[t]++;
-    sql[t]->exec_prepared("store_sql", {key(t, i), value_json_text(i)});
+    sql[t]->exec_prepared("store_sql", {key(t, i), value_json_text(i), ""});
   };
   // Warm-up: every connection opened, every key inserted (later writes are updates).
   const auto warm = std::max(std::chrono::milliseconds(300), cfg.throughput_window / 10);
@@ -867,6 +890,292 @@ std::vector<Row> bench_catch_up(const std::string& dsn, PgConn& admin, const Con
   return {row, with_wait};
 }
 
+// ---- SQL profile (--sql-profile) -------------------------------------------------------------
+
+// While it lives, a thread samples what the active client backends are doing (wait event, or
+// "CPU" when none, and the start of the statement) every ~2 ms; report() prints those counts and
+// the top statements and PL/pgSQL functions by server time since construction (pg_stat_statements
+// with nested statements, pg_stat_user_functions). Only in --sql-profile runs: the profiler's
+// own overhead goes into every figure of such a run.
+class SqlProfile {
+ public:
+  SqlProfile(const std::string& dsn, bool enabled, std::string title)
+      : enabled_(enabled), title_(std::move(title)) {
+    if (!enabled_) return;
+    conn_ = std::make_unique<PgConn>(dsn);
+    conn_->exec("SELECT pg_stat_statements_reset(); SELECT pg_stat_reset()");
+    sampler_conn_ = std::make_unique<PgConn>(dsn);
+    sampler_ = std::thread([this] {
+      const std::string q =
+          "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') || '  ' || "
+          "regexp_replace(left(query, 60), '\\s+', ' ', 'g') FROM pg_stat_activity "
+          "WHERE backend_type = 'client backend' AND state = 'active' AND pid <> "
+          "pg_backend_pid()";
+      while (!stop_.load()) {
+        for (const std::string& w : sampler_conn_->column(q)) ++waits_[w];
+        ++samples_;
+        std::this_thread::sleep_for(2ms);
+      }
+    });
+  }
+  ~SqlProfile() { report(); }
+
+  void report() {
+    if (!enabled_ || reported_) return;
+    reported_ = true;
+    stop_ = true;
+    sampler_.join();
+    std::printf("   SQL profile, %s:\n", title_.c_str());
+    std::printf("     active client backends over %d samples of pg_stat_activity:\n", samples_);
+    std::vector<std::pair<int, std::string>> w;
+    for (const auto& [k, n] : waits_) w.emplace_back(n, k);
+    std::sort(w.rbegin(), w.rend());
+    for (std::size_t i = 0; i < w.size() && i < 12; ++i) {
+      std::printf("       %6d  %s\n", w[i].first, w[i].second.c_str());
+    }
+    conn_->exec("SELECT pg_stat_force_next_flush()");
+    std::printf("     statements by total time (pg_stat_statements, nested included):\n");
+    for (const std::string& l : conn_->column(
+             "SELECT lpad(calls::text, 9) || ' calls ' || lpad(round((1000 * total_exec_time / "
+             "calls)::numeric, 1)::text, 9) || ' us/call ' || lpad(round(total_exec_time::numeric, "
+             "1)::text, 9) || ' ms total  ' || CASE WHEN toplevel THEN '' ELSE '(nested) ' END || "
+             "regexp_replace(left(query, 110), '\\s+', ' ', 'g') FROM pg_stat_statements "
+             "WHERE calls > 0 "
+             "ORDER BY total_exec_time DESC LIMIT 30")) {
+      std::printf("       %s\n", l.c_str());
+    }
+    std::printf("     PL/pgSQL functions (pg_stat_user_functions):\n");
+    for (const std::string& l : conn_->column(
+             "SELECT lpad(calls::text, 9) || ' calls ' || lpad(round((1000 * total_time / "
+             "calls)::numeric, 1)::text, 9) || ' us/call total ' || lpad(round((1000 * self_time / "
+             "calls)::numeric, 1)::text, 9) || ' us/call self  ' || funcname "
+             "FROM pg_stat_user_functions WHERE calls > 0 "
+             "ORDER BY total_time DESC LIMIT 8")) {
+      std::printf("       %s\n", l.c_str());
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  bool enabled_;
+  std::string title_;
+  std::unique_ptr<PgConn> conn_, sampler_conn_;
+  std::thread sampler_;
+  std::atomic<bool> stop_{false};
+  std::map<std::string, int> waits_;  // Only the sampler thread touches it until report().
+  int samples_ = 0;
+  bool reported_ = false;
+};
+
+// ---- 11. a transaction of 1,000 sets ----------------------------------------------------------
+
+// A PostgreSQL array literal of text elements: {"a","b\"c"}.
+std::string pg_text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// Waits (untimed) until the store's listener has consumed the echoes of its own writes up to
+// `revision`, so that its work does not spill into the next series' timing. Gives up after 10 s.
+void wait_for_echoes(const syncconfig::Store& store, int64_t revision) {
+  for (auto t0 = Clock::now(); store.stats().revision < revision;) {
+    if (Clock::now() - t0 > 10s) {
+      std::printf("   WARNING: the store's listener did not reach revision %lld in 10 s\n",
+                  static_cast<long long>(revision));
+      return;
+    }
+    std::this_thread::sleep_for(200us);
+  }
+}
+
+// Each round writes the same `txn_ops` keys (all existing after the warm-up round, so every
+// write is an update) with new values, four ways, each timed until it returns:
+//   - Store::commit of one Transaction with txn_ops sets (one call of the table's txn function);
+//   - txn_ops Store::set calls, one after the other (txn_ops commits);
+//   - raw: one prepared statement, `WITH u AS (INSERT INTO raw_txn SELECT k, v::jsonb FROM
+//     unnest($1::text[], $2::text[]) ON CONFLICT (key) DO UPDATE ... RETURNING key) SELECT
+//     count(pg_notify(channel, key)) FROM u`: one round trip, one transaction, one notification
+//     per row (payload: the key, as figure 1's baseline), on a two-column table without triggers
+//     or log; a raw LISTEN connection on that channel receives them, as the store's own listener
+//     receives the echoes of its writes;
+//   - diagnostic: the same transaction document sent to the txn function through plain libpq on
+//     a table of its own with no listening instance (the database side alone).
+// Between series, untimed, the listeners drain (the store's reaches the commit's revision, the
+// raw listener has received every notification).
+std::vector<Row> bench_txn(const std::string& dsn, PgConn& admin, const Config& cfg, bool profile) {
+  const int n = cfg.txn_ops;
+  create_raw_table(admin, "raw_txn", 0);
+  FanIn raw_fan(1);
+  RawListener raw_listener(dsn, "raw_txn_ch", [&raw_fan] { raw_fan.arrive(0); });
+  PgConn raw(dsn);
+  raw.prepare("bulk",
+              "WITH u AS (INSERT INTO raw_txn (key, value) SELECT k, v::jsonb FROM "
+              "unnest($1::text[], $2::text[]) AS u(k, v) ON CONFLICT (key) DO UPDATE SET value = "
+              "EXCLUDED.value RETURNING key) SELECT count(pg_notify('raw_txn_ch', key)) FROM u",
+              2);
+  auto store = syncconfig::Store::open(dsn, store_options("bench_txn"));
+  {
+    syncconfig::Options o = store_options("bench_txn_sql");
+    o.enable_notification = false;
+    syncconfig::Store::open(dsn, o).reset();  // Creates the table, log and functions.
+  }
+  PgConn sql(dsn);
+  sql.prepare("txn_fn",
+              "SELECT kind, idx, k, rev, val FROM \"public\".\"bench_txn_sql_sc_txn\"($1::jsonb, "
+              "'', '')",
+              1);
+
+  std::vector<std::string> keys;
+  for (int i = 0; i < n; ++i) keys.push_back("t-" + std::to_string(i));
+  SqlProfile prof(dsn, profile, "11. transaction of " + std::to_string(n) + " sets");
+  std::vector<double> commit_us, singles_us, raw_us, fn_us;
+  for (int round = 0; round < cfg.txn_rounds + 1; ++round) {  // Round 0 warms up.
+    auto value = [&](int i) { return (round * n + i) % 1000000; };
+    syncconfig::Transaction txn;
+    std::vector<std::string> values;
+    std::string doc = "{\"guards\":[],\"operations\":[";
+    for (int i = 0; i < n; ++i) {
+      txn.set(keys[i], nlohmann::json(value_string(value(i))));
+      values.push_back(value_json_text(value(i)));
+      doc += (i > 0 ? ",{\"key\":\"" : "{\"key\":\"") + keys[i] + "\",\"value\":" + values[i] + "}";
+    }
+    doc += "]}";
+    const std::string key_array = pg_text_array(keys), value_array = pg_text_array(values);
+
+    auto t0 = Clock::now();
+    syncconfig::TxnResult r = store->commit(txn);
+    auto t1 = Clock::now();
+    if (!r) bench::die("txn: the transaction did not commit: " + r.reason);
+    wait_for_echoes(*store, r.revision);
+
+    raw_fan.expect(static_cast<uint64_t>(n));
+    auto r0 = Clock::now();
+    raw.exec_prepared("bulk", {key_array, value_array});
+    auto r1 = Clock::now();
+    raw_fan.wait_last();
+
+    auto f0 = Clock::now();
+    sql.exec_prepared("txn_fn", {doc});
+    auto f1 = Clock::now();
+
+    // The singles write the next values, so that each is a change too.
+    int64_t last = 0;
+    auto s0 = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      last = store->set(keys[i], nlohmann::json(value_string(value(i) + 1)));
+    }
+    auto s1 = Clock::now();
+    wait_for_echoes(*store, last);
+    if (round > 0) {
+      commit_us.push_back(micros(t1 - t0));
+      raw_us.push_back(micros(r1 - r0));
+      fn_us.push_back(micros(f1 - f0));
+      singles_us.push_back(micros(s1 - s0));
+    }
+  }
+  store->shutdown();
+  prof.report();
+
+  // Keys per second, per round: the median in the p50 slot, the slowest round in the p99 slot.
+  auto keys_per_second = [n](const std::vector<double>& us) {
+    std::vector<double> v;
+    for (double t : us) v.push_back(n * 1e6 / t);
+    Summary s = summarize(v);
+    s.p99 = *std::min_element(v.begin(), v.end());
+    return s;
+  };
+  const std::string c = count_label(n);
+  Row vs_singles{"txn of " + c + " sets (commit) vs " + c + " set calls, keys/s",
+                 keys_per_second(commit_us), keys_per_second(singles_us), Unit::kOpsPerSecond};
+  vs_singles.target = "median >= 20x";
+  vs_singles.met = bench::met_text(vs_singles.mine.p50 >= 20 * vs_singles.base.p50);
+  // Time per transaction (rounds: "p99" is the slowest of them when there are fewer than 100).
+  Row vs_raw{"txn of " + c + " sets vs raw unnest upsert+notify", summarize(commit_us),
+             summarize(raw_us)};
+  ratio_target(vs_raw, 1.5, 0);
+  Row fn{"  syncconfig's txn function via libpq vs raw", summarize(fn_us), vs_raw.base};
+  Row client{"  Store::commit vs its txn function via libpq", vs_raw.mine, fn.mine};
+  std::printf("11. transaction of %s sets, %d rounds (time per round; keys/s = %d / time)\n",
+              c.c_str(), cfg.txn_rounds, n);
+  print_pair("   commit vs raw", vs_raw.mine, "Store::commit", vs_raw.base,
+             "raw unnest upsert+notify");
+  print_pair("   commit vs set calls", vs_raw.mine, "Store::commit", summarize(singles_us),
+             (c + " x Store::set").c_str());
+  print_pair("   txn function (DB side)", fn.mine, "txn function via libpq", fn.base,
+             "raw unnest upsert+notify");
+  std::printf(
+      "   keys/s (median / slowest round): commit %.0f / %.0f, set calls %.0f / %.0f, "
+      "raw %.0f / %.0f; commit vs set calls %.1fx\n",
+      vs_singles.mine.p50, vs_singles.mine.p99, vs_singles.base.p50, vs_singles.base.p99,
+      keys_per_second(raw_us).p50, keys_per_second(raw_us).p99,
+      vs_singles.mine.p50 / vs_singles.base.p50);
+  std::fflush(stdout);
+  return {vs_singles, vs_raw, fn, client};
+}
+
+// ---- 12. set_if vs set ------------------------------------------------------------------------
+
+// One store, 100 rotating keys for set() and 100 others for set_if(), each set_if naming the
+// revision its key's previous write returned (so every one succeeds: the figure is the cost of
+// the check, not of a conflict). Sample by sample, alternating which of the two goes first.
+Row bench_set_if(const std::string& dsn, const Config& cfg, bool profile) {
+  auto store = syncconfig::Store::open(dsn, store_options("bench_setif"));
+  constexpr int kKeys = 100;
+  std::vector<std::string> plain, cas;
+  std::vector<int64_t> revision(kKeys);
+  for (int k = 0; k < kKeys; ++k) {
+    plain.push_back("s-" + std::to_string(k));
+    cas.push_back("c-" + std::to_string(k));
+    store->set(plain[k], nlohmann::json(value_string(0)));
+    revision[k] = store->set(cas[k], nlohmann::json(value_string(0)));
+  }
+  SqlProfile prof(dsn, profile, "12. set_if vs set");
+  std::vector<double> mine, base;
+  for (int i = 0; i < cfg.warmup + cfg.samples; ++i) {
+    const int k = i % kKeys;
+    const nlohmann::json v(value_string(i + 1));
+    double set_us = 0, cas_us = 0;
+    auto do_set = [&] {
+      auto t0 = Clock::now();
+      store->set(plain[k], v);
+      set_us = micros(Clock::now() - t0);
+    };
+    auto do_cas = [&] {
+      auto t0 = Clock::now();
+      syncconfig::CasResult r = store->set_if(cas[k], v, revision[k]);
+      cas_us = micros(Clock::now() - t0);
+      if (!r) bench::die("setif: an unexpected conflict on " + cas[k]);
+      revision[k] = r.revision;
+    };
+    if (i % 2 == 0) {
+      do_set();
+      do_cas();
+    } else {
+      do_cas();
+      do_set();
+    }
+    if (i >= cfg.warmup) {
+      mine.push_back(cas_us);
+      base.push_back(set_us);
+    }
+  }
+  store->shutdown();
+  prof.report();
+  Row row{"set_if (CAS, succeeds) vs set", summarize(mine), summarize(base)};
+  ratio_target(row, 1.1, 0);
+  print_pair("12. set_if vs set", row.mine, "Store::set_if (succeeds)", row.base, "Store::set");
+  return row;
+}
+
 // ---- 4b. start-up next to an open transaction ------------------------------------------------
 
 // Printed, not tabulated. A reader keeps a transaction open on the table for 1 s (a report, a
@@ -918,17 +1227,24 @@ int main(int argc, char** argv) {
   Config cfg;
   bool fsync = false;
   bool smoke = false;
+  bool profile = false;
   int samples = 0;
   std::string only;       // Run one figure.
   std::string rows_from;  // Rows of the other driver, merged into the final table.
-  const std::vector<std::string> figures = {"set",    "propagation", "scaling",    "startup",
-                                            "memory", "fanout",      "throughput", "catchup"};
+  std::vector<std::pair<std::string, std::string>> pg_settings;  // --pg-setting name=value
+  const std::vector<std::string> figures = {"set",    "propagation", "scaling", "startup", "memory",
+                                            "fanout", "throughput",  "catchup", "txn",     "setif"};
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--fsync") {
       fsync = true;
     } else if (a == "--smoke") {
       smoke = true;
+    } else if (a == "--sql-profile") {
+      profile = true;
+    } else if (a == "--pg-setting" && i + 1 < argc && std::strchr(argv[i + 1], '=') != nullptr) {
+      const std::string kv = argv[++i];
+      pg_settings.emplace_back(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
     } else if (a == "--only" && i + 1 < argc &&
                std::find(figures.begin(), figures.end(), argv[i + 1]) != figures.end()) {
       only = argv[++i];
@@ -938,8 +1254,10 @@ int main(int argc, char** argv) {
       rows_from = argv[++i];
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--samples N] [--fsync] [--smoke] [--rows-from FILE] [--only "
-                   "set|propagation|scaling|startup|memory|fanout|throughput|catchup]\n",
+                   "usage: %s [--samples N] [--fsync] [--smoke] [--rows-from FILE] "
+                   "[--sql-profile] [--pg-setting NAME=VALUE] [--only "
+                   "set|propagation|scaling|startup|memory|fanout|"
+                   "throughput|catchup|txn|setif]\n",
                    argv[0]);
       return 2;
     }
@@ -955,10 +1273,17 @@ int main(int argc, char** argv) {
     syncconfig::EmbeddedPostgresOptions pg_options;
     pg_options.settings["max_connections"] = "400";
     if (fsync) pg_options.settings["fsync"] = "on";
+    if (profile) {
+      pg_options.settings["shared_preload_libraries"] = "pg_stat_statements";
+      pg_options.settings["pg_stat_statements.track"] = "all";
+      pg_options.settings["track_functions"] = "pl";
+    }
+    for (const auto& [name, value] : pg_settings) pg_options.settings[name] = value;
     syncconfig::EmbeddedPostgres pg(pg_options);
     pg.start();
     const std::string dsn = pg.dsn();
     PgConn admin(dsn);
+    if (profile) admin.exec("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
     std::printf(
         "PostgreSQL %s (embedded, temporary cluster; fsync=%s, synchronous_commit=%s)%s, %d "
         "samples per latency figure, %d warm-up\n\n",
@@ -989,7 +1314,10 @@ int main(int argc, char** argv) {
       for (Row& r : more) rows.push_back(std::move(r));
     };
     if (want("set")) {
-      add(bench_set(dsn, admin, cfg));
+      {
+        SqlProfile prof(dsn, profile, "1. set (its four series)");
+        add(bench_set(dsn, admin, cfg));
+      }
       diagnose_set(dsn);
     }
     if (want("propagation")) rows.push_back(bench_propagation(dsn, admin, cfg));
@@ -1011,10 +1339,15 @@ int main(int argc, char** argv) {
       rows.push_back(bench_memory(dsn, admin, filled.at(cfg.large_keys), cfg.large_keys));
     }
     if (want("fanout")) rows.push_back(bench_fanout_figure(dsn, admin, cfg));
-    if (want("throughput")) add(bench_throughput(dsn, admin, cfg));
+    if (want("throughput")) {
+      SqlProfile prof(dsn, profile, "7. write throughput (its three series)");
+      add(bench_throughput(dsn, admin, cfg));
+    }
     if (want("catchup")) {
       add(bench_catch_up(dsn, admin, cfg, filled.at(cfg.large_keys), cfg.large_keys));
     }
+    if (want("txn")) add(bench_txn(dsn, admin, cfg, profile));
+    if (want("setif")) rows.push_back(bench_set_if(dsn, cfg, profile));
     bench::print_table(rows);
   } catch (const syncconfig::Error& e) {
     std::fprintf(stderr, "syncconfig error: %s\n", e.what());

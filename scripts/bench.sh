@@ -14,10 +14,14 @@
 #   BENCH_FSYNC=1 scripts/bench.sh       run the server with fsync=on (default: off, as the
 #                                        embedded temporary cluster does)
 #   BENCH_ONLY=fanout scripts/bench.sh   one figure of syncconfig_latency (set, propagation,
-#                                        scaling, startup, memory, fanout, throughput, catchup),
+#                                        scaling, startup, memory, fanout, throughput, catchup,
+#                                        txn, setif),
 #                                        or BENCH_ONLY=watch: syncconfig_watch_fanout alone, or
 #                                        BENCH_ONLY=remote: syncconfig_remote alone (only the
 #                                        programs that run are built)
+#   BENCH_SQL_PROFILE=1 scripts/bench.sh  syncconfig_latency with --sql-profile: where the server's
+#                                        time goes (pg_stat_statements, wait events) for the set,
+#                                        throughput, txn and setif figures; a diagnostic run
 #   BENCH_WATCH_STREAMS=5 scripts/bench.sh   /watch streams for syncconfig_watch_fanout (default
 #                                        10000; 100 in a smoke run)
 # The output is also saved to <build dir>/bench-results.txt.
@@ -66,6 +70,7 @@ if [ -n "$smoke" ]; then
   bench_args+=(--smoke)
 fi
 if [ -n "${BENCH_SAMPLES:-}" ]; then latency_args+=(--samples "$BENCH_SAMPLES"); fi
+if [ -n "${BENCH_SQL_PROFILE:-}" ]; then latency_args+=(--sql-profile); fi
 watch_args=()
 remote_args=()
 if [ -n "${BENCH_FSYNC:-}" ]; then
