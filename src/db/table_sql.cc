@@ -71,7 +71,7 @@ CREATE SEQUENCE IF NOT EXISTS {seq};
 CREATE TABLE IF NOT EXISTS {log} (
   revision BIGINT PRIMARY KEY,
   key VARCHAR(255),
-  op TEXT NOT NULL CHECK (op IN ('set', 'delete', 'expire', 'truncate', 'compact')),
+  op TEXT NOT NULL,  -- set, delete, expire, truncate, compact (no CHECK: it cost ~30 us a write)
   value JSONB,
   prev_value JSONB,
   prev_revision BIGINT,
