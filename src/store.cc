@@ -468,6 +468,8 @@ class Store::Impl {
         out.changes.push_back(std::move(gone));
       }
     }
+    // One snapshot of the table: its changes form one unit (Change::unit_end on the last).
+    for (std::size_t i = 0; i + 1 < out.changes.size(); ++i) out.changes[i].unit_end = false;
     out.complete = true;
     return out;
   }
@@ -507,8 +509,8 @@ std::string json_string(std::string_view s) {
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
 }
 
-constexpr std::size_t kMaxTxnOperations = 100'000;
-constexpr std::size_t kMaxTxnBytes = 64u << 20;
+constexpr std::size_t kMaxTxnOperations = kMaxTransactionOperations;
+constexpr std::size_t kMaxTxnBytes = kMaxTransactionBytes;
 
 void validate_prefix(std::string_view prefix, std::size_t index) {
   if (prefix.size() > internal::kMaxKeyBytes || !internal::is_valid_utf8(prefix) ||

@@ -1209,3 +1209,181 @@ TEST(HttpOutage, writes_get_503_and_health_degrades_while_the_database_is_down_t
 
 }  // namespace
 }  // namespace syncconfig::testing
+
+namespace syncconfig::testing {
+namespace {
+
+// --- Safe changes over HTTP (docs/safe-changes-http.md) ---
+
+TEST(HttpSafeChanges, etag_and_if_match_make_a_put_a_compare_and_set) {
+  Served s;
+  auto created = s.http().Put("/settings/k", httplib::Headers{{"If-None-Match", "*"}}, "1",
+                              "application/json");
+  ASSERT_EQ(created->status, 200) << created->body;
+  const int64_t r1 = body_of(created).at("revision");
+  EXPECT_EQ(created->get_header_value("ETag"), "\"" + std::to_string(r1) + "\"");
+  auto get = s.http().Get("/settings/k");
+  EXPECT_EQ(get->get_header_value("ETag"), "\"" + std::to_string(r1) + "\"");
+  EXPECT_EQ(body_of(get), 1);  // The bare value, as before.
+
+  auto again = s.http().Put("/settings/k", httplib::Headers{{"If-None-Match", "*"}}, "2",
+                            "application/json");
+  EXPECT_EQ(again->status, 412);
+  EXPECT_EQ(body_of(again).at("revision"), r1);
+  EXPECT_EQ(body_of(again).at("value"), 1);
+
+  auto next =
+      s.http().Put("/settings/k", httplib::Headers{{"If-Match", "\"" + std::to_string(r1) + "\""}},
+                   "2", "application/json");
+  ASSERT_EQ(next->status, 200) << next->body;
+  const int64_t r2 = body_of(next).at("revision");
+  auto stale =
+      s.http().Put("/settings/k", httplib::Headers{{"If-Match", "\"" + std::to_string(r1) + "\""}},
+                   "3", "application/json");
+  EXPECT_EQ(stale->status, 412);
+  EXPECT_EQ(body_of(stale).at("revision"), r2);
+  EXPECT_EQ(s.store().get("k"), 2);
+
+  auto bad = s.http().Put("/settings/k", httplib::Headers{{"If-Match", "\"abc\""}}, "3",
+                          "application/json");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(body_of(bad).at("error").get<std::string>().find("If-Match"), std::string::npos);
+
+  auto wrong_delete = s.http().Delete(
+      "/settings/k", httplib::Headers{{"If-Match", "\"" + std::to_string(r1) + "\""}});
+  EXPECT_EQ(wrong_delete->status, 412);
+  auto del = s.http().Delete("/settings/k",
+                             httplib::Headers{{"If-Match", "\"" + std::to_string(r2) + "\""}});
+  EXPECT_EQ(del->status, 200);
+  EXPECT_FALSE(s.store().get("k"));
+}
+
+TEST(HttpSafeChanges, a_transaction_commits_whole_or_is_409_naming_the_guard) {
+  Served s;
+  const int64_t ra = s.store().set("a", 1);
+  json txn = {{"guards", {{{"key", "a"}, {"revision", ra}}, {{"key", "b"}, {"absent", true}}}},
+              {"operations",
+               {{{"op", "set"}, {"key", "a"}, {"value", 2}},
+                {{"op", "set"}, {"key", "b"}, {"value", "x"}}}},
+              {"comment", "pair"}};
+  auto ok = s.http().Post("/txn", txn.dump(), "application/json");
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(body_of(ok).at("committed"), true);
+  EXPECT_EQ(s.store().get("b"), "x");
+  EXPECT_EQ(s.store().history("b")[0].comment, "pair");
+
+  auto again = s.http().Post("/txn", txn.dump(), "application/json");  // a moved on.
+  ASSERT_EQ(again->status, 409) << again->body;
+  json body = body_of(again);
+  EXPECT_EQ(body.at("failed_guard"), 0);
+  EXPECT_EQ(body.at("current")[0].at("key"), "a");
+  EXPECT_EQ(body.at("current")[0].at("value"), 2);
+
+  auto dup = s.http().Post(
+      "/txn",
+      json{{"operations",
+            {{{"op", "set"}, {"key", "z"}, {"value", 1}}, {{"op", "delete"}, {"key", "z"}}}}}
+          .dump(),
+      "application/json");
+  EXPECT_EQ(dup->status, 400);
+  EXPECT_NE(body_of(dup).at("error").get<std::string>().find("two operations"), std::string::npos);
+  auto empty = s.http().Post("/txn", R"({"operations": []})", "application/json");
+  EXPECT_EQ(empty->status, 400);
+  auto bad_revision = s.http().Post(
+      "/txn",
+      R"({"guards": [{"key": "a", "revision": "7"}], "operations": [{"op": "delete", "key": "a"}]})",
+      "application/json");
+  EXPECT_EQ(bad_revision->status, 400);
+  EXPECT_NE(body_of(bad_revision).at("error").get<std::string>().find("guard 0"),
+            std::string::npos);
+  EXPECT_FALSE(s.store().get("z"));
+  EXPECT_EQ(s.store().get("a"), 2);
+}
+
+TEST(HttpSafeChanges, a_transaction_over_the_body_limit_is_413) {
+  HttpOptions o;
+  o.max_txn_bytes = 4096;
+  Served s(o);
+  json ops = json::array();
+  for (int i = 0; i < 200; ++i)
+    ops.push_back({{"op", "set"}, {"key", "k" + std::to_string(i)}, {"value", i}});
+  auto r = s.http().Post("/txn", json{{"operations", ops}}.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(s.store().size(), 0u);
+}
+
+TEST(HttpSafeChanges, history_state_at_and_rollback_round_trip) {
+  Served s;
+  const int64_t good = s.store().set("cfg", 10);
+  auto put = s.http().Put(
+      "/settings/cfg",
+      httplib::Headers{{"X-Syncconfig-Comment", "raise%20it"}, {"X-Syncconfig-Actor", "alice"}},
+      "20", "application/json");
+  ASSERT_EQ(put->status, 200);
+  auto h = s.http().Get("/history/cfg");
+  ASSERT_EQ(h->status, 200) << h->body;
+  json list = body_of(h).at("history");
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].at("comment"), "raise it");
+  EXPECT_EQ(list[0].at("actor"), "http:alice");
+  EXPECT_EQ(list[0].at("previous_value"), 10);
+  EXPECT_EQ(list[0].at("value"), 20);
+  EXPECT_EQ(list[0].at("changed_at").get<std::string>().back(), 'Z');
+
+  auto at = s.http().Get("/settings?at=" + std::to_string(good));
+  ASSERT_EQ(at->status, 200) << at->body;
+  EXPECT_EQ(body_of(at), (json{{"cfg", 10}}));
+
+  auto rb =
+      s.http().Post("/rollback", json{{"key", "cfg"}, {"to", good}, {"comment", "undo"}}.dump(),
+                    "application/json");
+  ASSERT_EQ(rb->status, 200) << rb->body;
+  EXPECT_EQ(s.store().get("cfg"), 10);
+  auto prefix = s.http().Get("/history?prefix=cf&limit=1");
+  EXPECT_EQ(body_of(prefix).at("history").size(), 1u);
+  EXPECT_EQ(body_of(prefix).at("history")[0].at("comment"), "undo");
+
+  auto beyond = s.http().Get("/settings?at=999999");
+  EXPECT_EQ(beyond->status, 410);
+  auto entry = s.http().Get("/entries/cfg");
+  ASSERT_EQ(entry->status, 200);
+  EXPECT_EQ(body_of(entry).at("value"), 10);
+  EXPECT_EQ(s.http().Get("/entries/none")->status, 404);
+}
+
+TEST(HttpSafeChanges, leases_are_granted_kept_alive_and_revoked) {
+  Served s;
+  auto grant = s.http().Post("/leases", R"({"ttl": 30})", "application/json");
+  ASSERT_EQ(grant->status, 200) << grant->body;
+  const int64_t id = body_of(grant).at("id");
+  auto put = s.http().Put("/settings/svc?lease=" + std::to_string(id), "1", "application/json");
+  ASSERT_EQ(put->status, 200) << put->body;
+  EXPECT_EQ(s.store().get_entry("svc")->lease, id);
+  auto keep = s.http().Post("/leases/" + std::to_string(id) + "/keepalive", "", "application/json");
+  EXPECT_EQ(keep->status, 200);
+  EXPECT_EQ(s.http().Delete("/leases/" + std::to_string(id))->status, 200);
+  EXPECT_FALSE(s.store().get("svc"));
+  EXPECT_EQ(s.store().history("svc")[0].op, "expire");
+  EXPECT_EQ(s.http().Delete("/leases/" + std::to_string(id))->status, 404);
+  auto unknown = s.http().Put("/settings/x?lease=999999", "1", "application/json");
+  EXPECT_EQ(unknown->status, 400);
+}
+
+TEST(HttpSafeChanges, a_watch_sends_a_transaction_as_consecutive_events_marked_until_its_last) {
+  Served s(watch_options());
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));  // ready
+  Transaction txn;
+  txn.set("t1", 1).set("t2", 2).set("t3", 3);
+  ASSERT_TRUE(s.store().commit(txn));
+  ASSERT_TRUE(w.wait_until_change("t3"));
+  std::vector<SseEvent> changes = w.changes();
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(json::parse(changes[0].data).value("more", false), true);
+  EXPECT_EQ(json::parse(changes[1].data).value("more", false), true);
+  EXPECT_FALSE(json::parse(changes[2].data).contains("more"));
+}
+
+}  // namespace
+}  // namespace syncconfig::testing

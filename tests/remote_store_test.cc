@@ -322,6 +322,100 @@ TEST_F(RemoteStoreTest, a_relay_over_a_remote_store_serves_the_same_api) {
   EXPECT_EQ(c.changes[0].revision, last);
 }
 
+TEST_F(RemoteStoreTest, compare_and_set_works_through_a_server_and_a_relay) {
+  auto upstream = RemoteStore::open({url_of(*server_)}, quick_options());
+  auto relay = serve(*upstream);
+  for (const std::string& url : {url_of(*server_), url_of(*relay)}) {
+    auto remote = RemoteStore::open({url}, quick_options());
+    const std::string key = "cas:" + url;
+    CasResult created = remote->set_if(key, 1, 0);
+    ASSERT_TRUE(created) << url;
+    CasResult conflict = remote->set_if(key, 2, 0);
+    EXPECT_FALSE(conflict);
+    EXPECT_EQ(conflict.revision, created.revision);
+    EXPECT_EQ(conflict.value, 1);
+    std::optional<KeyEntry> e = remote->get_entry(key);
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->revision, created.revision);
+    CasResult next = remote->set_if(key, 2, e->revision, WriteOptions{"via remote", "", 0});
+    ASSERT_TRUE(next);
+    EXPECT_EQ(remote->get(key), 2);  // Applied at once, from the write's own answer.
+    EXPECT_FALSE(remote->remove_if(key, created.revision));
+    EXPECT_TRUE(remote->remove_if(key, next.revision));
+    EXPECT_EQ(store_->history(key)[1].comment, "via remote");
+  }
+}
+
+TEST_F(RemoteStoreTest, a_transaction_reaches_another_remote_store_as_one_unit) {
+  auto writer = RemoteStore::open({url_of(*server_)}, quick_options());
+  std::mutex mu;
+  std::vector<Change> seen;
+  auto reader = RemoteStore::open({url_of(*server_)}, quick_options());
+  reader->subscribe([&](const Change& c) {
+    std::lock_guard lock(mu);
+    seen.push_back(c);
+  });
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0};
+  std::thread watcher([&] {
+    while (!done) {
+      auto all = reader->get_all("u");
+      if (!all.empty() && (all.size() != 10 || all.begin()->second != all.rbegin()->second)) torn++;
+    }
+  });
+  for (int round = 0; round < 30; ++round) {
+    Transaction txn;
+    for (int k = 0; k < 10; ++k) txn.set("u" + std::to_string(k), round);
+    TxnResult r = writer->commit(txn);
+    ASSERT_TRUE(r) << r.reason;
+  }
+  ASSERT_TRUE(wait_until([&] { return reader->get("u9") == 29; }));
+  done = true;
+  watcher.join();
+  EXPECT_EQ(torn.load(), 0);
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 300u);
+  for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].unit_end, i % 10 == 9) << i;
+
+  // A failed guard comes back as an outcome naming it.
+  Transaction stale;
+  stale.require("u0", 1).set("u0", -1);
+  TxnResult failed = writer->commit(stale);
+  EXPECT_FALSE(failed);
+  EXPECT_EQ(failed.failed_guard, 0u);
+  ASSERT_EQ(failed.current.size(), 1u);
+  EXPECT_EQ(failed.current[0].value, 29);
+}
+
+TEST_F(RemoteStoreTest, history_state_at_rollback_and_leases_read_through_the_server) {
+  auto remote = RemoteStore::open({url_of(*server_)}, quick_options());
+  const int64_t good = remote->set("h", "good");
+  remote->set("h", "bad", WriteOptions{"oops", "bob", 0});
+  std::vector<HistoryRecord> h = remote->history("h");
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].actor, "http:bob");
+  EXPECT_EQ(h[0].comment, "oops");
+  EXPECT_EQ(h[0].previous_value, "good");
+  EXPECT_LT(std::chrono::system_clock::now() - h[0].changed_at, 60s);
+  EXPECT_EQ(remote->snapshot_at(good).values.at("h"), "good");
+  ASSERT_TRUE(remote->rollback("h", false, good, "back"));
+  EXPECT_EQ(remote->get("h"), "good");
+  try {
+    remote->snapshot_at(good + 100000);
+    ADD_FAILURE() << "answered";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kOutOfRange);
+  }
+  Lease lease = remote->grant_lease(30s);
+  EXPECT_GT(lease.id, 0);
+  remote->set("leased", 1, WriteOptions{"", "", lease.id});
+  EXPECT_EQ(remote->get_entry("leased")->lease, lease.id);
+  EXPECT_TRUE(remote->keep_alive(lease.id));
+  EXPECT_TRUE(remote->revoke_lease(lease.id));
+  ASSERT_TRUE(wait_until([&] { return !remote->contains("leased"); }));
+  EXPECT_FALSE(remote->revoke_lease(lease.id));
+}
+
 TEST_F(RemoteStoreTest, a_stale_start_serves_the_snapshot_file_and_catches_up) {
   TempDir dir;
   RemoteOptions o = quick_options();

@@ -63,6 +63,10 @@ struct Guard {
   }
 };
 
+// A transaction's limits: operations, and bytes of its values' JSON text (with keys).
+inline constexpr std::size_t kMaxTransactionOperations = 100'000;
+inline constexpr std::size_t kMaxTransactionBytes = std::size_t{64} << 20;
+
 // One write of a transaction: a set, or a removal when `value` is std::nullopt.
 struct Operation {
   std::string key;

@@ -19,6 +19,7 @@
 
 #include "http/metrics.h"
 #include "http/request.h"
+#include "http/safe_json.h"
 #include "http/store_feed.h"
 #include "http/target.h"
 #include "http/watch_stream.h"
@@ -169,6 +170,10 @@ class HttpServer::Impl : public detail::StreamHost {
                                       const http::request<http::string_body>& req);
   Response respond_blocking(const detail::Route& route,
                             const http::request<http::string_body>& req);
+  // The safe-changes routes (entries, txn, history, rollback, leases); std::nullopt for others.
+  std::optional<Response> respond_safe(const detail::Route& route,
+                                       const http::request<http::string_body>& req, Config& store,
+                                       const std::string& prefix);
   // The route of a request target, or a refusal (404 for unknown stores and routes).
   std::variant<detail::Route, Response> route(const http::request<http::string_body>& req);
   std::optional<Response> check_auth(const http::request<http::string_body>& req) const;
@@ -248,7 +253,8 @@ class Session : public std::enable_shared_from_this<Session> {
     busy_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(server_.options().max_header_bytes));
-    parser_->body_limit(server_.options().max_body_bytes);
+    body_limit_ = std::max(server_.options().max_body_bytes, server_.options().max_txn_bytes);
+    parser_->body_limit(body_limit_);
     if (buffer_.size() > 0) return read_head();  // A pipelined request is already here.
     stream_.expires_after(server_.options().idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
@@ -270,6 +276,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
+    // The bound of this request's body: a transaction may carry many values. The parser was
+    // given the larger of the two (it checks a Content-Length against it with the headers).
+    std::string_view target = sv(parser_->get().target());
+    target = target.substr(0, target.find('?'));
+    const bool txn = parser_->get().method() == http::verb::post && target.ends_with("/txn");
+    body_limit_ = txn ? server_.options().max_txn_bytes : server_.options().max_body_bytes;
+    if (parser_->content_length() && *parser_->content_length() > body_limit_) {
+      return on_read_error(http::error::body_limit);
+    }
+    parser_->body_limit(body_limit_);
     if (parser_->is_done()) return handle();
     stream_.expires_after(server_.options().body_timeout);
     http::async_read(stream_, buffer_, *parser_,
@@ -282,8 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_read_error(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       return send_and_close(
-          error_response(413, fmt::format("request body larger than {} bytes (max_body_bytes)",
-                                          server_.options().max_body_bytes)));
+          error_response(413, fmt::format("request body larger than {} bytes", body_limit_)));
     }
     if (ec == http::error::header_limit) {
       return send_and_close(error_response(
@@ -368,8 +383,9 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  bool busy_ = false;     // A request is being read or answered.
-  bool closing_ = false;  // Close once the request in progress is answered.
+  std::size_t body_limit_ = 0;  // Of the request being read.
+  bool busy_ = false;           // A request is being read or answered.
+  bool closing_ = false;        // Close once the request in progress is answered.
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -519,20 +535,127 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
         res.body() = dump(entry->value);
         return res;
       }
-    case Kind::kList:
-    case Kind::kWatch:
-    case Kind::kChanges:
+    default:
       break;
   }
   return std::nullopt;  // A whole listing, or database work: the blocking pool.
+}
+
+namespace {
+
+// A JSON object body, or a 400 naming the problem.
+std::variant<json, Response> object_body(const http::request<http::string_body>& req) {
+  json body = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return error_response(400, "the body must be a JSON object");
+  }
+  return body;
+}
+
+Response txn_response(const TxnResult& r) {
+  Response res = json_response(r.committed ? 200 : 409, http_json::to_json(r));
+  if (r.committed) res.set("X-Syncconfig-Revision", std::to_string(r.revision));
+  return res;
+}
+
+}  // namespace
+
+std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& route,
+                                                       const http::request<http::string_body>& req,
+                                                       Config& store, const std::string& prefix) {
+  using Kind = detail::Route::Kind;
+  switch (route.kind) {
+    case Kind::kEntry: {
+      std::optional<KeyEntry> e = store.get_entry(route.key);
+      if (!e)
+        return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
+      Response res = json_response(200, http_json::to_json(route.key, *e));
+      res.set(http::field::etag, etag(e->revision));
+      return res;
+    }
+    case Kind::kHistory: {
+      Config::HistoryQuery q;
+      q.prefix = route.key.empty();
+      q.key = q.prefix ? prefix : route.key;
+      q.limit = route.limit;
+      q.before = route.before;
+      json list = json::array();
+      for (const HistoryRecord& h : store.history(q)) list.push_back(http_json::to_json(h));
+      return json_response(200,
+                           {{q.prefix ? "prefix" : "key", q.key}, {"history", std::move(list)}});
+    }
+    case Kind::kTxn: {
+      auto body = object_body(req);
+      if (auto* refused = std::get_if<Response>(&body)) return std::move(*refused);
+      Transaction txn = http_json::transaction_from_json(std::get<json>(body));
+      if (txn.operations.size() > kMaxTransactionOperations) {
+        return error_response(413, fmt::format("{} operations, at most {}", txn.operations.size(),
+                                               kMaxTransactionOperations));
+      }
+      if (txn.comment.empty()) {
+        txn.comment = detail::percent_decode(sv(req["X-Syncconfig-Comment"]), false);
+      }
+      txn.actor = actor_of(req);
+      return txn_response(store.commit(txn));
+    }
+    case Kind::kRollback: {
+      auto parsed = object_body(req);
+      if (auto* refused = std::get_if<Response>(&parsed)) return std::move(*refused);
+      const json& body = std::get<json>(parsed);
+      auto to = body.find("to");
+      if (to == body.end() || !to->is_number_integer() || to->get<int64_t>() < 0) {
+        return error_response(400, "\"to\" must be a revision (a non-negative integer)");
+      }
+      const bool whole_prefix = body.contains("prefix");
+      auto target = body.find(whole_prefix ? "prefix" : "key");
+      if (target == body.end() || !target->is_string()) {
+        return error_response(400, "name what to roll back: \"key\" or \"prefix\" (a string)");
+      }
+      std::string comment = body.value("comment", std::string());
+      return txn_response(
+          store.rollback(target->get<std::string>(), whole_prefix, to->get<int64_t>(), comment));
+    }
+    case Kind::kLeases: {
+      auto parsed = object_body(req);
+      if (auto* refused = std::get_if<Response>(&parsed)) return std::move(*refused);
+      auto ttl = std::get<json>(parsed).find("ttl");
+      if (ttl == std::get<json>(parsed).end() || !ttl->is_number_integer()) {
+        return error_response(400, "\"ttl\" must be a number of seconds");
+      }
+      return json_response(
+          200, http_json::to_json(store.grant_lease(std::chrono::seconds(ttl->get<int64_t>()))));
+    }
+    case Kind::kLease: {
+      if (route.key == "keepalive") {
+        std::optional<Lease> lease = store.keep_alive(route.lease);
+        if (!lease)
+          return error_response(404, fmt::format("lease {} expired or unknown", route.lease));
+        return json_response(200, http_json::to_json(*lease));
+      }
+      if (!store.revoke_lease(route.lease)) {
+        return error_response(404, fmt::format("lease {} expired or unknown", route.lease));
+      }
+      return json_response(200, {{"id", route.lease}, {"revoked", true}});
+    }
+    default:
+      return std::nullopt;
+  }
 }
 
 Response HttpServer::Impl::respond_blocking(const detail::Route& route,
                                             const http::request<http::string_body>& req) {
   try {
     Config& store = route.feed->store();
+    const std::string prefix = route.prefixes.empty() ? "" : route.prefixes.front();
+    if (route.kind == detail::Route::Kind::kList && route.at) {
+      Snapshot past = store.snapshot_at(*route.at, prefix);
+      Response res = json_response(200, settings_object(past.values));
+      res.set("X-Syncconfig-Revision", std::to_string(past.revision));
+      return res;
+    }
+    if (auto res = respond_safe(route, req, store, prefix)) return std::move(*res);
     if (route.kind == detail::Route::Kind::kList) {
-      Snapshot snap = store.snapshot(route.prefixes.empty() ? "" : route.prefixes.front());
+      Snapshot snap = store.snapshot(prefix);
       // Read after the snapshot, so at least the highest revision it can hold: a change applied
       // before older ones had arrived is in it although above its revision. A client that
       // numbers changes (a relay) must not number those as its own.
@@ -570,6 +693,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     WriteOptions write_options;
     write_options.comment = detail::percent_decode(sv(req["X-Syncconfig-Comment"]), false);
     write_options.actor = actor_of(req);
+    write_options.lease = route.lease;
     if (req.method() == http::verb::put) {
       auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);
       if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {

@@ -21,6 +21,10 @@
 //                                JSON (or nested deeper than 512) or bad key; 413 body over
 //                                max_body_bytes; 503 database unavailable/timeout/shut down
 //   DELETE /settings/{key}       200 {"key", "deleted": true, "revision"}; 404 absent
+//   Safe changes (docs/safe-changes-http.md): ETag / If-Match / If-None-Match on the key routes
+//   (412), GET /entries/{key}, POST /txn (409, 413), GET /history/{key}, GET /history?prefix=,
+//   GET /settings?at=R (410), POST /rollback, POST /leases, POST /leases/{id}/keepalive,
+//   DELETE /leases/{id}
 //   GET    /changes?since=R[&prefix=P]  200 {"complete", "reason", "revision", "changes": [{"key",
 //                                "value", "deleted", "revision"}]}: Config::changes_since
 //   GET    /watch[?prefix=P...][&since=R]  Server-Sent Events, see below
@@ -73,6 +77,9 @@ struct HttpOptions {
   std::string token;
   // Largest request body accepted; larger gets 413. Default 1 MiB.
   std::size_t max_body_bytes = 1u << 20;
+  // Largest body of POST /txn (a transaction of many values); larger gets 413. Default 64 MiB
+  // (Transaction's own limit).
+  std::size_t max_txn_bytes = kMaxTransactionBytes;
   // Largest request line + headers; larger gets 431. Default 16 KiB.
   std::size_t max_header_bytes = 16u << 10;
   // Threads running the event loop. Default 2.

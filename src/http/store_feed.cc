@@ -92,6 +92,9 @@ WatchEventPtr StoreFeed::make_event(const Change& change) const {
       {"deleted", !change.value.has_value()},
       {"revision", change.revision},
   };
+  // A transaction's events are consecutive; all but the last say more of it follows.
+  if (!change.unit_end) data["more"] = true;
+  if (change.expired) data["expired"] = true;
   event->chunk = chunk(sse_event(change.revision, "change",
                                  data.dump(-1, ' ', false, json::error_handler_t::replace)));
   return event;

@@ -90,6 +90,10 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     }
   }
   constexpr std::string_view kSettings = "/settings/";
+  constexpr std::string_view kEntries = "/entries/";
+  constexpr std::string_view kHistory = "/history/";
+  constexpr std::string_view kLeases = "/leases/";
+  const bool post = method == "POST";
   if (rest == "/settings") {
     if (!get) return not_allowed(method, path, "GET");
     route.kind = Route::Kind::kList;
@@ -99,6 +103,33 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     }
     route.kind = Route::Kind::kKey;
     route.key = std::string(rest.substr(kSettings.size()));
+  } else if (rest.starts_with(kEntries) && rest.size() > kEntries.size()) {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kEntry;
+    route.key = std::string(rest.substr(kEntries.size()));
+  } else if (rest == "/history" || (rest.starts_with(kHistory) && rest.size() > kHistory.size())) {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kHistory;
+    if (rest != "/history") route.key = std::string(rest.substr(kHistory.size()));
+  } else if (rest == "/txn" || rest == "/rollback" || rest == "/leases") {
+    if (!post) return not_allowed(method, path, "POST");
+    route.kind = rest == "/txn"        ? Route::Kind::kTxn
+                 : rest == "/rollback" ? Route::Kind::kRollback
+                                       : Route::Kind::kLeases;
+  } else if (rest.starts_with(kLeases) && rest.size() > kLeases.size()) {
+    std::string_view id = rest.substr(kLeases.size());
+    const bool keepalive = id.ends_with("/keepalive");
+    if (keepalive) id.remove_suffix(std::string_view("/keepalive").size());
+    std::optional<uint64_t> n = parse_event_id(id);
+    if (!n || *n == 0 || *n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return not_found(method, path);
+    }
+    if (keepalive ? !post : method != "DELETE") {
+      return not_allowed(method, path, keepalive ? "POST" : "DELETE");
+    }
+    route.kind = Route::Kind::kLease;
+    route.lease = static_cast<int64_t>(*n);
+    route.key = keepalive ? "keepalive" : "revoke";
     return route;
   } else if (rest == "/watch") {
     if (!get) return not_allowed(method, path, "GET");
@@ -130,6 +161,19 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
         every_key = true;
       } else {
         route.prefixes.push_back(std::move(value));
+      }
+    } else if (name == "at" || name == "before" || name == "limit" || name == "lease") {
+      std::optional<uint64_t> n = parse_event_id(value);
+      if (!n || *n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Refusal{400, fmt::format("{} must be a non-negative integer", name), {}};
+      }
+      const auto v = static_cast<int64_t>(*n);
+      if (name == "at") route.at = v;
+      if (name == "before") route.before = v;
+      if (name == "lease") route.lease = v;
+      if (name == "limit") {
+        if (v < 1 || v > 10000) return Refusal{400, "limit must be 1..10000", {}};
+        route.limit = static_cast<std::size_t>(v);
       }
     } else if (name == "since" && route.kind != Route::Kind::kList) {
       std::optional<uint64_t> id = parse_event_id(value);

@@ -17,7 +17,20 @@ namespace syncconfig::service::detail {
 class StoreFeed;
 
 struct Route {
-  enum class Kind { kHealth, kMetrics, kList, kKey, kWatch, kChanges };
+  enum class Kind {
+    kHealth,
+    kMetrics,
+    kList,
+    kKey,
+    kWatch,
+    kChanges,
+    kEntry,     // GET /entries/{key}
+    kTxn,       // POST /txn
+    kHistory,   // GET /history/{key}, GET /history?prefix=P (key empty)
+    kRollback,  // POST /rollback
+    kLeases,    // POST /leases
+    kLease,     // POST /leases/{id}/keepalive, DELETE /leases/{id}
+  };
   Kind kind = Kind::kHealth;
   std::size_t store_index = 0;        // Index into the served stores (0: the default).
   StoreFeed* feed = nullptr;          // Filled in by the server.
@@ -25,6 +38,10 @@ struct Route {
   std::vector<std::string> prefixes;  // kList, kChanges (at most one), kWatch; empty: every key.
   std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win);
                                       // kChanges: required.
+  std::optional<int64_t> at;          // kList: ?at=R, the state right after revision R.
+  std::size_t limit = 100;            // kHistory: ?limit= (1..10000).
+  int64_t before = 0;                 // kHistory: ?before=R (0: none).
+  int64_t lease = 0;                  // kKey PUT: ?lease=ID; kLease: the id.
 };
 
 // Percent-decodes `s` once; with `plus_is_space` (query strings), '+' is a space. An invalid

@@ -20,6 +20,7 @@
 #include "cache/jsonb_text.h"
 #include "cache/snapshot_writer.h"
 #include "http/http_client.h"
+#include "http/safe_json.h"
 #include "http/url.h"
 #include "sync/counters.h"
 #include "sync/dispatcher.h"
@@ -42,6 +43,8 @@ ErrorCode code_for_status(int status) {
       return ErrorCode::kTimeout;
     case 500:
       return ErrorCode::kDatabase;
+    case 410:
+      return ErrorCode::kOutOfRange;
     default:
       return status >= 400 && status < 500 ? ErrorCode::kInvalidArgument : ErrorCode::kInternal;
   }
@@ -134,12 +137,47 @@ class RemoteStore::Impl {
 
   // --- Writes -------------------------------------------------------------------------------
 
-  WriteResult put(std::string_view key, const json& value, const WriteOptions& options) {
+  // The headers a write carries: its condition, comment and actor.
+  static http::Headers write_headers(const WriteOptions& options, std::optional<int64_t> expected) {
+    http::Headers h;
+    if (expected) {
+      if (*expected == 0) {
+        h.emplace_back("If-None-Match", "*");
+      } else {
+        h.emplace_back("If-Match", "\"" + std::to_string(*expected) + "\"");
+      }
+    }
+    if (!options.comment.empty()) {
+      h.emplace_back("X-Syncconfig-Comment", http::percent_encode(options.comment));
+    }
+    if (!options.actor.empty()) h.emplace_back("X-Syncconfig-Actor", options.actor);
+    return h;
+  }
+
+  static CasResult conflict_of(const http::Response& r, const std::string& what) {
+    json body = parse_json(r.body, what);
+    CasResult out;
+    out.revision = body.value("revision", int64_t{0});
+    if (auto v = body.find("value"); v != body.end() && out.revision != 0) out.value = *v;
+    return out;
+  }
+
+  // PUT, conditional when `expected` is set. std::nullopt: the condition failed (in *conflict).
+  std::optional<WriteResult> put_impl(std::string_view key, const json& value,
+                                      const WriteOptions& options, std::optional<int64_t> expected,
+                                      CasResult* conflict) {
     check_writable(key);
     PendingWrite pending(*this, key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     const std::string what = fmt::format("set({})", json_quoted(key));
-    http::Response r = send("PUT", base_ + "/settings/" + http::percent_encode(key), text, what);
+    std::string target = base_ + "/settings/" + http::percent_encode(key);
+    if (options.lease != 0) target += "?lease=" + std::to_string(options.lease);
+    http::Response r =
+        send("PUT", target, text, what, std::nullopt, nullptr, write_headers(options, expected));
+    if (r.status == 412 && conflict != nullptr) {
+      *conflict = conflict_of(r, what);
+      return std::nullopt;
+    }
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
     json body = parse_json(r.body, what);
     WriteResult out;
@@ -152,18 +190,160 @@ class RemoteStore::Impl {
     return out;
   }
 
-  WriteResult erase(std::string_view key, const WriteOptions& options) {
+  WriteResult put(std::string_view key, const json& value, const WriteOptions& options) {
+    return *put_impl(key, value, options, std::nullopt, nullptr);
+  }
+
+  CasResult set_if(std::string_view key, const json& value, int64_t expected,
+                   const WriteOptions& options) {
+    if (expected < 0) {
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("set_if({}): invalid expected revision {}", json_quoted(key), expected));
+    }
+    CasResult conflict;
+    std::optional<WriteResult> w = put_impl(key, value, options, expected, &conflict);
+    if (!w) return conflict;
+    return CasResult{true, w->revision, w->value};
+  }
+
+  std::optional<WriteResult> erase_impl(std::string_view key, const WriteOptions& options,
+                                        std::optional<int64_t> expected, CasResult* conflict) {
     check_writable(key);
     PendingWrite pending(*this, key);
     const std::string what = fmt::format("remove({})", json_quoted(key));
-    http::Response r = send("DELETE", base_ + "/settings/" + http::percent_encode(key), {}, what);
-    if (r.status == 404) return {};
+    http::Response r = send("DELETE", base_ + "/settings/" + http::percent_encode(key), {}, what,
+                            std::nullopt, nullptr, write_headers(options, expected));
+    if (r.status == 412 && conflict != nullptr) {
+      *conflict = conflict_of(r, what);
+      return std::nullopt;
+    }
+    if (r.status == 404) return WriteResult{};
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
     WriteResult out;
     out.revision = revision_of(parse_json(r.body, what), what);
     cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
     counters_.deletes.fetch_add(1);
     return out;
+  }
+
+  WriteResult erase(std::string_view key, const WriteOptions& options) {
+    return *erase_impl(key, options, std::nullopt, nullptr);
+  }
+
+  CasResult remove_if(std::string_view key, int64_t expected, const WriteOptions& options) {
+    if (expected <= 0) {
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("remove_if({}): invalid expected revision {}", json_quoted(key), expected));
+    }
+    CasResult conflict;
+    std::optional<WriteResult> w = erase_impl(key, options, expected, &conflict);
+    if (!w) return conflict;
+    return CasResult{true, w->revision, std::nullopt};
+  }
+
+  // POST /txn and /rollback: 200 committed, 409 a failed guard; applied here as one unit from
+  // the request itself when committed (its events follow, changing nothing).
+  TxnResult post_txn(const std::string& route, const json& body, const std::string& what) {
+    check_not_stale();
+    http::Response r = send("POST", base_ + route, body.dump(), what);
+    if (r.status != 200 && r.status != 409) {
+      throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    }
+    return http_json::txn_result_from_json(parse_json(r.body, what));
+  }
+
+  TxnResult commit(const Transaction& txn) {
+    if (txn.operations.empty()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "commit: a transaction needs at least one operation");
+    }
+    for (const Operation& op : txn.operations) {
+      // Validated here as a Store does (the server would say the same with a 400).
+      check_writable(op.key);
+      if (op.value) internal::serialize_value(op.key, *op.value, options_.max_value_bytes);
+    }
+    json body = http_json::to_json(txn);
+    TxnResult r = post_txn("/txn", body, "commit");
+    if (r.committed) counters_.writes.fetch_add(1);
+    return r;
+  }
+
+  TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                     std::string_view comment) {
+    json body = {{prefix ? "prefix" : "key", std::string(target)}, {"to", revision}};
+    if (!comment.empty()) body["comment"] = std::string(comment);
+    return post_txn("/rollback", body, fmt::format("rollback to {}", revision));
+  }
+
+  // A GET of the source; 404 gives std::nullopt.
+  std::optional<json> get_json(const std::string& target, const std::string& what) {
+    check_open();
+    http::Response r = send("GET", base_ + target, {}, what);
+    if (r.status == 404) return std::nullopt;
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    return parse_json(r.body, what);
+  }
+
+  std::optional<KeyEntry> get_entry(std::string_view key) {
+    internal::validate_key(key);
+    auto body = get_json("/entries/" + http::percent_encode(key),
+                         fmt::format("get_entry({})", json_quoted(key)));
+    if (!body) return std::nullopt;
+    return http_json::key_entry_from_json(*body);
+  }
+
+  std::vector<HistoryRecord> history(const Config::HistoryQuery& q) {
+    std::string target = q.prefix ? "/history?prefix=" + http::percent_encode(q.key) + "&"
+                                  : "/history/" + http::percent_encode(q.key) + "?";
+    target += fmt::format("limit={}", q.limit);
+    if (q.before > 0) target += fmt::format("&before={}", q.before);
+    auto body = get_json(target, fmt::format("history({})", json_quoted(q.key)));
+    std::vector<HistoryRecord> out;
+    if (!body) return out;
+    for (const json& h : body->value("history", json::array())) {
+      out.push_back(http_json::history_record_from_json(h));
+    }
+    return out;
+  }
+
+  Snapshot snapshot_at(int64_t revision, std::string_view prefix) {
+    std::string target = fmt::format("/settings?at={}", revision);
+    if (!prefix.empty()) target += "&prefix=" + http::percent_encode(prefix);
+    const std::string what = fmt::format("snapshot_at({})", revision);
+    auto body = get_json(target, what);
+    if (!body || !body->is_object()) throw Error(ErrorCode::kInternal, what + ": no settings");
+    Snapshot out;
+    out.revision = revision;
+    for (auto& [k, v] : body->items()) out.values.emplace(k, v);
+    return out;
+  }
+
+  Lease grant_lease(std::chrono::seconds ttl) {
+    check_not_stale();
+    const std::string what = "grant_lease";
+    http::Response r = send("POST", base_ + "/leases", json{{"ttl", ttl.count()}}.dump(), what);
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    return http_json::lease_from_json(parse_json(r.body, what));
+  }
+
+  std::optional<Lease> keep_alive(int64_t lease) {
+    check_not_stale();
+    const std::string what = fmt::format("keep_alive({})", lease);
+    http::Response r = send("POST", base_ + fmt::format("/leases/{}/keepalive", lease), {}, what);
+    if (r.status == 404) return std::nullopt;
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    return http_json::lease_from_json(parse_json(r.body, what));
+  }
+
+  bool revoke_lease(int64_t lease) {
+    check_not_stale();
+    const std::string what = fmt::format("revoke_lease({})", lease);
+    http::Response r = send("DELETE", base_ + fmt::format("/leases/{}", lease), {}, what);
+    if (r.status == 404) return false;
+    if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
+    return true;
   }
 
   // --- Reads from the source ----------------------------------------------------------------
@@ -254,6 +434,12 @@ class RemoteStore::Impl {
                   fmt::format("key {} is outside this store's prefix {}", json_quoted(key),
                               json_quoted(options_.prefix)));
     }
+    check_not_stale();
+  }
+
+  // Writes that name no single key (transactions, leases).
+  void check_not_stale() const {
+    check_open();
     if (counters_.stale.load()) {
       throw Error(ErrorCode::kUnavailable,
                   "the store is stale (opened from its snapshot file; no server has answered "
@@ -313,7 +499,7 @@ class RemoteStore::Impl {
   // `answered` (if given) is set to the index of the server that answered.
   http::Response send(std::string_view method, const std::string& target, std::string_view body,
                       const std::string& what, std::optional<std::size_t> start = std::nullopt,
-                      std::size_t* answered = nullptr) {
+                      std::size_t* answered = nullptr, const http::Headers& headers = {}) {
     const std::size_t first = start.value_or(current_index());
     std::optional<Error> last;
     for (std::size_t i = 0; i < urls_.size(); ++i) {
@@ -322,7 +508,7 @@ class RemoteStore::Impl {
         // Reads (snapshots, changes_since) are bounded by load_timeout, writes by
         // request_timeout.
         auto& client = method == "GET" ? loaders_[idx] : requesters_[idx];
-        http::Response r = client->request(method, target, body);
+        http::Response r = client->request(method, target, body, headers);
         if (r.status == 503 && i + 1 < urls_.size()) {
           last =
               Error(ErrorCode::kUnavailable, fmt::format("{}: {} answered 503: {}", what,
@@ -490,17 +676,22 @@ class RemoteStore::Impl {
     ChangesSince c = fetch_changes(idx, since, options_.prefix);
     std::size_t changed = 0;
     if (c.complete) {
+      // One snapshot of the table: applied as one unit.
+      std::vector<internal::CacheChange> unit;
       for (Change& ch : c.changes) {
-        bool applied = false;
+        internal::CacheChange cc;
+        cc.revision = ch.revision;
         if (ch.value) {
-          if (auto e = to_entry(ch.key, *ch.value)) {
-            applied = cache_.upsert(std::move(*e), ch.revision, ChangeOrigin::kResync, false);
-          }
+          auto e = to_entry(ch.key, *ch.value);
+          if (!e) continue;
+          cc.value = std::move(*e);
         } else {
-          applied = cache_.remove(ch.key, ch.revision, ChangeOrigin::kResync, false);
+          cc.kind = internal::CacheChange::Kind::kRemove;
+          cc.key = ch.key;
         }
-        changed += applied ? 1 : 0;
+        unit.push_back(std::move(cc));
       }
+      changed = cache_.apply(std::move(unit), ChangeOrigin::kResync, /*local_write=*/false);
       cache_.advance_watermark(c.revision);
       counters_.catch_ups.fetch_add(1);
     } else {
@@ -532,6 +723,8 @@ class RemoteStore::Impl {
     std::string target = base_ + "/watch";
     if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
     const http::Headers headers = {{"Last-Event-ID", std::to_string(cache_.watermark())}};
+    unit_.clear();
+    unit_events_ = 0;
     bool ready = false;
     http::WatchResult r;
     try {
@@ -579,19 +772,31 @@ class RemoteStore::Impl {
       } catch (const json::exception&) {
         throw Error(ErrorCode::kInternal, what + ": a change without a key");
       }
-      if (!std::string_view(key).starts_with(options_.prefix)) return;
-      wait_for_own_write(key);
-      bool applied = false;
-      if (data.value("deleted", false)) {
-        applied = cache_.remove(key, revision, ChangeOrigin::kRemote, false);
-      } else if (auto entry = to_entry(key, data.value("value", json(nullptr)))) {
-        applied = cache_.upsert(std::move(*entry), revision, ChangeOrigin::kRemote, false);
+      // A transaction's events come consecutively, all but its last with "more": collected,
+      // then applied as one unit (no reader sees half of it), as a Store applies notifications.
+      if (std::string_view(key).starts_with(options_.prefix)) {
+        wait_for_own_write(key);
+        internal::CacheChange c;
+        c.revision = revision;
+        if (data.value("deleted", false)) {
+          c.kind = internal::CacheChange::Kind::kRemove;
+          c.key = key;
+          c.expired = data.value("expired", false);
+          unit_.push_back(std::move(c));
+        } else if (auto entry = to_entry(key, data.value("value", json(nullptr)))) {
+          c.value = std::move(*entry);
+          unit_.push_back(std::move(c));
+        }
       }
-      (applied ? counters_.notifications_applied : counters_.notifications_ignored).fetch_add(1);
+      ++unit_events_;
+      if (data.value("more", false)) return;
+      apply_unit();
       // The stream is in revision order: everything up to this event has come.
       cache_.advance_watermark(revision);
     } else if (e.type == "reset") {
-      // The server could not resume exactly: its settings replace ours.
+      // The server could not resume exactly: its settings replace ours (and any unit begun).
+      unit_.clear();
+      unit_events_ = 0;
       const int64_t before = cache_.watermark();
       auto rows = rows_of(data.value("settings", json::object()), revision, options_.prefix, what);
       std::size_t changed = cache_.replace_all(
@@ -606,9 +811,26 @@ class RemoteStore::Impl {
       logger_->info("syncconfig: remote store reset by {} at revision {} ({}); {} keys changed",
                     urls_[idx].to_string(), revision, data.value("reason", std::string()), changed);
     } else {
-      cache_.advance_watermark(revision);  // ready, progress
+      // ready, progress. A stream with a prefix may have filtered out a unit's last event: the
+      // position moving on ends the unit.
+      apply_unit();
+      cache_.advance_watermark(revision);
     }
   }
+
+  void apply_unit() {
+    if (unit_events_ == 0) return;
+    const std::size_t events = std::exchange(unit_events_, 0);
+    const std::size_t applied =
+        cache_.apply(std::exchange(unit_, {}), ChangeOrigin::kRemote, /*local_write=*/false);
+    counters_.notifications_applied.fetch_add(applied);
+    counters_.notifications_ignored.fetch_add(events - std::min(events, applied));
+  }
+
+  // The transaction being received on the stream (follower thread only); dropped when the
+  // stream breaks (resuming from the watermark sends it again).
+  std::vector<internal::CacheChange> unit_;
+  std::size_t unit_events_ = 0;
 
   static constexpr std::chrono::milliseconds kPendingWriteWait{1000};
   std::mutex pending_mu_;
@@ -676,12 +898,9 @@ WriteResult RemoteStore::put(std::string_view key, const json& value, const Writ
 WriteResult RemoteStore::erase(std::string_view key, const WriteOptions& options) {
   return impl_->erase(key, options);
 }
-namespace {
-[[noreturn]] void not_yet(const char* what) {
-  throw Error(ErrorCode::kInternal, std::string(what) + " is not implemented yet");
+std::optional<KeyEntry> RemoteStore::get_entry(std::string_view key) const {
+  return impl_->get_entry(key);
 }
-}  // namespace
-std::optional<KeyEntry> RemoteStore::get_entry(std::string_view) const { not_yet("get_entry"); }
 std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view key) const {
   // Keys loaded from a snapshot carry the snapshot's revision, not their own: an ETag from a
   // RemoteStore (a relay) may be older than the key's, and a write conditional on it then fails
@@ -692,22 +911,28 @@ std::optional<Config::Versioned> RemoteStore::get_versioned(std::string_view key
   });
   return out;
 }
-CasResult RemoteStore::set_if(std::string_view, const nlohmann::json&, int64_t,
-                              const WriteOptions&) {
-  not_yet("set_if");
+CasResult RemoteStore::set_if(std::string_view key, const json& value, int64_t expected_revision,
+                              const WriteOptions& options) {
+  return impl_->set_if(key, value, expected_revision, options);
 }
-CasResult RemoteStore::remove_if(std::string_view, int64_t, const WriteOptions&) {
-  not_yet("remove_if");
+CasResult RemoteStore::remove_if(std::string_view key, int64_t expected_revision,
+                                 const WriteOptions& options) {
+  return impl_->remove_if(key, expected_revision, options);
 }
-TxnResult RemoteStore::commit(const Transaction&) { not_yet("commit"); }
-std::vector<HistoryRecord> RemoteStore::history(const HistoryQuery&) const { not_yet("history"); }
-Snapshot RemoteStore::snapshot_at(int64_t, std::string_view) const { not_yet("snapshot_at"); }
-TxnResult RemoteStore::rollback(std::string_view, bool, int64_t, std::string_view) {
-  not_yet("rollback");
+TxnResult RemoteStore::commit(const Transaction& txn) { return impl_->commit(txn); }
+std::vector<HistoryRecord> RemoteStore::history(const HistoryQuery& query) const {
+  return impl_->history(query);
 }
-Lease RemoteStore::grant_lease(std::chrono::seconds) { not_yet("grant_lease"); }
-std::optional<Lease> RemoteStore::keep_alive(int64_t) { not_yet("keep_alive"); }
-bool RemoteStore::revoke_lease(int64_t) { not_yet("revoke_lease"); }
+Snapshot RemoteStore::snapshot_at(int64_t revision, std::string_view prefix) const {
+  return impl_->snapshot_at(revision, prefix);
+}
+TxnResult RemoteStore::rollback(std::string_view target, bool prefix, int64_t revision,
+                                std::string_view comment) {
+  return impl_->rollback(target, prefix, revision, comment);
+}
+Lease RemoteStore::grant_lease(std::chrono::seconds ttl) { return impl_->grant_lease(ttl); }
+std::optional<Lease> RemoteStore::keep_alive(int64_t lease) { return impl_->keep_alive(lease); }
+bool RemoteStore::revoke_lease(int64_t lease) { return impl_->revoke_lease(lease); }
 
 std::optional<json> RemoteStore::get(std::string_view key) const { return impl_->cache_.get(key); }
 bool RemoteStore::contains(std::string_view key) const {
