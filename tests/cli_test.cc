@@ -1587,6 +1587,14 @@ TEST(Cli, the_safe_changes_commands_over_a_server_behave_as_on_the_database) {
   // Over a server, the history records the HTTP client.
   auto store = Store::open(dsn(), test_options(table));
   EXPECT_EQ(store->history("h:a").at(0).actor.rfind("http:", 0), 0u);
+  // A revision the server has no state for (410) is a usage error, as on the database.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"diff", "--from", "1", "--to", "999999999"},
+        std::vector<std::string>{"rollback", "k", "--to", "999999999"}}) {
+    RunResult r = run(with(args, p));
+    EXPECT_EQ(r.exit_code, 2) << r;
+    EXPECT_TRUE(has(r.err, "999999999")) << r;
+  }
 }
 
 TEST(Cli, bad_input_to_the_safe_changes_commands_exits_2_with_a_clear_message) {

@@ -147,10 +147,6 @@ std::string json_text(const nlohmann::ordered_json& value, int indent = -1);
 // Prints the conflict of a write that named a revision (`key` is at `revision` with `value`; 0 and
 // nullopt: absent) and returns 4.
 int conflict(std::string_view key, int64_t revision, const std::optional<nlohmann::json>& value);
-// A time as RFC 3339 UTC with microseconds ("2026-12-02T14:39:25.338123Z"), as the HTTP API
-// writes it, and back (the epoch for text that does not parse).
-std::string format_time(std::chrono::system_clock::time_point t);
-std::chrono::system_clock::time_point parse_time(const std::string& text);
 // The exit code after printing a result: a failed write to stdout (e.g. a closed pipe) is an
 // error (printed).
 int printed();

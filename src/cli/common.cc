@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -84,40 +83,6 @@ std::string json_text(const nlohmann::json& value, int indent) {
 
 std::string json_text(const nlohmann::ordered_json& value, int indent) {
   return value.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
-std::string format_time(std::chrono::system_clock::time_point t) {
-  using namespace std::chrono;
-  const auto us = duration_cast<microseconds>(t.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(us / 1000000);
-  long fraction = static_cast<long>(us % 1000000);
-  if (fraction < 0) {
-    fraction += 1000000;
-    --seconds;
-  }
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[64];
-  std::size_t n = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(text + n, sizeof(text) - n, ".%06ldZ", fraction);
-  return text;
-}
-
-std::chrono::system_clock::time_point parse_time(const std::string& text) {
-  std::tm tm{};
-  int year = 0, month = 0;
-  long micros = 0;
-  char fraction[16] = {};
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%15[0-9]Z", &year, &month, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, fraction) < 6) {
-    return {};
-  }
-  std::string digits = std::string(fraction).substr(0, 6);
-  digits.resize(6, '0');
-  micros = std::strtol(digits.c_str(), nullptr, 10);
-  tm.tm_year = year - 1900;
-  tm.tm_mon = month - 1;
-  return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::microseconds(micros);
 }
 
 int printed() {

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/safe_target.h"
 #include "cli/settings_file.h"
+#include "http/safe_json.h"
 #include "util/validation.h"
 
 namespace syncconfig::cli {
@@ -150,9 +151,9 @@ int history(const SafeArgs& args) {
                              static_cast<std::size_t>(args.limit), 0};
   std::unique_ptr<SafeTarget> target = open_safe_target(args.connection);
   for (const HistoryRecord& h : target->history(query)) {
-    std::string line = std::to_string(h.revision) + "  " + format_time(h.changed_at) + "  " + h.op +
-                       "  " + show_key(h.key) + "  " + shown(h.previous_value) + " -> " +
-                       shown(h.value) + "  actor " + show_key(h.actor);
+    std::string line = std::to_string(h.revision) + "  " + http_json::format_time(h.changed_at) +
+                       "  " + h.op + "  " + show_key(h.key) + "  " + shown(h.previous_value) +
+                       " -> " + shown(h.value) + "  actor " + show_key(h.actor);
     if (!h.comment.empty()) line += "  comment " + show_key(h.comment);
     std::cout << line << '\n';
   }
@@ -211,7 +212,8 @@ int lease(const SafeArgs& args) {
       print_error("lease " + std::to_string(args.lease) + " not found (expired or revoked)");
       return kExitNotFound;
     }
-    std::cout << "lease " << lease->id << " expires at " << format_time(lease->expires_at) << '\n';
+    std::cout << "lease " << lease->id << " expires at "
+              << http_json::format_time(lease->expires_at) << '\n';
     return printed();
   }
   if (!target->revoke_lease(args.lease)) {

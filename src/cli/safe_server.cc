@@ -6,23 +6,12 @@
 
 #include "cli/remote_session.h"
 #include "cli/safe_target.h"
+#include "http/safe_json.h"
 
 namespace syncconfig::cli {
 namespace {
 
 using nlohmann::json;
-
-int64_t int_field(const json& object, const char* field) {
-  if (!object.is_object() || !object.contains(field) || !object[field].is_number_integer()) {
-    return 0;
-  }
-  return object[field].get<int64_t>();
-}
-
-std::string string_field(const json& object, const char* field) {
-  if (!object.is_object() || !object.contains(field) || !object[field].is_string()) return {};
-  return object[field].get<std::string>();
-}
 
 // A revision in a header; -1 when it is not one.
 int64_t parse_revision(const std::string& text) {
@@ -31,36 +20,6 @@ int64_t parse_revision(const std::string& text) {
     return -1;
   }
   return std::stoll(text);
-}
-
-json txn_body(const Transaction& txn) {
-  json guards = json::array();
-  for (const Guard& g : txn.guards) {
-    if (g.kind == Guard::Kind::kUnchanged) {
-      guards.push_back({{"prefix", g.key}, {"unchanged_since", g.revision}});
-    } else if (g.revision == 0) {
-      guards.push_back({{"key", g.key}, {"absent", true}});
-    } else {
-      guards.push_back({{"key", g.key}, {"revision", g.revision}});
-    }
-  }
-  json operations = json::array();
-  for (const syncconfig::Operation& o : txn.operations) {
-    if (o.value) {
-      operations.push_back({{"op", "set"}, {"key", o.key}, {"value", *o.value}});
-    } else {
-      operations.push_back({{"op", "delete"}, {"key", o.key}});
-    }
-  }
-  return {{"guards", guards}, {"operations", operations}, {"comment", txn.comment}};
-}
-
-Lease lease_of(const json& body) {
-  Lease lease;
-  lease.id = int_field(body, "id");
-  lease.ttl = std::chrono::seconds(int_field(body, "ttl"));
-  lease.expires_at = parse_time(string_field(body, "expires_at"));
-  return lease;
 }
 
 class ServerSafeTarget final : public SafeTarget {
@@ -92,7 +51,8 @@ class ServerSafeTarget final : public SafeTarget {
   }
 
   TxnResult commit(const Transaction& txn) override {
-    return txn_result(session_.request("POST", session_.scope() + "/txn", txn_body(txn).dump()));
+    return txn_result(
+        session_.request("POST", session_.scope() + "/txn", http_json::to_json(txn).dump()));
   }
 
   std::vector<HistoryRecord> history(const Config::HistoryQuery& query) override {
@@ -105,20 +65,12 @@ class ServerSafeTarget final : public SafeTarget {
     std::vector<HistoryRecord> out;
     if (!body.contains("history") || !body["history"].is_array()) return out;
     for (const json& h : body["history"]) {
-      HistoryRecord record;
-      record.revision = int_field(h, "revision");
-      record.key = string_field(h, "key");
-      record.op = string_field(h, "op");
-      // A key may be set to null: "op" says whether there is a value after the change.
-      if (record.op == "set" && h.contains("value")) record.value = h["value"];
-      record.previous_revision = int_field(h, "previous_revision");
-      if (record.previous_revision != 0 && h.contains("previous_value")) {
-        record.previous_value = h["previous_value"];
+      out.push_back(http_json::history_record_from_json(h));
+      // The wire format writes an absent value as null: a set wrote one, null or not.
+      if (out.back().op == "set" && !out.back().value) out.back().value = json(nullptr);
+      if (out.back().previous_revision != 0 && !out.back().previous_value) {
+        out.back().previous_value = json(nullptr);
       }
-      record.changed_at = parse_time(string_field(h, "changed_at"));
-      record.actor = string_field(h, "actor");
-      record.comment = string_field(h, "comment");
-      out.push_back(std::move(record));
     }
     return out;
   }
@@ -146,7 +98,7 @@ class ServerSafeTarget final : public SafeTarget {
 
   Lease grant_lease(std::chrono::seconds ttl) override {
     json body = {{"ttl", ttl.count()}};
-    return lease_of(
+    return http_json::lease_from_json(
         expect(session_.request("POST", session_.scope() + "/leases", body.dump()), 200));
   }
 
@@ -154,7 +106,7 @@ class ServerSafeTarget final : public SafeTarget {
     http::Response r = session_.request(
         "POST", session_.scope() + "/leases/" + std::to_string(lease) + "/keepalive");
     if (r.status == 404 && RemoteSession::error_message(r)) return std::nullopt;
-    return lease_of(expect(r, 200));
+    return http_json::lease_from_json(expect(r, 200));
   }
 
   bool revoke_lease(int64_t lease) override {
@@ -196,26 +148,12 @@ class ServerSafeTarget final : public SafeTarget {
 
   // 200 committed, 409 a failed guard (with the state found), else refused.
   TxnResult txn_result(const http::Response& r) {
-    TxnResult result;
-    if (r.status == 409) {
-      json body = session_.body_of(r);
-      result.reason = string_field(body, "error");
-      if (body.contains("failed_guard") && body["failed_guard"].is_number_unsigned()) {
-        result.failed_guard = body["failed_guard"].get<std::size_t>();
-      }
-      if (body.contains("current") && body["current"].is_array()) {
-        for (const json& c : body["current"]) {
-          KeyState state{string_field(c, "key"), int_field(c, "revision"), std::nullopt};
-          // A key may hold null: the revision says whether it is there.
-          if (state.revision != 0 && c.contains("value")) state.value = c["value"];
-          result.current.push_back(std::move(state));
-        }
-      }
-      return result;
+    if (r.status != 409) expect(r, 200);
+    TxnResult result = http_json::txn_result_from_json(session_.body_of(r));
+    // A key holding null is at a revision: only revision 0 is absent.
+    for (KeyState& k : result.current) {
+      if (k.revision != 0 && !k.value) k.value = json(nullptr);
     }
-    json body = expect(r, 200);
-    result.committed = true;
-    result.revision = int_field(body, "revision");
     return result;
   }
 
