@@ -1,7 +1,9 @@
 // The `syncconfig` program, run as a child process against the test cluster: operator commands
 // and their exit codes, configuration errors, watch, serve (two instances syncing over HTTP,
-// signals, the embedded default surviving a restart), demo, and the operator commands through a
-// running `serve` (--server, SYNCCONFIG_SERVER, server.json discovery, watch resuming).
+// signals, the embedded default surviving a restart), demo, the operator commands through a
+// running `serve` (--server, SYNCCONFIG_SERVER, server.json discovery, watch resuming), and the
+// commands of safe changes on both paths (--if-revision, apply, history, diff, rollback, lease;
+// exit 4 on a conflict).
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -1293,6 +1295,348 @@ TEST(Cli,
     EXPECT_EQ(changes[0].data.at("value"), 2);
     settings[key] = 2;
   }
+}
+
+// ---- Safe changes: --if-revision, apply, history, diff, rollback, leases -----------------------
+// Each scenario runs on the database (--dsn) and, the same, through a server of the table
+// (--server); the library reads the table itself to check what was written.
+
+// Where the commands go, and the table that is checked.
+struct Place {
+  std::string table;
+  std::vector<std::string> at;
+};
+
+Place on_database(const std::string& stem) {
+  std::string table = unique_name(stem);
+  return {table, on_table(table)};
+}
+
+std::vector<std::string> with(std::vector<std::string> args, const Place& p) {
+  return concat(std::move(args), p.at);
+}
+
+int64_t revision_of(const Store& store, const std::string& key) {
+  std::optional<KeyEntry> e = store.get_entry(key);
+  return e ? e->revision : 0;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+void conditional_set_and_delete(const Place& p) {
+  auto store = Store::open(dsn(), test_options(p.table));
+  RunResult r = run(with({"set", "k", "1", "--if-revision", "0"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const int64_t first = revision_of(*store, "k");
+  ASSERT_GT(first, 0);
+  r = run(with({"set", "k", "2", "--if-revision", "0"}, p));  // Only if absent: it is not.
+  EXPECT_EQ(r.exit_code, 4) << r;
+  EXPECT_TRUE(has(r.err, "syncconfig: conflict: key \"k\" is at revision " + std::to_string(first) +
+                             " with value 1"))
+      << r;
+  r = run(with({"set", "k", "2", "--if-revision", std::to_string(first)}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const int64_t second = revision_of(*store, "k");
+  ASSERT_GT(second, first);
+  r = run(with({"set", "k", "3", "--if-revision", std::to_string(first)}, p));  // Stale.
+  EXPECT_EQ(r.exit_code, 4) << r;
+  EXPECT_TRUE(has(r.err, "is at revision " + std::to_string(second) + " with value 2")) << r;
+  EXPECT_EQ(store->get_entry("k")->value, 2) << "a conflict writes nothing";
+  r = run(with({"delete", "k", "--if-revision", std::to_string(first)}, p));
+  EXPECT_EQ(r.exit_code, 4) << r;
+  EXPECT_TRUE(store->get_entry("k").has_value());
+  r = run(with({"delete", "k", "--if-revision", std::to_string(second)}, p));
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_FALSE(store->get_entry("k").has_value());
+  r = run(with({"delete", "k", "--if-revision", std::to_string(second)}, p));
+  EXPECT_EQ(r.exit_code, 4) << r;
+  EXPECT_TRUE(has(r.err, "conflict: key \"k\" is absent")) << r;
+}
+
+void history_shows_the_actor_and_comment_of_each_change(const Place& p) {
+  ASSERT_EQ(run(with({"set", "h:a", "1", "--comment", "first try"}, p)).exit_code, 0);
+  ASSERT_EQ(run(with({"set", "h:a", "2"}, p)).exit_code, 0);
+  ASSERT_EQ(run(with({"delete", "h:a", "--comment", "not needed"}, p)).exit_code, 0);
+  ASSERT_EQ(run(with({"set", "h:b", "true"}, p)).exit_code, 0);
+  auto store = Store::open(dsn(), test_options(p.table));
+  std::vector<HistoryRecord> recorded = store->history("h:a");
+  ASSERT_EQ(recorded.size(), 3u);
+
+  RunResult r = run(with({"history", "h:a"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  std::vector<std::string> lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r;
+  for (std::size_t i = 0; i < 3; ++i) {  // Newest first, as the library's.
+    EXPECT_EQ(lines[i].rfind(std::to_string(recorded[i].revision) + "  ", 0), 0u) << lines[i];
+    EXPECT_FALSE(recorded[i].actor.empty());
+    EXPECT_TRUE(has(lines[i], "  actor " + json(recorded[i].actor).dump())) << lines[i];
+  }
+  EXPECT_TRUE(has(lines[0], "  delete  \"h:a\"  2 -> (absent)  ")) << lines[0];
+  EXPECT_TRUE(has(lines[0], "  comment \"not needed\"")) << lines[0];
+  EXPECT_TRUE(has(lines[1], "  set  \"h:a\"  1 -> 2  ")) << lines[1];
+  EXPECT_FALSE(has(lines[1], "comment")) << lines[1];
+  EXPECT_TRUE(has(lines[2], "  set  \"h:a\"  (absent) -> 1  ")) << lines[2];
+  EXPECT_TRUE(has(lines[2], "  comment \"first try\"")) << lines[2];
+
+  r = run(with({"history", "h:a", "--limit", "1"}, p));
+  EXPECT_EQ(lines_of(r.out), std::vector<std::string>{lines[0]}) << r;
+  r = run(with({"history", "--prefix", "h:"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  ASSERT_EQ(lines_of(r.out).size(), 4u) << r;
+  EXPECT_TRUE(has(lines_of(r.out)[0], "  set  \"h:b\"  (absent) -> true  ")) << r;
+}
+
+void apply_creates_updates_and_prunes_in_one_transaction(const Place& p) {
+  for (auto [key, value] : {std::pair{"p:a", "1"}, {"p:b", "2"}, {"p:c", "3"}, {"other", "9"}}) {
+    ASSERT_EQ(run(with({"set", key, value}, p)).exit_code, 0);
+  }
+  auto store = Store::open(dsn(), test_options(p.table));
+  const int64_t b_revision = revision_of(*store, "p:b");
+  TempDir dir;
+  const std::string file = dir.write("settings.yaml", "a: 10\nb: 2\nd: x\nq: '10'\n");
+  const std::string diff = "~ p:a 1 -> 10\n- p:c\n+ p:d \"x\"\n+ p:q \"10\"\n";
+
+  RunResult r = run(with({"apply", file, "--prefix", "p:", "--prune", "--dry-run"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, diff);
+  EXPECT_EQ(store->get_entry("p:a")->value, 1) << "--dry-run writes nothing";
+  EXPECT_TRUE(store->get_entry("p:c").has_value());
+  EXPECT_FALSE(store->get_entry("p:d").has_value());
+
+  r = run(with({"apply", file, "--prefix", "p:", "--prune", "--comment", "from git"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  ASSERT_EQ(r.out.rfind(diff + "applied 4 changes at revision ", 0), 0u) << r;
+  const int64_t revision = std::stoll(r.out.substr(r.out.rfind(' ') + 1));
+  EXPECT_EQ(store->get_entry("p:a")->value, 10);
+  EXPECT_EQ(revision_of(*store, "p:b"), b_revision) << "an unchanged key is not written";
+  EXPECT_FALSE(store->get_entry("p:c").has_value());
+  EXPECT_EQ(store->get_entry("p:d")->value, "x");
+  EXPECT_EQ(store->get_entry("p:q")->value, "10") << "a quoted YAML scalar is a string";
+  EXPECT_EQ(store->get_entry("other")->value, 9) << "--prune stays under the prefix";
+  // One transaction: consecutive revisions ending at the one printed, one comment.
+  std::set<int64_t> revisions;
+  for (const char* key : {"p:a", "p:c", "p:d", "p:q"}) {
+    HistoryRecord h = store->history(key).at(0);
+    revisions.insert(h.revision);
+    EXPECT_EQ(h.comment, "from git") << key;
+  }
+  EXPECT_EQ(revisions, (std::set<int64_t>{revision - 3, revision - 2, revision - 1, revision}));
+
+  r = run(with({"apply", file, "--prefix", "p:", "--prune"}, p));
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "no changes\n");
+  // Without --prune, keys the file does not name stay; JSON works as YAML does.
+  const std::string more = dir.write("more.json", R"({"p:e": {"n": [1, 2]}})");
+  r = run(with({"apply", more}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out.rfind("+ p:e {\"n\":[1,2]}\napplied 1 change at revision ", 0), 0u) << r;
+  EXPECT_EQ(store->get_entry("other")->value, 9);
+}
+
+// An apply whose store changes between its diff and its transaction. The diff has 100 lines of
+// 6 KB (under a server's 1 MiB request limit): far more than the pipe to this test holds (64 KiB),
+// so once the test has read its first line, apply has read the store and is still printing (its
+// transaction not sent) until the test reads on.
+void apply_conflicts_with_a_change_after_its_diff(const Place& p) {
+  ASSERT_EQ(run(with({"set", "big:000", "\"old\""}, p)).exit_code, 0);
+  json values = json::object();
+  for (int i = 0; i < 100; ++i) {
+    char key[8];
+    std::snprintf(key, sizeof(key), "%03d", i);
+    values[key] = std::string(6000, 'v');
+  }
+  TempDir dir;
+  const std::string file = dir.write("big.json", values.dump());
+  auto store = Store::open(dsn(), test_options(p.table));
+  {
+    Child apply(with({"apply", file, "--prefix", "big:"}, p));
+    std::optional<std::string> first = apply.read_line(60s);
+    ASSERT_TRUE(first) << apply.err();
+    EXPECT_EQ(first->rfind("~ big:000 \"old\" -> \"vvv", 0), 0u) << first->substr(0, 40);
+    ASSERT_EQ(run(with({"set", "big:000", "\"theirs\""}, p)).exit_code, 0);
+    const int64_t theirs = revision_of(*store, "big:000");
+    apply.read_rest(60s);
+    EXPECT_EQ(apply.wait(60s), std::optional<int>(4)) << apply.err();
+    EXPECT_TRUE(has(apply.err(),
+                    "syncconfig: conflict: key \"big:000\" changed after the diff "
+                    "was read"))
+        << apply.err();
+    EXPECT_TRUE(has(apply.err(), "key \"big:000\" is at revision " + std::to_string(theirs) +
+                                     " with value \"theirs\""))
+        << apply.err();
+    EXPECT_EQ(store->get_entry("big:000")->value, "theirs");
+    EXPECT_FALSE(store->get_entry("big:001").has_value()) << "nothing was written";
+  }
+  {
+    // With --prune, a key created under the prefix meanwhile would escape the pruning.
+    Child apply(with({"apply", file, "--prefix", "big:", "--prune"}, p));
+    ASSERT_TRUE(apply.read_line(60s)) << apply.err();
+    ASSERT_EQ(run(with({"set", "big:new", "1"}, p)).exit_code, 0);
+    apply.read_rest(60s);
+    EXPECT_EQ(apply.wait(60s), std::optional<int>(4)) << apply.err();
+    EXPECT_TRUE(has(apply.err(), "conflict: keys starting with \"big:\" changed after revision"))
+        << apply.err();
+    EXPECT_TRUE(has(apply.err(), "key \"big:new\" is at revision")) << apply.err();
+    EXPECT_FALSE(store->get_entry("big:001").has_value()) << "nothing was written";
+  }
+}
+
+void diff_and_rollback(const Place& p) {
+  auto store = Store::open(dsn(), test_options(p.table));
+  ASSERT_EQ(run(with({"set", "r:a", "1"}, p)).exit_code, 0);
+  const int64_t good = revision_of(*store, "r:a");
+  ASSERT_EQ(run(with({"set", "r:a", "2"}, p)).exit_code, 0);
+  ASSERT_EQ(run(with({"set", "r:b", "5"}, p)).exit_code, 0);
+  const int64_t bad = revision_of(*store, "r:b");
+
+  RunResult r = run(with(
+      {"diff", "--from", std::to_string(good), "--to", std::to_string(bad), "--prefix", "r:"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "~ r:a 1 -> 2\n+ r:b 5\n");
+  r = run(with({"diff", "--from", std::to_string(bad), "--to", std::to_string(bad)}, p));
+  EXPECT_EQ(r.out, "no differences\n") << r;
+
+  r = run(with({"rollback", "r:a", "--to", std::to_string(good), "--comment", "back to 1"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out.rfind("rolled back to revision " + std::to_string(good) + " at revision ", 0), 0u)
+      << r;
+  EXPECT_EQ(store->get_entry("r:a")->value, 1);
+  EXPECT_EQ(store->get_entry("r:b")->value, 5) << "a key's rollback leaves the others";
+  EXPECT_EQ(store->history("r:a").at(0).comment, "back to 1");
+
+  r = run(with({"rollback", "--prefix", "r:", "--to", std::to_string(good)}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_FALSE(store->get_entry("r:b").has_value());
+  EXPECT_EQ(store->get_entry("r:a")->value, 1);
+  r = run(with({"rollback", "--prefix", "r:", "--to", std::to_string(good)}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "no changes: already as at revision " + std::to_string(good) + "\n");
+}
+
+void leases_grant_keepalive_and_revoke(const Place& p) {
+  auto store = Store::open(dsn(), test_options(p.table));
+  RunResult r = run(with({"lease", "grant", "60"}, p));
+  ASSERT_EQ(r.exit_code, 0) << r;
+  const int64_t id = std::stoll(r.out);
+  EXPECT_EQ(r.out, std::to_string(id) + "\n") << "the id alone on its line";
+  const std::string lease = std::to_string(id);
+  ASSERT_EQ(run(with({"set", "l:k", "1", "--lease", lease}, p)).exit_code, 0);
+  EXPECT_EQ(store->get_entry("l:k")->lease, id);
+  r = run(with({"lease", "keepalive", lease}, p));
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out.rfind("lease " + lease + " expires at 20", 0), 0u) << r;
+  r = run(with({"lease", "revoke", lease}, p));
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_FALSE(store->get_entry("l:k").has_value()) << "revoking deletes the lease's keys";
+  EXPECT_EQ(store->history("l:k").at(0).op, "expire");
+  r = run(with({"lease", "revoke", lease}, p));
+  EXPECT_EQ(r.exit_code, 1) << r;
+  EXPECT_TRUE(has(r.err, "lease " + lease + " not found")) << r;
+  EXPECT_EQ(run(with({"lease", "keepalive", lease}, p)).exit_code, 1);
+}
+
+TEST(Cli, set_and_delete_with_if_revision_write_only_at_that_revision_and_exit_4_otherwise) {
+  conditional_set_and_delete(on_database("t_cli_cas"));
+}
+
+TEST(Cli, history_prints_one_line_per_change_with_its_actor_and_comment) {
+  history_shows_the_actor_and_comment_of_each_change(on_database("t_cli_history"));
+}
+
+TEST(Cli, apply_creates_updates_and_prunes_in_one_transaction_and_dry_run_writes_nothing) {
+  apply_creates_updates_and_prunes_in_one_transaction(on_database("t_cli_apply"));
+}
+
+TEST(Cli, an_apply_whose_keys_change_after_its_diff_exits_4_and_writes_nothing) {
+  apply_conflicts_with_a_change_after_its_diff(on_database("t_cli_apply_race"));
+}
+
+TEST(Cli, diff_prints_what_differs_between_revisions_and_rollback_restores_it_as_a_new_change) {
+  diff_and_rollback(on_database("t_cli_rollback"));
+}
+
+TEST(Cli, a_lease_granted_on_the_command_line_deletes_its_keys_when_revoked) {
+  leases_grant_keepalive_and_revoke(on_database("t_cli_lease"));
+}
+
+TEST(Cli, the_safe_changes_commands_over_a_server_behave_as_on_the_database) {
+  const std::string table = unique_name("t_cli_safe_remote");
+  TableServer server(table);
+  ASSERT_GT(server.port(), 0);
+  const Place p{table, {"--server", server.url()}};
+  auto scenarios = {conditional_set_and_delete,
+                    history_shows_the_actor_and_comment_of_each_change,
+                    apply_creates_updates_and_prunes_in_one_transaction,
+                    apply_conflicts_with_a_change_after_its_diff,
+                    diff_and_rollback,
+                    leases_grant_keepalive_and_revoke};
+  int i = 0;
+  for (auto scenario : scenarios) {
+    SCOPED_TRACE("scenario " + std::to_string(i++));
+    scenario(p);
+  }
+  // Over a server, the history records the HTTP client.
+  auto store = Store::open(dsn(), test_options(table));
+  EXPECT_EQ(store->history("h:a").at(0).actor.rfind("http:", 0), 0u);
+  // A revision the server has no state for (410) is a usage error, as on the database.
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"diff", "--from", "1", "--to", "999999999"},
+        std::vector<std::string>{"rollback", "k", "--to", "999999999"}}) {
+    RunResult r = run(with(args, p));
+    EXPECT_EQ(r.exit_code, 2) << r;
+    EXPECT_TRUE(has(r.err, "999999999")) << r;
+  }
+}
+
+TEST(Cli, bad_input_to_the_safe_changes_commands_exits_2_with_a_clear_message) {
+  const Place p = on_database("t_cli_safe_usage");
+  TempDir dir;
+  const std::string bad_yaml = dir.write("bad.yaml", "a: [1, 2\nb: 3\n");
+  const std::string list = dir.write("list.json", "[1, 2]");
+  const std::string infinite = dir.write("inf.yml", "a: .inf\n");
+  const std::string missing = (dir.path() / "missing.yaml").string();
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"set", "k", "1", "--if-revision", "abc"}, "--if-revision"},
+      {{"set", "k", "1", "--if-revision", "-1"}, "--if-revision must be a revision (0 or more)"},
+      {{"delete", "k", "--if-revision", "0"}, "a key cannot be deleted only if it is absent"},
+      {{"set", "k", "1", "--lease", "-5"}, "--lease must be a lease id"},
+      {{"diff", "--from", "x1", "--to", "2"}, "--from"},
+      {{"diff", "--from", "-3", "--to", "2"}, "--from must be a revision (0 or more), not -3"},
+      {{"diff", "--from", "1", "--to", "999999999"}, "beyond the table's newest"},
+      {{"rollback", "k", "--to", "999999999"}, "999999999 is beyond the table's newest"},
+      {{"rollback", "k"}, "--to"},
+      {{"rollback", "--to", "1"}, "rollback: give either KEY or --prefix P"},
+      {{"history"}, "history: give either KEY or --prefix P"},
+      {{"history", "k", "--prefix", "p"}, "history: give either KEY or --prefix P"},
+      {{"history", "k", "--limit", "0"}, "--limit must be 1..10000"},
+      {{"apply", missing}, missing + ": cannot be read: No such file or directory"},
+      {{"apply", bad_yaml}, bad_yaml + ": not valid YAML (line "},
+      {{"apply", list}, list + ": expected an object of keys to values, found array"},
+      {{"apply", infinite}, "is not a value JSON can hold"},
+      {{"lease", "grant", "0"}, "TTL_SECONDS must be 1 or more"},
+      {{"lease", "revoke", "abc"}, "ID"},
+  };
+  for (const Case& c : cases) {
+    RunResult r = run(with(c.args, p));
+    EXPECT_EQ(r.exit_code, 2) << r;
+    EXPECT_TRUE(has(r.err, c.message)) << "expected \"" << c.message << "\" in " << r;
+    EXPECT_EQ(r.out, "") << r;
+  }
+  auto store = Store::open(dsn(), test_options(p.table));
+  EXPECT_EQ(store->size(), 0u) << "bad input writes nothing";
 }
 
 }  // namespace

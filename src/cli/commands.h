@@ -2,11 +2,16 @@
 // structs and dispatches; each run_* returns the process exit code.
 //
 // Exit codes: 0 success, 1 key not found (get, delete), 2 usage or configuration error (bad
-// arguments, bad JSON, invalid key or name, YAML mistakes; over --server: the server refused the
-// request with a 4xx status, 401 included), 3 runtime failure (database or server unreachable or
-// failing, timeout, a 5xx answer, embedded server or HTTP listener that would not start).
+// arguments, bad JSON, invalid key or name, YAML mistakes, a revision older than the history kept
+// or beyond the newest; over --server: the server refused the request with a 4xx status, 401
+// included), 3 runtime failure (database or server unreachable or failing, timeout, a 5xx answer,
+// embedded server or HTTP listener that would not start), 4 conflict (set/delete --if-revision,
+// apply or rollback: the store was not in the state the command expected, a guard or If-Match
+// failed; nothing was written, and stderr says which key and its current revision and value).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -17,6 +22,10 @@
 
 #include "syncconfig/error.h"
 
+namespace syncconfig {
+class Store;
+}
+
 namespace syncconfig::cli {
 
 enum ExitCode : int {
@@ -24,6 +33,7 @@ enum ExitCode : int {
   kExitNotFound = 1,
   kExitUsage = 2,
   kExitFailure = 3,
+  kExitConflict = 4,
 };
 
 // A mistake on the command line found after parsing (conflicting options, bad JSON, ...).
@@ -66,22 +76,59 @@ struct OperatorArgs {
   std::string key;
   std::string value;   // set: JSON text.
   std::string prefix;  // list, watch.
+  // set, delete: recorded in the history; set: the lease to attach the key to (0: none).
+  std::string comment;
+  int64_t lease = 0;
+  // set, delete: write only if the key is at this revision (set: 0 = only if it is absent);
+  // otherwise exit 4.
+  std::optional<int64_t> if_revision;
+};
+
+// The commands of safe changes beyond set/delete (safe_commands.cc), on either path.
+enum class SafeCommand {
+  kApply,
+  kHistory,
+  kDiff,
+  kRollback,
+  kLeaseGrant,
+  kLeaseKeepAlive,
+  kLeaseRevoke
+};
+
+struct SafeArgs {
+  SafeCommand command = SafeCommand::kApply;
+  ConnectionArgs connection;
+  std::string file;           // apply
+  std::string key;            // history, rollback (empty: --prefix)
+  std::string prefix;         // apply, history, diff, rollback
+  bool prefix_given = false;  // --prefix was on the command line (it may be "")
+  bool prune = false;         // apply
+  bool dry_run = false;       // apply
+  std::string comment;        // apply, rollback
+  int64_t limit = 100;        // history
+  int64_t from = 0, to = 0;   // diff --from/--to; rollback --to
+  int64_t ttl = 0;            // lease grant
+  int64_t lease = 0;          // lease keepalive/revoke
 };
 
 int run_serve(const ServeArgs& args);
 int run_operator(const OperatorArgs& args);
 int run_demo();
+int run_safe(const SafeArgs& args);
 
 struct ServerTarget;
 // The operator commands over HTTP (remote_commands.cc, remote_watch.cc).
 int run_remote_operator(const OperatorArgs& args, const ServerTarget& server);
 int watch_server(const OperatorArgs& args, const ServerTarget& server);
 
+// The store of --dsn/--config (operator_commands.cc). Only `watch` asks for notifications.
+std::unique_ptr<Store> open_store(const ConnectionArgs& args, bool notifications);
+
 // ---- shared helpers (common.cc) ----
 
 // Prints "syncconfig: <message>" on stderr.
 void print_error(std::string_view message);
-// The exit code for a library error: 2 for kInvalidArgument, else 3.
+// The exit code for a library error: 2 for kInvalidArgument and kOutOfRange, else 3.
 int exit_code_for(const Error& error);
 // Throws UsageError unless `dsn` parses as a libpq connection string or URI. libpq's own parse
 // errors may quote the whole string, password included, so they are never shown.
@@ -97,6 +144,9 @@ nlohmann::json parse_value(const std::string& text);
 std::string json_text(const nlohmann::json& value, int indent = -1);
 // The same, keeping the object's key order.
 std::string json_text(const nlohmann::ordered_json& value, int indent = -1);
+// Prints the conflict of a write that named a revision (`key` is at `revision` with `value`; 0 and
+// nullopt: absent) and returns 4.
+int conflict(std::string_view key, int64_t revision, const std::optional<nlohmann::json>& value);
 // The exit code after printing a result: a failed write to stdout (e.g. a closed pipe) is an
 // error (printed).
 int printed();

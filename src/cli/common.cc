@@ -31,7 +31,18 @@ void on_stop_signal(int signo) {
 void print_error(std::string_view message) { std::cerr << "syncconfig: " << message << std::endl; }
 
 int exit_code_for(const Error& error) {
-  return error.code() == ErrorCode::kInvalidArgument ? kExitUsage : kExitFailure;
+  return error.code() == ErrorCode::kInvalidArgument || error.code() == ErrorCode::kOutOfRange
+             ? kExitUsage
+             : kExitFailure;
+}
+
+int conflict(std::string_view key, int64_t revision, const std::optional<nlohmann::json>& value) {
+  print_error("conflict: key " + show_key(key) +
+              (revision == 0 ? std::string(" is absent")
+                             : " is at revision " + std::to_string(revision) + " with value " +
+                                   json_text(value.value_or(nlohmann::json(nullptr)))) +
+              "; nothing was written");
+  return kExitConflict;
 }
 
 void check_dsn(const std::string& dsn) {

@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
       "syncconfig: a JSON key/value configuration store kept in sync across instances through "
       "PostgreSQL LISTEN/NOTIFY.\n"
       "Exit codes: 0 success, 1 key not found, 2 usage or configuration error (over a server: "
-      "a 4xx answer, 401 included), 3 database, server or runtime error.",
+      "a 4xx answer, 401 included), 3 database, server or runtime error, 4 conflict (the store "
+      "was not in the state --if-revision, apply or rollback expected; nothing written).",
       "syncconfig"};
   app.require_subcommand(1);
 
@@ -118,6 +119,18 @@ int main(int argc, char** argv) {
       cmd->add_option("JSON", op.value,
                       "The value as JSON text: '\"text\"', 42, -5, true, '{\"a\":1}'")
           ->required();
+      cmd->add_option("--lease", op.lease,
+                      "Attach the key to this lease ('syncconfig lease grant'): it is deleted "
+                      "when the lease expires or is revoked");
+    }
+    if (c.operation == Operation::kSet || c.operation == Operation::kDelete) {
+      cmd->add_option("--comment", op.comment, "Recorded with the change in the key's history");
+      cmd->add_option("--if-revision", op.if_revision,
+                      c.operation == Operation::kSet
+                          ? "Write only if the key is at this revision (0: only if it is absent); "
+                            "otherwise exit 4 and print its current revision and value"
+                          : "Delete only if the key is at this revision; otherwise exit 4 and "
+                            "print its current revision and value");
     }
     if (c.operation == Operation::kList || c.operation == Operation::kWatch) {
       cmd->add_option("--prefix", op.prefix, "Only keys starting with this");
@@ -125,6 +138,65 @@ int main(int argc, char** argv) {
     add_connection(cmd, op.connection);
     add_log_level(cmd, log_level, "warn");
   }
+  SafeArgs safe;
+  std::map<CLI::App*, SafeCommand> safe_commands;
+  auto add_safe = [&](CLI::App* parent, const char* name, const char* help, SafeCommand command) {
+    CLI::App* cmd = parent->add_subcommand(name, help);
+    safe_commands[cmd] = command;
+    add_connection(cmd, safe.connection);
+    add_log_level(cmd, log_level, "warn");
+    return cmd;
+  };
+  CLI::App* apply_cmd =
+      add_safe(&app, "apply",
+               "Make the store match a JSON or YAML file of keys and values, as one transaction "
+               "(prints the diff; exit 4 if the store changed meanwhile)",
+               SafeCommand::kApply);
+  apply_cmd
+      ->add_option("FILE", safe.file, "A .json, .yaml or .yml file: an object of keys to values")
+      ->required();
+  apply_cmd->add_option("--prefix", safe.prefix, "Put the file's keys under this prefix");
+  apply_cmd->add_flag("--prune", safe.prune,
+                      "Also delete the keys under --prefix (all keys without it) that the file "
+                      "does not have");
+  apply_cmd->add_flag("--dry-run", safe.dry_run, "Only print the diff");
+  apply_cmd->add_option("--comment", safe.comment, "Recorded with every change in the history");
+  CLI::App* history_cmd =
+      add_safe(&app, "history", "Print a key's changes (or those under --prefix), newest first",
+               SafeCommand::kHistory);
+  history_cmd->add_option("KEY", safe.key, "The key");
+  history_cmd->add_option("--prefix", safe.prefix, "Every key starting with this instead of KEY");
+  history_cmd->add_option("--limit", safe.limit, "At most this many changes (1..10000)")
+      ->capture_default_str();
+  CLI::App* diff_cmd = add_safe(
+      &app, "diff", "Print the keys whose values differ between two revisions", SafeCommand::kDiff);
+  diff_cmd->add_option("--from", safe.from, "The older revision")->required();
+  diff_cmd->add_option("--to", safe.to, "The newer revision")->required();
+  diff_cmd->add_option("--prefix", safe.prefix, "Only keys starting with this");
+  CLI::App* rollback_cmd =
+      add_safe(&app, "rollback",
+               "Restore a key (or the keys under --prefix) to its state at a revision, as a new "
+               "change",
+               SafeCommand::kRollback);
+  rollback_cmd->add_option("KEY", safe.key, "The key");
+  rollback_cmd->add_option("--prefix", safe.prefix, "Every key starting with this instead of KEY");
+  rollback_cmd->add_option("--to", safe.to, "The revision whose state to restore")->required();
+  rollback_cmd->add_option("--comment", safe.comment, "Recorded with the changes in the history");
+  CLI::App* lease_cmd = app.add_subcommand(
+      "lease", "Leases: keys attached to one are deleted when it is not kept alive");
+  lease_cmd->require_subcommand(1);
+  add_safe(lease_cmd, "grant", "Grant a lease; prints its id", SafeCommand::kLeaseGrant)
+      ->add_option("TTL_SECONDS", safe.ttl, "Its time to live (1 s .. 1 year)")
+      ->required();
+  add_safe(lease_cmd, "keepalive", "Renew a lease for another TTL (exit 1 if expired or unknown)",
+           SafeCommand::kLeaseKeepAlive)
+      ->add_option("ID", safe.lease, "The lease id")
+      ->required();
+  add_safe(lease_cmd, "revoke", "Revoke a lease and delete its keys (exit 1 if unknown)",
+           SafeCommand::kLeaseRevoke)
+      ->add_option("ID", safe.lease, "The lease id")
+      ->required();
+
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Show three instances syncing on an embedded PostgreSQL (about 5 seconds)");
   add_log_level(demo_cmd, log_level, "warn");
@@ -138,7 +210,8 @@ int main(int argc, char** argv) {
         app.get_subcommands([&](const CLI::App* c) { return c->get_name() == first; });
     if (!first.empty() && first[0] != '-' && subcommands.empty()) {
       print_error("unknown command '" + first +
-                  "' (commands: serve, get, set, delete, list, watch, crc, demo)");
+                  "' (commands: serve, get, set, delete, list, watch, crc, apply, history, diff, "
+                  "rollback, lease, demo)");
     } else {
       print_error(e.what());
     }
@@ -147,6 +220,7 @@ int main(int argc, char** argv) {
   }
 
   CLI::App* chosen = app.get_subcommands().front();
+  if (chosen == lease_cmd) chosen = lease_cmd->get_subcommands().front();
   // Logs go to stderr: stdout carries the commands' JSON output.
   auto logger = spdlog::stderr_color_mt("syncconfig");
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
@@ -157,7 +231,20 @@ int main(int argc, char** argv) {
   try {
     if (chosen == serve_cmd) return run_serve(serve);
     if (chosen == demo_cmd) return run_demo();
+    if (auto it = safe_commands.find(chosen); it != safe_commands.end()) {
+      safe.command = it->second;
+      const CLI::Option* prefix = chosen->get_option_no_throw("--prefix");
+      safe.prefix_given = prefix != nullptr && prefix->count() > 0;
+      return run_safe(safe);
+    }
     op.operation = operations.at(chosen);
+    if (op.if_revision && *op.if_revision < 0) {
+      throw UsageError("--if-revision must be a revision (0 or more)");
+    }
+    if (op.if_revision == 0 && op.operation == Operation::kDelete) {
+      throw UsageError("--if-revision 0 on delete: a key cannot be deleted only if it is absent");
+    }
+    if (op.lease < 0) throw UsageError("--lease must be a lease id (1 or more)");
     return run_operator(op);
   } catch (const UsageError& e) {
     print_error(e.what());

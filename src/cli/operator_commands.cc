@@ -13,7 +13,6 @@
 #include "util/validation.h"
 
 namespace syncconfig::cli {
-namespace {
 
 // Opens the store named by --config/--store, or by --dsn (SYNCCONFIG_DSN) with --table and
 // --channel. Only `watch` keeps a LISTEN connection.
@@ -59,6 +58,8 @@ std::unique_ptr<Store> open_store(const ConnectionArgs& a, bool notifications) {
   options.pool_size = 1;
   return Store::open(dsn, options);
 }
+
+namespace {
 
 // Prints one JSON line per change until SIGINT/SIGTERM, or until stdout fails.
 int watch(const OperatorArgs& args) {
@@ -120,14 +121,24 @@ int run_operator(const OperatorArgs& args) {
     case Operation::kSet: {
       internal::validate_key(args.key);
       nlohmann::json value = parse_value(args.value);
+      WriteOptions options{args.comment, "", args.lease};
       auto store = open_store(args.connection, false);
-      store->set(args.key, value);
+      if (args.if_revision) {
+        CasResult r = store->set_if(args.key, value, *args.if_revision, options);
+        return r ? kExitOk : conflict(args.key, r.revision, r.value);
+      }
+      store->put(args.key, value, options);
       return kExitOk;
     }
     case Operation::kDelete: {
       internal::validate_key(args.key);
+      WriteOptions options{args.comment, "", 0};
       auto store = open_store(args.connection, false);
-      if (!store->remove(args.key)) {
+      if (args.if_revision) {
+        CasResult r = store->remove_if(args.key, *args.if_revision, options);
+        return r ? kExitOk : conflict(args.key, r.revision, r.value);
+      }
+      if (!store->remove(args.key, options)) {
         print_error("key " + show_key(args.key) + " not found");
         return kExitNotFound;
       }

@@ -12,15 +12,20 @@ namespace {
 
 using nlohmann::json;
 
-// The JSON body of a successful answer; throws Error(kUnavailable) when it is not JSON.
-json body_of(const RemoteSession& session, const http::Response& r) {
-  json body = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) {
-    throw Error(ErrorCode::kUnavailable, "the answer from " + session.url() + " (HTTP " +
-                                             std::to_string(r.status) +
-                                             ") is not JSON: is it a syncconfig server?");
+json body_of(const RemoteSession& session, const http::Response& r) { return session.body_of(r); }
+
+// The headers of a write: its comment (percent-encoded UTF-8) and the revision it expects.
+http::Headers write_headers(const OperatorArgs& args) {
+  http::Headers headers;
+  if (!args.comment.empty()) {
+    headers.emplace_back("X-Syncconfig-Comment", http::percent_encode(args.comment));
   }
-  return body;
+  if (args.if_revision == 0) {
+    headers.emplace_back("If-None-Match", "*");
+  } else if (args.if_revision) {
+    headers.emplace_back("If-Match", "\"" + std::to_string(*args.if_revision) + "\"");
+  }
+  return headers;
 }
 
 std::string key_target(const RemoteSession& session, const std::string& key) {
@@ -45,17 +50,23 @@ int get(RemoteSession& session, const std::string& key) {
   return printed();
 }
 
-int set(RemoteSession& session, const std::string& key, const std::string& value_text) {
+int set(RemoteSession& session, const OperatorArgs& args) {
+  const std::string& key = args.key;
   // The server checks the key (400 names the problem); an empty one has no route to go to.
   if (key.empty()) internal::validate_key(key);
-  const json value = parse_value(value_text);
-  http::Response r = session.request("PUT", key_target(session, key), json_text(value));
+  const json value = parse_value(args.value);
+  std::string target = key_target(session, key);
+  if (args.lease != 0) target += "?lease=" + std::to_string(args.lease);
+  http::Response r = session.request("PUT", target, json_text(value), write_headers(args));
+  if (r.status == 412) return session.precondition_failed(r, key);
   return r.status == 200 ? kExitOk : session.refused(r);
 }
 
-int remove(RemoteSession& session, const std::string& key) {
+int remove(RemoteSession& session, const OperatorArgs& args) {
+  const std::string& key = args.key;
   if (key.empty()) internal::validate_key(key);
-  http::Response r = session.request("DELETE", key_target(session, key));
+  http::Response r = session.request("DELETE", key_target(session, key), {}, write_headers(args));
+  if (r.status == 412) return session.precondition_failed(r, key);
   return r.status == 200 ? kExitOk : not_found(session, r, key);
 }
 
@@ -108,9 +119,9 @@ int run_remote_operator(const OperatorArgs& args, const ServerTarget& server) {
     case Operation::kGet:
       return get(session, args.key);
     case Operation::kSet:
-      return set(session, args.key, args.value);
+      return set(session, args);
     case Operation::kDelete:
-      return remove(session, args.key);
+      return remove(session, args);
     case Operation::kList:
       return list(session, args.prefix);
     case Operation::kCrc:

@@ -26,9 +26,9 @@ std::string RemoteSession::scope() const {
 }
 
 http::Response RemoteSession::request(std::string_view method, const std::string& target,
-                                      std::string_view body) {
+                                      std::string_view body, const http::Headers& headers) {
   try {
-    return client_.request(method, target, body);
+    return client_.request(method, target, body, headers);
   } catch (const Error& e) {
     if (e.code() == ErrorCode::kUnavailable || e.code() == ErrorCode::kTimeout) {
       throw unreachable(e);
@@ -55,6 +55,26 @@ std::optional<std::string> RemoteSession::error_message(const http::Response& r)
   return body["error"].get<std::string>();
 }
 
+nlohmann::json RemoteSession::body_of(const http::Response& r) const {
+  nlohmann::json body = nlohmann::json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    throw Error(ErrorCode::kUnavailable, "the answer from " + url() + " (HTTP " +
+                                             std::to_string(r.status) +
+                                             ") is not JSON: is it a syncconfig server?");
+  }
+  return body;
+}
+
+int RemoteSession::precondition_failed(const http::Response& r, const std::string& key) const {
+  nlohmann::json body = body_of(r);
+  if (!body.is_object() || !body.contains("revision") || !body["revision"].is_number_integer()) {
+    return refused(r);
+  }
+  std::optional<nlohmann::json> value;
+  if (body.contains("value") && !body["value"].is_null()) value = body["value"];
+  return conflict(key, body["revision"].get<int64_t>(), value);
+}
+
 int RemoteSession::refused(const http::Response& r) const {
   const std::string status = "HTTP " + std::to_string(r.status) + " from " + url();
   if (r.status == 401) {
@@ -70,6 +90,10 @@ int RemoteSession::refused(const http::Response& r) const {
     print_error("unexpected answer (" + status +
                 ", without a JSON error): is it a syncconfig server?");
     return kExitFailure;
+  }
+  if (r.status == 409 || r.status == 412) {
+    print_error("conflict: " + *message + "; nothing was written");
+    return kExitConflict;
   }
   if (r.status >= 400 && r.status < 500) {
     print_error(*message);
