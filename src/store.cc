@@ -428,7 +428,8 @@ class Store::Impl {
     internal::TableChanges read;
     try {
       read = with_connection(deadline, [&](internal::Connection& conn) {
-        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false, deadline);
+        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false, deadline,
+                                            /*with_txids=*/true);
       });
     } catch (const Error& e) {
       throw with_context(e, fmt::format("changes_since({}) failed", revision));
@@ -468,8 +469,17 @@ class Store::Impl {
         out.changes.push_back(std::move(gone));
       }
     }
-    // One snapshot of the table: its changes form one unit (Change::unit_end on the last).
-    for (std::size_t i = 0; i + 1 < out.changes.size(); ++i) out.changes[i].unit_end = false;
+    // A transaction's changes are consecutive here too: each but its last (by the change log's
+    // transaction ids) says more follows, as a notification-fed stream does. Unlogged changes
+    // (replica-mode writes) stand alone.
+    auto txid_of = [&](int64_t r) {
+      auto it = read.txids.find(r);
+      return it == read.txids.end() ? int64_t{0} : it->second;
+    };
+    for (std::size_t i = 0; i + 1 < out.changes.size(); ++i) {
+      const int64_t t = txid_of(out.changes[i].revision);
+      out.changes[i].unit_end = t == 0 || t != txid_of(out.changes[i + 1].revision);
+    }
     out.complete = true;
     return out;
   }

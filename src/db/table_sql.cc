@@ -436,6 +436,8 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       log);
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
   newest_logged = fmt::format("SELECT coalesce(max(revision), 0) FROM {}", log);
+  txids_since = fmt::format(
+      "SELECT revision, coalesce(txid, 0) FROM {} WHERE revision > $1 AND op <> 'compact'", log);
   history = fmt::format(
       "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
       "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "

@@ -33,12 +33,6 @@ std::string string_field(const json& j, const char* name, const std::string& whe
 
 json optional_value(const std::optional<json>& v) { return v.value_or(json(nullptr)); }
 
-std::optional<json> value_or_absent(const json& j, const char* name) {
-  auto it = j.find(name);
-  if (it == j.end() || it->is_null()) return std::nullopt;
-  return *it;
-}
-
 }  // namespace
 
 std::string format_time(std::chrono::system_clock::time_point t) {
@@ -165,8 +159,10 @@ TxnResult txn_result_from_json(const json& body) {
       r.failed_guard = f->get<std::size_t>();
     }
     for (const json& k : body.value("current", json::array())) {
-      r.current.push_back(KeyState{k.value("key", std::string()), k.value("revision", int64_t{0}),
-                                   value_or_absent(k, "value")});
+      // A key set to JSON null is present: absence is revision 0.
+      KeyState st{k.value("key", std::string()), k.value("revision", int64_t{0}), std::nullopt};
+      if (st.revision != 0) st.value = k.value("value", json(nullptr));
+      r.current.push_back(std::move(st));
     }
   }
   return r;
@@ -189,9 +185,13 @@ HistoryRecord history_record_from_json(const json& j) {
   h.revision = j.value("revision", int64_t{0});
   h.key = j.value("key", std::string());
   h.op = j.value("op", std::string());
-  h.value = value_or_absent(j, "value");
-  h.previous_value = value_or_absent(j, "previous_value");
+  // A value of JSON null is a value: present after a set, and before a change that had a
+  // previous revision.
+  if (h.op == "set") h.value = j.value("value", json(nullptr));
   h.previous_revision = j.value("previous_revision", int64_t{0});
+  if (h.previous_revision != 0 || !j.value("previous_value", json(nullptr)).is_null()) {
+    h.previous_value = j.value("previous_value", json(nullptr));
+  }
   h.changed_at = parse_time(j.value("changed_at", std::string()))
                      .value_or(std::chrono::system_clock::time_point());
   h.actor = j.value("actor", std::string());

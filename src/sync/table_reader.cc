@@ -213,7 +213,7 @@ ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool in
 }
 
 TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
-                                bool with_digest, Deadline deadline) {
+                                bool with_digest, Deadline deadline, bool with_txids) {
   TableChanges out;
   Snapshot tx(conn, sql, deadline);
   out.snapshot_revision = tx.revision();
@@ -225,6 +225,10 @@ TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t s
   Result t = conn.exec(sql.tombstones_since, {after}, deadline);
   for (int i = 0; i < t.rows(); ++i) {
     out.tombstones.push_back({t.int64(i, 0), std::string(t.text(i, 1)), t.text(i, 2)[0]});
+  }
+  if (with_txids) {
+    Result x = conn.exec(sql.txids_since, {after}, deadline);
+    for (int i = 0; i < x.rows(); ++i) out.txids.emplace(x.int64(i, 0), x.int64(i, 1));
   }
   if (with_digest) {
     Result d = conn.exec(sql.table_digest, {}, deadline);

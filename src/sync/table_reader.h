@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -39,11 +40,15 @@ struct TableChanges {
   std::vector<Row> rows;              // Rows with revision > since, in revision order.
   std::vector<Tombstone> tombstones;  // Deletions and truncations after since, in order.
   std::optional<TableDigest> digest;  // When requested.
+  // When requested: the transaction of every logged change after `since` (revision -> txid),
+  // so that a reader can tell where each transaction ends.
+  std::unordered_map<int64_t, int64_t> txids;
 };
 
 // Reads the rows and tombstones after `since` in one snapshot complete to its revision.
 TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
-                                bool with_digest, Deadline deadline);
+                                bool with_digest, Deadline deadline,
+                                bool with_txids = false);
 
 struct ReadResult {
   int64_t snapshot_revision = 0;
