@@ -430,7 +430,7 @@ TEST(SafeChanges, after_an_outage_leases_get_a_grace_period_instead_of_expiring_
     return sql.scalar("SELECT (swept_at > now() - interval '1 second')::text FROM " + table +
                       "_lease_sweeps") == "true";
   }));
-  EXPECT_EQ(after->get("svc"), 1);  // Not expired at once...
+  EXPECT_EQ(after->get("svc"), 1);           // Not expired at once...
   EXPECT_TRUE(after->keep_alive(lease_id));  // ...so its owner can keep it alive.
   EXPECT_EQ(after->get("svc"), 1);
 }

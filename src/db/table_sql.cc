@@ -435,7 +435,6 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       "WHERE revision > $1 AND op IN ('delete', 'expire', 'truncate')) d ORDER BY r, revision",
       log);
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
-  newest_logged = fmt::format("SELECT coalesce(max(revision), 0) FROM {}", log);
   txids_since = fmt::format(
       "SELECT revision, coalesce(txid, 0) FROM {} WHERE revision > $1 AND op <> 'compact'", log);
   history = fmt::format(

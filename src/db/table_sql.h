@@ -40,8 +40,7 @@ struct TableSql {
   std::string select_entry;         // $1 key -> value::text, revision, updated_at µs, lease
   std::string tombstones_since;     // $1 revision -> revision, key, kind ('d', 'x' or 't')
   std::string compacted;            // -> revision through which the log was pruned (0 if none)
-  std::string newest_logged;        // -> the log's highest revision
-  std::string txids_since;  // $1 revision -> revision, txid of the log's records after it
+  std::string txids_since;          // $1 revision -> revision, txid of the log's records after it
   std::string history;              // $1 key, $2 before (0: none), $3 limit -> a HistoryRecord
   std::string history_prefix;       // $1 prefix, $2 before, $3 limit
   std::string state_at;             // $1 revision, $2 prefix -> key, value::text, revision

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cache/cache.h"
@@ -47,8 +47,7 @@ struct TableChanges {
 
 // Reads the rows and tombstones after `since` in one snapshot complete to its revision.
 TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
-                                bool with_digest, Deadline deadline,
-                                bool with_txids = false);
+                                bool with_digest, Deadline deadline, bool with_txids = false);
 
 struct ReadResult {
   int64_t snapshot_revision = 0;

@@ -837,8 +837,8 @@ class Run {
       avoid_keys_ = deleted_keys_;
       // The change log records a TRUNCATE's keys one by one before its mark; instances apply
       // it (and report its deletions) at the mark's revision.
-      auto first = sql_->query("SELECT revision, op FROM " + table_ +
-                               "_changes WHERE revision > " + std::to_string(w) +
+      auto first = sql_->query("SELECT revision, op FROM " + table_ + "_changes WHERE revision > " +
+                               std::to_string(w) +
                                " AND NOT (op = 'truncate' AND key IS NOT NULL) ORDER BY revision "
                                "LIMIT 1");
       if (!first.empty() && first[0][0] && first[0][1] && *first[0][1] != "set") {
