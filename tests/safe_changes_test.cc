@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <thread>
 #include <vector>
@@ -226,6 +227,30 @@ TEST(SafeChanges, bad_transactions_are_refused_and_write_nothing) {
   refused(Transaction{}.require("a", -1).set("a", 2), "guard 0");
   EXPECT_EQ(store->get("a"), 1);
   EXPECT_EQ(store->history("a").size(), 1u);
+}
+
+TEST(SafeChanges, bad_safe_change_arguments_are_refused_and_write_nothing) {
+  auto store = Store::open(dsn(), test_options(unique_name("t_safe_bad")));
+  const int64_t r = store->set("k", 1);
+  auto refused = [&](const std::function<void()>& call, const std::string& needle) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted; expected an error with " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+      EXPECT_NE(e.message().find(needle), std::string::npos) << e.message();
+    }
+  };
+  refused([&] { store->set_if("k", 2, -1); }, "invalid expected revision -1");
+  refused([&] { store->remove_if("k", 0); }, "invalid expected revision 0");
+  refused([&] { store->set("k", 2, WriteOptions{std::string(1001, 'c'), "", 0}); },
+          "invalid comment: 1001 bytes");
+  refused([&] { store->set("k", 2, WriteOptions{"bad\xff", "", 0}); }, "invalid comment");
+  refused([&] { store->set("k", 2, WriteOptions{"", "", 424242}); }, "lease 424242 does not exist");
+  refused([&] { store->grant_lease(std::chrono::seconds(0)); }, "invalid ttl 0 s");
+  refused([&] { store->history(Config::HistoryQuery{"k", false, 0, 0}); }, "invalid limit 0");
+  EXPECT_EQ(store->get_entry("k")->revision, r);  // Nothing written.
+  EXPECT_EQ(store->history("k").size(), 1u);
 }
 
 // --- history, state at a revision, rollback ---
