@@ -535,6 +535,11 @@ std::chrono::system_clock::time_point from_us(int64_t us) {
   return std::chrono::system_clock::time_point(std::chrono::microseconds(us));
 }
 
+// A lease from a row (id, ttl seconds, expiry in microseconds).
+Lease lease_of(const internal::Result& r) {
+  return Lease{r.int64(0, 0), std::chrono::seconds(r.int64(0, 1)), from_us(r.int64(0, 2))};
+}
+
 }  // namespace
 
 TxnResult Store::Impl::commit(const Transaction& txn) {
@@ -817,7 +822,7 @@ Lease Store::Impl::grant_lease(std::chrono::seconds ttl) {
     internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
       return conn.exec(sql_.leases_grant, {t}, deadline);
     });
-    return Lease{r.int64(0, 0), std::chrono::seconds(r.int64(0, 1)), from_us(r.int64(0, 2))};
+    return lease_of(r);
   } catch (const Error& e) {
     throw with_context(e, "grant_lease failed");
   }
@@ -832,7 +837,7 @@ std::optional<Lease> Store::Impl::keep_alive(int64_t lease) {
       return conn.exec(sql_.leases_keep_alive, {id}, deadline);
     });
     if (r.rows() == 0) return std::nullopt;
-    return Lease{r.int64(0, 0), std::chrono::seconds(r.int64(0, 1)), from_us(r.int64(0, 2))};
+    return lease_of(r);
   } catch (const Error& e) {
     throw with_context(e, fmt::format("keep_alive({}) failed", lease));
   }

@@ -243,8 +243,11 @@ TEST(SafeChanges, bad_safe_change_arguments_are_refused_and_write_nothing) {
   };
   refused([&] { store->set_if("k", 2, -1); }, "invalid expected revision -1");
   refused([&] { store->remove_if("k", 0); }, "invalid expected revision 0");
-  refused([&] { store->set("k", 2, WriteOptions{std::string(1001, 'c'), "", 0}); },
-          "invalid comment: 1001 bytes");
+  refused(
+      [&] {
+        store->set("k", 2, WriteOptions{std::string(1001, 'c'), "", 0});
+      },
+      "invalid comment: 1001 bytes");
   refused([&] { store->set("k", 2, WriteOptions{"bad\xff", "", 0}); }, "invalid comment");
   refused([&] { store->set("k", 2, WriteOptions{"", "", 424242}); }, "lease 424242 does not exist");
   refused([&] { store->grant_lease(std::chrono::seconds(0)); }, "invalid ttl 0 s");

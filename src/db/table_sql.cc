@@ -437,19 +437,17 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
   txids_since = fmt::format(
       "SELECT revision, coalesce(txid, 0) FROM {} WHERE revision > $1 AND op <> 'compact'", log);
-  history = fmt::format(
-      "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
-      "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
-      "WHERE key = $1 AND ($2::bigint = 0 OR revision < $2::bigint) ORDER BY revision DESC "
-      "LIMIT $3::bigint",
-      log);
-  history_prefix = fmt::format(
-      "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
-      "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
-      "WHERE key IS NOT NULL AND starts_with(key, $1) AND ($2::bigint = 0 OR revision < "
-      "$2::bigint) "
-      "ORDER BY revision DESC LIMIT $3::bigint",
-      log);
+  // One key's records, or those of every key under a prefix; newest first, below $2 unless 0.
+  const auto history_where = [&](const char* which) {
+    return fmt::format(
+        "SELECT revision, key, op, value::text, prev_value::text, coalesce(prev_revision, 0), "
+        "floor(extract(epoch FROM changed_at) * 1000000)::bigint, actor, comment FROM {} "
+        "WHERE {} AND ($2::bigint = 0 OR revision < $2::bigint) ORDER BY revision DESC "
+        "LIMIT $3::bigint",
+        log, which);
+  };
+  history = history_where("key = $1");
+  history_prefix = history_where("key IS NOT NULL AND starts_with(key, $1)");
   // The state right after revision $1: today's rows, with every key changed after $1 taken back
   // to the value its first later change replaced (absent if it had none). Needs the log to be
   // complete above $1 (the caller checks the compaction mark).
