@@ -519,9 +519,6 @@ std::string json_string(std::string_view s) {
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::strict);
 }
 
-constexpr std::size_t kMaxTxnOperations = kMaxTransactionOperations;
-constexpr std::size_t kMaxTxnBytes = kMaxTransactionBytes;
-
 void validate_prefix(std::string_view prefix, std::size_t index) {
   if (prefix.size() > internal::kMaxKeyBytes || !internal::is_valid_utf8(prefix) ||
       prefix.find('\0') != std::string_view::npos) {
@@ -547,9 +544,10 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
   if (txn.operations.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "commit: a transaction needs at least one operation");
   }
-  if (txn.operations.size() > kMaxTxnOperations) {
-    throw Error(ErrorCode::kInvalidArgument, fmt::format("commit: {} operations, at most {}",
-                                                         txn.operations.size(), kMaxTxnOperations));
+  if (txn.operations.size() > kMaxTransactionOperations) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("commit: {} operations, at most {}", txn.operations.size(),
+                            kMaxTransactionOperations));
   }
   validate_write_options(WriteOptions{txn.comment, txn.actor, 0});
   // The document the transaction function reads. Values go in as their validated JSON text.
@@ -594,9 +592,10 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
       doc += internal::serialize_value(op.key, *op.value, options_.max_value_bytes);
     }
     doc += '}';
-    if (doc.size() > kMaxTxnBytes) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("commit: the transaction is larger than {} MiB", kMaxTxnBytes >> 20));
+    if (doc.size() > kMaxTransactionBytes) {
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          fmt::format("commit: the transaction is larger than {} MiB", kMaxTransactionBytes >> 20));
     }
   }
   doc += "]}";

@@ -290,9 +290,9 @@ void SyncWorker::prune_history() {
   // Records older than the retention are not needed by any instance that is less far behind; one
   // further behind does a full reload instead (it sees the compaction mark). Batches of 1,000 in
   // their own short transactions (no writer lock), at most 20 per heartbeat.
-  Deadline deadline = deadline_after(ctx_.options.db_timeout);
   const double seconds = std::chrono::duration<double>(ctx_.options.history_retention).count();
   for (int batch = 0; batch < 20; ++batch) {
+    const Deadline deadline = deadline_after(ctx_.options.db_timeout);  // Each batch its own.
     conn_->exec_script("BEGIN", deadline);
     try {
       Result r = conn_->exec(
