@@ -94,6 +94,8 @@ class RemoteStore final : public Config {
                    const WriteOptions& options = {}) override;
   CasResult remove_if(std::string_view key, int64_t expected_revision,
                       const WriteOptions& options = {}) override;
+  // A committed transaction (or rollback) returns once this store's stream has applied it (at
+  // most request_timeout later): the answer carries only its revision.
   TxnResult commit(const Transaction& txn) override;
   using Config::history;
   std::vector<HistoryRecord> history(const HistoryQuery& query) const override;

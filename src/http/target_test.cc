@@ -367,5 +367,37 @@ TEST(PercentDecode, an_invalid_escape_is_kept_as_it_is_even_at_the_end) {
   EXPECT_EQ(percent_decode("ab%41", false), "abA");  // A valid escape at the very end.
 }
 
+TEST(ParseTarget, the_safe_change_routes_take_their_methods_and_queries) {
+  EXPECT_EQ(route_of("/txn", "POST").kind, Kind::kTxn);
+  EXPECT_EQ(refusal_of("/txn").status, 405);
+  EXPECT_EQ(route_of("/rollback", "POST").kind, Kind::kRollback);
+  EXPECT_EQ(route_of("/stores/tenant-a/leases", "POST").store_index, 1u);
+  Route keep = route_of("/leases/12/keepalive", "POST");
+  EXPECT_EQ(keep.kind, Kind::kLease);
+  EXPECT_EQ(keep.lease, 12);
+  EXPECT_EQ(keep.key, "keepalive");
+  EXPECT_EQ(route_of("/leases/12", "DELETE").key, "revoke");
+  EXPECT_EQ(refusal_of("/leases/abc", "DELETE").status, 404);
+  EXPECT_EQ(refusal_of("/leases/0", "DELETE").status, 404);
+  EXPECT_EQ(refusal_of("/leases/12", "POST").status, 405);
+  Route entry = route_of("/entries/a%3Ab");
+  EXPECT_EQ(entry.kind, Kind::kEntry);
+  EXPECT_EQ(entry.key, "a:b");
+  Route history = route_of("/history/k?limit=5&before=40");
+  EXPECT_EQ(history.kind, Kind::kHistory);
+  EXPECT_EQ(history.key, "k");
+  EXPECT_EQ(history.limit, 5u);
+  EXPECT_EQ(history.before, 40);
+  Route by_prefix = route_of("/history?prefix=app%3A");
+  EXPECT_TRUE(by_prefix.key.empty());
+  ASSERT_EQ(by_prefix.prefixes.size(), 1u);
+  EXPECT_EQ(by_prefix.prefixes[0], "app:");
+  EXPECT_EQ(refusal_of("/history/k?limit=0").status, 400);
+  EXPECT_EQ(*route_of("/settings?at=7").at, 7);
+  EXPECT_TRUE(mentions(refusal_of("/settings?at=x"), "at must be"));
+  EXPECT_EQ(route_of("/settings/k?lease=9", "PUT").lease, 9);
+  EXPECT_EQ(refusal_of("/settings/k?lease=-1", "PUT").status, 400);
+}
+
 }  // namespace
 }  // namespace syncconfig::service::detail

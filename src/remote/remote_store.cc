@@ -251,7 +251,22 @@ class RemoteStore::Impl {
     if (r.status != 200 && r.status != 409) {
       throw Error(code_for_status(r.status), what + ": " + server_error(r));
     }
-    return http_json::txn_result_from_json(parse_json(r.body, what));
+    TxnResult result = http_json::txn_result_from_json(parse_json(r.body, what));
+    if (result.committed && result.revision > 0) await_revision(result.revision);
+    return result;
+  }
+
+  // Read-your-writes for a transaction: its answer carries only its revision, so wait (at most
+  // request_timeout) until the stream has brought this store to it; the transaction's events
+  // are then applied here, as one unit. Returns early if the store is shut down.
+  void await_revision(int64_t revision) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+    auto pause = std::chrono::microseconds(200);
+    while (cache_.watermark() < revision && !closed_.load() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::microseconds(5000));
+    }
   }
 
   TxnResult commit(const Transaction& txn) {
