@@ -1093,8 +1093,8 @@ TEST(
   auto b = std::make_unique<TableServer>(table);
   ASSERT_GT(a.port(), 0);
   ASSERT_GT(b->port(), 0);
+  Recorder truth;  // Before the store: its callbacks may run until the store is destroyed.
   auto truth_store = Store::open(dsn(), test_options(table));
-  Recorder truth;
   truth_store->subscribe(truth.callback());
   EventStream witness(a.port(), "/watch");
   ASSERT_TRUE(wait_until([&] { return !events_of(witness.text()).empty(); }, 20s))
@@ -1188,7 +1188,10 @@ TEST(
   }
   ASSERT_TRUE(wait_until(
       [&] { return witness.text().find(R"("key":"marker")") != std::string::npos; }, 30s));
+  // The marker is the truth store's own write, applied at once: the writers' last commits may
+  // still be on their way to its listener. Wait for all of them (or the deadline).
   ASSERT_TRUE(wait_until([&] { return truth.has("marker", json(true)); }, 30s));
+  wait_until([&] { return static_cast<int>(truth.size()) >= written + 1; }, 30s);
   std::vector<SseEvent> happened;
   for (const Change& c : truth.changes()) happened.push_back(event_of(c));
   // A Store's callbacks keep commit order per key, not across keys: its own write ("marker") is
