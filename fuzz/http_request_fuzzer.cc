@@ -96,7 +96,8 @@ void check_refusal(const detail::Refusal& r) {
   check(!r.message.empty());
   (void)detail::quoted(r.message);  // Must be printable as JSON.
   if (r.status == 405) {
-    check(r.allow == "GET" || r.allow == "GET, PUT, DELETE");
+    check(r.allow == "GET" || r.allow == "GET, PUT, DELETE" || r.allow == "POST" ||
+          r.allow == "DELETE");
   } else {
     check(r.allow.empty());
   }
@@ -165,13 +166,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
     check_refusal(*refused);
-    if (key_path && known_store && key_method) std::abort();  // A key route refused.
+    // A key route is refused only for a bad ?lease= on a PUT.
+    if (key_path && known_store && key_method) {
+      check(method == "PUT" && refused->status == 400 && refused->message.starts_with("lease"));
+    }
     return 0;
   }
   const detail::Route& route = std::get<detail::Route>(parsed);
   check(route.store_index < kStores.size() && route.feed == nullptr);
-  if (route.kind != Kind::kKey) check(method == "GET" && route.key.empty());
-  if (route.kind != Kind::kWatch) check(!route.since);
+  const bool read_route = route.kind == Kind::kHealth || route.kind == Kind::kMetrics ||
+                          route.kind == Kind::kList || route.kind == Kind::kWatch ||
+                          route.kind == Kind::kChanges;
+  if (read_route) check(method == "GET" && route.key.empty());
+  if (route.kind != Kind::kWatch && route.kind != Kind::kChanges) check(!route.since);
   switch (route.kind) {
     case Kind::kHealth:
     case Kind::kMetrics:
@@ -184,6 +191,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case Kind::kWatch:
       check(!route.since || *route.since >= 0);
       check_prefixes(route);
+      break;
+    case Kind::kChanges:
+      check(route.since && *route.since >= 0 && route.prefixes.size() <= 1);
+      check_prefixes(route);
+      break;
+    case Kind::kEntry:
+      check(method == "GET" && !route.key.empty());
+      break;
+    case Kind::kHistory:
+      check(method == "GET" && route.limit >= 1 && route.limit <= 10000 && route.before >= 0);
+      break;
+    case Kind::kTxn:
+    case Kind::kRollback:
+    case Kind::kLeases:
+      check(method == "POST" && route.key.empty());
+      break;
+    case Kind::kLease:
+      check(route.lease > 0);
+      check(method == "POST" ? route.key == "keepalive"
+                             : method == "DELETE" && route.key == "revoke");
       break;
     case Kind::kKey: {
       check(!route.key.empty() && route.prefixes.empty() && key_method);

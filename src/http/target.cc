@@ -153,7 +153,7 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     std::string value =
         eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
     // A key route takes only ?lease= (on PUT); anything else is ignored there, as before.
-    if (route.kind == Route::Kind::kKey && name != "lease") continue;
+    if (route.kind == Route::Kind::kKey && (name != "lease" || method != "PUT")) continue;
     if (name == "prefix") {
       if (auto refused = check_prefix(value)) return *refused;
       if (single_prefix && (every_key || !route.prefixes.empty())) {

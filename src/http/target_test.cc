@@ -397,6 +397,9 @@ TEST(ParseTarget, the_safe_change_routes_take_their_methods_and_queries) {
   EXPECT_TRUE(mentions(refusal_of("/settings?at=x"), "at must be"));
   EXPECT_EQ(route_of("/settings/k?lease=9", "PUT").lease, 9);
   EXPECT_EQ(refusal_of("/settings/k?lease=-1", "PUT").status, 400);
+  // Only a PUT takes a lease; a GET or DELETE ignores the parameter, as any other.
+  EXPECT_EQ(route_of("/settings/k?lease=x", "GET").key, "k");
+  EXPECT_EQ(route_of("/settings/k?lease", "DELETE").key, "k");
 }
 
 }  // namespace
