@@ -113,6 +113,96 @@ Options without_heartbeat(const std::string& table) {
   return o;
 }
 
+// A failover to a standby that lacked the newest commits, played on one server: while B is away
+// its last changes vanish from the table and the change log (as if they had never replicated),
+// and the revision sequence stays ahead (as a promoted standby's does: sequences are WAL-logged
+// 32 values ahead). Then, in `reuse`, the lost revision is handed out again for another change.
+// A catch-up by revision alone sees nothing to do, and B would keep values the database no
+// longer has until a heartbeat: B must find that its history diverged and reset.
+void rewrite_history_as_a_lossy_failover_would(const std::string& table, int64_t lost_revision,
+                                               int64_t shared_revision, bool reuse) {
+  Sql sql(dsn());
+  // syncconfig.own keeps the triggers out: this is the database's state, not a change to it.
+  std::string rewrite = "BEGIN; SET LOCAL syncconfig.own = 'on'; DELETE FROM " + table +
+                        "_changes WHERE revision >= " + std::to_string(lost_revision) +
+                        "; DELETE FROM " + table +
+                        " WHERE revision >= " + std::to_string(lost_revision) + "; INSERT INTO " +
+                        table + " (key, value, revision) VALUES ('shared', '\"before\"', " +
+                        std::to_string(shared_revision) + ");";
+  if (reuse) {
+    rewrite += "INSERT INTO " + table + " (key, value, revision) VALUES ('other', '\"x\"', " +
+               std::to_string(lost_revision) + "); INSERT INTO " + table +
+               "_changes (revision, key, op, value) VALUES (" + std::to_string(lost_revision) +
+               ", 'other', 'set', '\"x\"');";
+  }
+  sql.exec(rewrite + "COMMIT;");
+}
+
+void a_store_resets_after_a_lossy_failover(bool reuse) {
+  Recorder seen;
+  std::string table = unique_name(reuse ? "t_reused" : "t_lost");
+  Options o = without_heartbeat(table);
+  auto a = Store::open(dsn(), o);
+  const int64_t shared_revision = a->set("shared", "before");
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), o);
+  b->subscribe(seen.callback());
+  // The changes the failover will lose, seen by B through notifications.
+  const int64_t lost = a->set("shared", "lost");
+  a->set("only_on_the_old_primary", 1);
+  ASSERT_TRUE(wait_until([&] { return b->contains("only_on_the_old_primary"); }));
+  EXPECT_EQ(b->get_string("shared"), "lost");
+
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  rewrite_history_as_a_lossy_failover_would(table, lost, shared_revision, reuse);
+  role.unblock();
+
+  auto expected = table_content(dsn(), table);
+  ASSERT_TRUE(wait_until([&] { return b->stats().history_resets == 1; }, 10s))
+      << "B did not notice that its history diverged";
+  EXPECT_EQ(b->get_all(), expected);
+  EXPECT_EQ(b->get_string("shared"), "before");
+  EXPECT_FALSE(b->contains("only_on_the_old_primary"));
+  if (reuse) EXPECT_EQ(b->get_string("other"), "x");
+  // Subscribers are told, as repairs (the reset is the only way a key goes back).
+  ASSERT_TRUE(wait_until([&] { return seen.has("shared", json("before")); }));
+  EXPECT_TRUE(seen.has("only_on_the_old_primary", std::nullopt));
+  // And B follows the new history.
+  a->set("after", 2);
+  ASSERT_TRUE(wait_until([&] { return b->get_int("after") == 2; }));
+  EXPECT_EQ(b->stats().history_resets, 1u);
+}
+
+TEST(Recovery, a_store_whose_last_changes_vanished_in_a_failover_resets_to_the_new_history) {
+  a_store_resets_after_a_lossy_failover(/*reuse=*/false);
+}
+
+TEST(Recovery, a_store_whose_revision_names_another_change_after_a_failover_resets) {
+  a_store_resets_after_a_lossy_failover(/*reuse=*/true);
+}
+
+TEST(Recovery, an_ordinary_reconnect_is_not_taken_for_a_diverged_history) {
+  std::string table = unique_name("t_no_divergence");
+  Options o = without_heartbeat(table);
+  auto a = Store::open(dsn(), o);
+  BlockableRole role(cluster());
+  auto b = Store::open(role.dsn(), o);
+  for (int i = 0; i < 12; ++i) a->set("k" + std::to_string(i), i);  // More than the anchors.
+  a->remove("k3");
+  b->set("own", json{{"a", 1}, {"list", {1, 2.5, "x"}}});  // Its hash must match the log's text.
+  ASSERT_TRUE(wait_until([&] { return !b->contains("k3") && b->size() == 12; }));
+  role.block();
+  ASSERT_TRUE(wait_until([&] { return !b->stats().connected; }));
+  a->set("while_away", 1);
+  role.unblock();
+  ASSERT_TRUE(wait_until([&] { return b->get_int("while_away") == 1; }, 10s));
+  Stats stats = b->stats();
+  EXPECT_EQ(stats.history_resets, 0u);
+  EXPECT_EQ(stats.resyncs, 0u);
+  EXPECT_GE(stats.catch_ups, 1u);
+}
+
 TEST(Recovery, a_deletion_that_is_the_first_change_while_away_is_caught_up_without_a_resync) {
   std::string table = unique_name("t_first_delete");
   Options o = without_heartbeat(table);

@@ -335,6 +335,55 @@ TEST(Sync, foreign_and_malformed_payloads_on_the_channel_are_ignored) {
   EXPECT_GE(p.b->stats().notifications_ignored, 8u);
 }
 
+// A session that may NOTIFY the channel but makes no commit: what it claims must not reach a cache.
+// Returns a payload as the triggers write it (see src/sync/payload.h).
+std::string payload(const std::string& op, int64_t revision, const std::string& key,
+                    const std::optional<json>& value) {
+  json p = {{"sc", 1}, {"op", op}, {"r", revision}, {"x", 424242}, {"t", 0}, {"e", 1}};
+  if (op != "t") p["k"] = key;
+  if (value) p["val"] = value->dump();
+  return p.dump();
+}
+
+int64_t last_revision(Sql& sql, const std::string& table) {
+  return std::stoll(sql.scalar("SELECT last_value FROM " + table + "_revision_seq"));
+}
+
+TEST(Sync, forged_notifications_change_no_cache_and_do_not_move_the_watermark) {
+  Pair p;
+  Sql sql(dsn());
+  const std::string channel = p.table + "_ch";
+  const int64_t real = p.a->set("flag", "real");
+  p.a->set("doomed", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("doomed"); }));
+  const uint64_t forged_before = p.b->stats().notifications_forged;
+  const int64_t next = last_revision(sql, p.table) + 1;
+  auto notify = [&](const std::string& text) {
+    sql.exec("SELECT pg_notify('" + channel + "', $$" + text + "$$)");
+  };
+  // A new value at a revision no commit made, one far ahead (it would freeze the watermark), a
+  // deletion and a truncation that never happened, and a replay of a real revision with another
+  // value and with another key.
+  notify(payload("u", next, "flag", json("forged")));
+  notify(payload("u", next + 1'000'000, "flag", json("far ahead")));
+  notify(payload("d", next + 1, "doomed", std::nullopt));
+  notify(payload("t", next + 2, "", std::nullopt));
+  notify(payload("u", real, "flag", json("altered replay")));
+  notify(payload("u", real, "other", json("replay for another key")));
+  // Real writes after them still arrive: the watermark did not jump.
+  p.a->set("after", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_int("after") == 1; }));
+  EXPECT_EQ(p.b->get_string("flag"), "real");
+  EXPECT_EQ(p.b->get_int("doomed"), 1);
+  EXPECT_FALSE(p.b->contains("other"));
+  Stats stats = p.b->stats();
+  EXPECT_LE(stats.revision, last_revision(sql, p.table));
+  // The replays name a revision B has passed: ignored before anything is read. The four
+  // others reach the verifying read and fail it.
+  EXPECT_EQ(stats.notifications_forged - forged_before, 4u);
+  EXPECT_EQ(p.b->get_all(), table_content(p.table));
+}
+
 TEST(Sync, many_instances_in_one_process_all_receive_a_change) {
   std::string table = unique_name("t_many");
   std::vector<std::unique_ptr<Store>> stores;

@@ -120,10 +120,19 @@ struct Stats {
   uint64_t deletes = 0;                // remove() calls that deleted a key.
   uint64_t notifications_applied = 0;  // Notifications (RemoteStore: stream events) applied.
   uint64_t notifications_ignored = 0;  // Duplicates, stale echoes and malformed payloads.
-  uint64_t resyncs = 0;                // Full reloads from the table (or server).
-  uint64_t catch_ups = 0;              // Incremental catch-ups (after reconnect, heartbeat).
-  uint64_t crc_mismatches = 0;         // Heartbeats that found the cache differs from the table.
+  // Store: well-formed notifications that no commit made — their revision is not in the change
+  // log, or names another change there (forged by a session that may NOTIFY the channel, or
+  // meant for another table). Dropped; also counted in notifications_ignored.
+  uint64_t notifications_forged = 0;
+  uint64_t resyncs = 0;         // Full reloads from the table (or server).
+  uint64_t catch_ups = 0;       // Incremental catch-ups (after reconnect, heartbeat).
+  uint64_t crc_mismatches = 0;  // Heartbeats that found the cache differs from the table.
   uint64_t reconnects = 0;
+  // Reset reloads: the source's history was not the one this instance followed (Store: after a
+  // reconnect the change log lacked changes it had applied, or named others at their revisions —
+  // a failover to a standby that lacked commits — or the table's revisions went backwards;
+  // RemoteStore: its server said reset). The cache then equals the source, and watchers reset.
+  uint64_t history_resets = 0;
   uint64_t callback_errors = 0;  // Callbacks that threw.
   // The store opened from its snapshot file because no source answered, and has not caught up
   // with a source since (see is_stale()).

@@ -27,7 +27,10 @@ struct Options {
   std::string schema = "public";
   // How often the store compares its cache with the table (and catches up). Default 5 minutes.
   std::chrono::milliseconds heartbeat_interval = std::chrono::minutes(5);
-  // How often the listener retries after losing its connection. Default 10 seconds.
+  // The longest wait between the listener's attempts to reconnect. After a lost connection it
+  // retries at once, then after ~100 ms, doubling each time up to this bound, each delay jittered
+  // (drawn from its upper half) so that a fleet does not reconnect in lockstep; a failover costs
+  // about as long as the promotion. Default 10 seconds.
   std::chrono::milliseconds reconnect_interval = std::chrono::seconds(10);
   // Resync from the table when the heartbeat finds the cache differs from it. Default true.
   bool sync_on_mismatch = true;

@@ -53,7 +53,9 @@ struct RemoteOptions {
   // then it opens from snapshot_file if that is set and valid, else throws kUnavailable. A
   // snapshot read already under way is bounded by load_timeout instead. Default 10 seconds.
   std::chrono::milliseconds open_timeout = std::chrono::seconds(10);
-  // After every URL failed in a row, wait this long before the next round. Default 500 ms.
+  // After every URL failed in a row, wait before the next round: 50 ms, doubling up to this,
+  // each pause jittered (drawn from its upper half) so that many clients spread out. Default
+  // 500 ms.
   std::chrono::milliseconds retry_interval = std::chrono::milliseconds(500);
   // A stream silent for this long counts as broken (servers send a keepalive every 15 s), and the
   // store moves on. Default 45 seconds.

@@ -223,6 +223,7 @@ bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin orig
   if (local_write && revision <= watermark_ && e == nullptr) return false;  // See cache.h.
   if (e != nullptr && revision <= e->revision) return false;
   note_revision(revision);
+  anchor(origin, revision, incoming->key(), &incoming->hash);
   if (e != nullptr && e->same_value(*incoming)) {
     e->revision = revision;
     return true;
@@ -257,6 +258,7 @@ bool Cache::remove_locked(std::string_view key, int64_t revision, ChangeOrigin o
     return false;
   }
   note_revision(revision);
+  anchor(origin, revision, key, nullptr);
   const bool was_live = e != nullptr && e->live();
   if (was_live) sub_sums(e->hash);
   tombstones_.emplace_back(revision, std::string(key));
@@ -268,6 +270,18 @@ bool Cache::remove_locked(std::string_view key, int64_t revision, ChangeOrigin o
   if (was_live) push(stored, origin, written_at);
   prune_tombstones();
   return true;
+}
+
+void Cache::anchor(ChangeOrigin origin, int64_t revision, std::string_view key,
+                   const EntryHash* hash) {
+  if (origin == ChangeOrigin::kResync) return;
+  if (anchors_.size() == kAnchors) anchors_.pop_front();
+  anchors_.push_back(Anchor{revision, std::string(key), hash == nullptr, hash ? hash->md5 : 0});
+}
+
+std::vector<Anchor> Cache::anchors() const {
+  std::shared_lock lock(mu_);
+  return {anchors_.begin(), anchors_.end()};
 }
 
 std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
@@ -338,6 +352,7 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
     // Revisions of the old table mean nothing now: compare content only.
     map_.for_each([](Entry& e) { e.revision = 0; });
     tombstones_.clear();
+    anchors_.clear();
     watermark_ = 0;
     max_revision_ = 0;
   }

@@ -82,6 +82,17 @@ enum class ReplaceMode {
              // and lower the watermark to it.
 };
 
+// A change this instance applied from a notification or its own write, as the database's change
+// log must still have it: after a reconnect, a log without it (or with another change at its
+// revision) means the database's history diverged from what this instance saw — a failover to a
+// standby that lacked commits — and only a reset reload is exact (docs/protocol.md).
+struct Anchor {
+  int64_t revision = 0;
+  std::string key;
+  bool deleted = false;
+  uint32_t md5 = 0;  // EntryHash::md5 of the value (set only).
+};
+
 struct CacheDigest {
   std::size_t count = 0;
   uint32_t crc = 0;
@@ -125,6 +136,10 @@ class Cache {
   // A number that changes whenever the live content or the watermark changes (a counter of such
   // changes, never repeating), and only then: a write of an equal value does not change it.
   uint64_t content_version() const;
+  // The newest changes (at most kAnchors) applied from notifications or this instance's own
+  // writes, oldest first; cleared by a reset reload.
+  static constexpr std::size_t kAnchors = 8;
+  std::vector<Anchor> anchors() const;
 
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
   // tombstone). The result of this instance's own write (`local_write`, applied by the writing
@@ -203,6 +218,10 @@ class Cache {
   int64_t max_revision_ = 0;
   int64_t watermark_ = 0;
   uint64_t content_version_ = 0;  // See content_version(); bumped under the write lock.
+  std::deque<Anchor> anchors_;    // See anchors(); under the write lock.
+  // Records an applied change as an anchor unless it came from a catch-up or resync (those read
+  // rows, whose revision need not name a logged change: a write made with triggers off).
+  void anchor(ChangeOrigin origin, int64_t revision, std::string_view key, const EntryHash* hash);
   // Exports running (raised under the read lock, lowered under the write lock) and the entries
   // retired meanwhile (under the write lock).
   mutable std::atomic<int> exports_{0};

@@ -435,6 +435,14 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
       "WHERE revision > $1 AND op IN ('delete', 'expire', 'truncate')) d ORDER BY r, revision",
       log);
   compacted = fmt::format("SELECT coalesce(max(revision), 0) FROM {} WHERE op = 'compact'", log);
+  records_at = fmt::format(
+      "SELECT revision, key, op, value::text FROM {} WHERE revision = ANY($1::bigint[])", log);
+  // The md5 prefix is the one the heartbeat sums (EntryHash::md5): key, NUL, the value's text.
+  changes_at = fmt::format(
+      "SELECT r.rev, c.key, c.op, CASE WHEN c.op = 'set' THEN ('x' || substr(md5(convert_to(c.key, "
+      "'UTF8') || '\\x00'::bytea || convert_to(c.value::text, 'UTF8')), 1, 8))::bit(32)::bigint "
+      "END FROM unnest($1::bigint[]) AS r(rev) LEFT JOIN {} c ON c.revision = r.rev",
+      log);
   txids_since = fmt::format(
       "SELECT revision, coalesce(txid, 0) FROM {} WHERE revision > $1 AND op <> 'compact'", log);
   // One key's records, or those of every key under a prefix; newest first, below $2 unless 0.

@@ -34,17 +34,21 @@ struct TableSql {
                     // $5 actor, $6 comment -> status, rev, val (see the function)
   std::string del;  // $1 key, $2 expected or NULL, $3 actor, $4 comment, $5 'delete'|'expire'
   std::string txn;  // $1 jsonb document, $2 actor, $3 comment -> kind, idx, k, rev, val
-  std::string select_all;           // -> key, value::text, revision
-  std::string select_since;         // $1 revision -> key, value::text, revision
-  std::string select_one;           // $1 key -> value::text, revision
-  std::string select_entry;         // $1 key -> value::text, revision, updated_at µs, lease
-  std::string tombstones_since;     // $1 revision -> revision, key, kind ('d', 'x' or 't')
-  std::string compacted;            // -> revision through which the log was pruned (0 if none)
-  std::string txids_since;          // $1 revision -> revision, txid of the log's records after it
-  std::string history;              // $1 key, $2 before (0: none), $3 limit -> a HistoryRecord
-  std::string history_prefix;       // $1 prefix, $2 before, $3 limit
-  std::string state_at;             // $1 revision, $2 prefix -> key, value::text, revision
-  std::string leases_grant;         // $1 ttl s -> id, ttl, expires_at µs
+  std::string select_all;        // -> key, value::text, revision
+  std::string select_since;      // $1 revision -> key, value::text, revision
+  std::string select_one;        // $1 key -> value::text, revision
+  std::string select_entry;      // $1 key -> value::text, revision, updated_at µs, lease
+  std::string tombstones_since;  // $1 revision -> revision, key, kind ('d', 'x' or 't')
+  std::string compacted;         // -> revision through which the log was pruned (0 if none)
+  std::string txids_since;       // $1 revision -> revision, txid of the log's records after it
+  std::string records_at;        // $1 bigint[] revisions -> revision, key, op, value::text of the
+                                 // log's records there (what a notification is verified against)
+  std::string changes_at;      // $1 bigint[] revisions -> revision, key, op, md5 prefix (op 'set'):
+                               // the log's record at each (key NULL where it has none)
+  std::string history;         // $1 key, $2 before (0: none), $3 limit -> a HistoryRecord
+  std::string history_prefix;  // $1 prefix, $2 before, $3 limit
+  std::string state_at;        // $1 revision, $2 prefix -> key, value::text, revision
+  std::string leases_grant;    // $1 ttl s -> id, ttl, expires_at µs
   std::string leases_keep_alive;    // $1 id -> id, ttl, expires_at µs (no row: expired/unknown)
   std::string leases_delete;        // $1 id -> id
   std::string lease_keys_of;        // $1 id -> key

@@ -87,6 +87,13 @@ std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds)
        [&](const Sample& s) { return u(s.stats.crc_mismatches); }},
       {"syncconfig_reconnects_total", "counter", "Reconnections of the listener.",
        [&](const Sample& s) { return u(s.stats.reconnects); }},
+      {"syncconfig_notifications_forged_total", "counter",
+       "Notifications dropped because no commit made them (not in the change log).",
+       [&](const Sample& s) { return u(s.stats.notifications_forged); }},
+      {"syncconfig_history_resets_total", "counter",
+       "Reset reloads: the source's history was not the one followed (a failover that lost "
+       "commits, a recreated table).",
+       [&](const Sample& s) { return u(s.stats.history_resets); }},
       {"syncconfig_callback_errors_total", "counter", "Change callbacks that threw.",
        [&](const Sample& s) { return u(s.stats.callback_errors); }},
       {"syncconfig_keys", "gauge", "Keys in the cache.",

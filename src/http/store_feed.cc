@@ -135,6 +135,7 @@ void StoreFeed::on_progress(const Progress& progress) {
     std::erase_if(pending_, [&](const Change& c) { return c.revision <= progress.revision; });
     reset_history(progress.revision);
     ++generation_;
+    if (progress.reset) history_generation_ = generation_;
     wake_all(lock);
     return;
   }
@@ -211,6 +212,7 @@ StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t
   }
   if (generation != generation_) {
     out.status = Read::Status::kReset;
+    out.history_reset = generation < history_generation_;
     return out;
   }
   if (cursor < history_start_) {

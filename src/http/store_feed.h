@@ -117,6 +117,9 @@ class StoreFeed {
     Status status = Status::kOk;
     int64_t cursor = 0;     // The new cursor: everything up to it was read.
     int64_t lag_bytes = 0;  // Bytes of history after the new cursor.
+    // kReset: the store's history itself started over since `generation` (Cache progress with
+    // reset), not only a repair: revisions from before name nothing now.
+    bool history_reset = false;
   };
   // Reads the changes after `cursor` in history generation `generation`, at most about
   // `max_bytes` of them (at least one), into `events` (cleared first; a caller reuses it). When
@@ -192,6 +195,7 @@ class StoreFeed {
   int64_t position_ = 0;       // Every change up to here was released (or predates history).
   int64_t history_start_ = 0;  // The history holds every change in (history_start_, position_].
   uint64_t generation_ = 0;
+  uint64_t history_generation_ = 0;  // generation_ as of the last history reset.
   bool reset_pending_ = false;  // A repair changed a key below the position: reset at progress.
   bool closed_ = false;
   std::vector<Change> pending_;        // Changes above position_, not yet released.

@@ -226,9 +226,11 @@ class Stream final : public WatchStream,
   }
 
   // Sends the current settings (filtered) and continues after the feed position they hold.
-  void reset(std::string reason) {
+  // `history_reset`: the store's history started over (a recreated table, a failover that lost
+  // commits), so revisions a client holds from before name nothing now.
+  void reset(std::string reason, bool history_reset = false) {
     if (closed_) return;
-    server_.run_blocking([self = shared_from_this(), reason = std::move(reason)] {
+    server_.run_blocking([self = shared_from_this(), reason = std::move(reason), history_reset] {
       json settings = json::object();
       StoreFeed::ResetPoint point;
       if (self->prefixes_.size() == 1) {
@@ -242,6 +244,7 @@ class Stream final : public WatchStream,
                                     dump(json{{"revision", point.position},
                                               {"newest", point.newest},
                                               {"reason", reason},
+                                              {"history_reset", history_reset},
                                               {"settings", settings_object(point.settings)}}));
       net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
         if (self->closed_) return;
@@ -285,9 +288,16 @@ class Stream final : public WatchStream,
         case StoreFeed::Read::Status::kNotReady:
           return false;
         case StoreFeed::Read::Status::kReset:
-          reset(
-              "the table was reloaded (recreated, or a change was repaired that no "
-              "notification announced)");
+          if (r.history_reset) {
+            reset(
+                "the store's history started over (the table was recreated, or after a failover "
+                "the database lacked changes this server had seen)",
+                /*history_reset=*/true);
+          } else {
+            reset(
+                "the table was reloaded (a change was repaired that no notification "
+                "announced)");
+          }
           return true;
         case StoreFeed::Read::Status::kBehind:
           if (caught_up_) {

@@ -25,14 +25,19 @@
 #include "sync/counters.h"
 #include "sync/dispatcher.h"
 #include "sync/store_state.h"
+#include "util/backoff.h"
 #include "util/validation.h"
 
 namespace syncconfig {
 
 using json = nlohmann::json;
+using internal::Backoff;
 using std::chrono::steady_clock;
 
 namespace {
+
+// The first pause after every server failed in a row; it doubles up to retry_interval.
+constexpr std::chrono::milliseconds kFirstRetryDelay(50);
 
 // An HTTP status of a syncconfig server as the Error code a Store would have thrown.
 ErrorCode code_for_status(int status) {
@@ -613,6 +618,7 @@ class RemoteStore::Impl {
   // snapshot file; else the last error.
   void open_from_a_server_or_file() {
     const auto deadline = steady_clock::now() + options_.open_timeout;
+    Backoff backoff(kFirstRetryDelay, options_.retry_interval);
     std::optional<Error> last;
     while (steady_clock::now() < deadline) {
       try {
@@ -629,7 +635,7 @@ class RemoteStore::Impl {
         last = e;
       }
       std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(
-          options_.retry_interval,
+          backoff.next(),
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady_clock::now())));
     }
     if (!last) last = Error(ErrorCode::kUnavailable, "no server answered");
@@ -659,6 +665,7 @@ class RemoteStore::Impl {
   // The follower thread: keeps one event stream open, moving through the URLs.
   void follow() {
     std::size_t failed_in_a_row = 0;
+    Backoff backoff(kFirstRetryDelay, options_.retry_interval);
     uint64_t logged = 0;
     while (!stopping()) {
       const std::size_t idx = current_index();
@@ -675,10 +682,11 @@ class RemoteStore::Impl {
       counters_.connected.store(false);
       if (stopping()) break;
       failed_in_a_row = delivered ? 0 : failed_in_a_row + 1;
+      if (delivered) backoff.reset();
       index_.store((idx + 1) % urls_.size());
       if (failed_in_a_row >= urls_.size()) {
         failed_in_a_row = 0;
-        if (!pause(options_.retry_interval)) break;
+        if (!pause(backoff.next())) break;
       }
     }
   }
@@ -715,6 +723,7 @@ class RemoteStore::Impl {
       changed = load(std::move(snap),
                      backwards ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
       counters_.resyncs.fetch_add(1);
+      if (backwards) counters_.history_resets.fetch_add(1);
     }
     counters_.stale.store(false);
     logger_->info("syncconfig: remote store caught up from {} ({} keys changed); no longer stale",
@@ -814,15 +823,19 @@ class RemoteStore::Impl {
       unit_events_ = 0;
       const int64_t before = cache_.watermark();
       auto rows = rows_of(data.value("settings", json::object()), revision, options_.prefix, what);
+      // A history reset: revisions held from before name nothing now, so nothing newer than the
+      // server's settings may be kept.
+      const bool history_reset = revision < before || data.value("history_reset", false);
       std::size_t changed = cache_.replace_all(
           std::move(rows), revision,
-          revision < before ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
+          history_reset ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
       // The settings can hold changes after `revision` (their events follow, changing nothing
       // here): see Cache::note_applied.
       if (data.contains("newest") && data["newest"].is_number_integer()) {
         cache_.note_applied(data["newest"].get<int64_t>());
       }
       counters_.resyncs.fetch_add(1);
+      if (history_reset) counters_.history_resets.fetch_add(1);
       logger_->info("syncconfig: remote store reset by {} at revision {} ({}); {} keys changed",
                     urls_[idx].to_string(), revision, data.value("reason", std::string()), changed);
     } else {

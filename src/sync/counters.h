@@ -11,10 +11,12 @@ struct Counters {
   std::atomic<uint64_t> deletes{0};
   std::atomic<uint64_t> notifications_applied{0};
   std::atomic<uint64_t> notifications_ignored{0};
+  std::atomic<uint64_t> notifications_forged{0};
   std::atomic<uint64_t> resyncs{0};
   std::atomic<uint64_t> catch_ups{0};
   std::atomic<uint64_t> crc_mismatches{0};
   std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> history_resets{0};
   std::atomic<uint64_t> callback_errors{0};
   std::atomic<bool> connected{false};
   // Opened from the snapshot file and not caught up with the source since.

@@ -48,10 +48,12 @@ Stats read_stats(const Cache& cache, const Counters& counters) {
   s.deletes = counters.deletes.load();
   s.notifications_applied = counters.notifications_applied.load();
   s.notifications_ignored = counters.notifications_ignored.load();
+  s.notifications_forged = counters.notifications_forged.load();
   s.resyncs = counters.resyncs.load();
   s.catch_ups = counters.catch_ups.load();
   s.crc_mismatches = counters.crc_mismatches.load();
   s.reconnects = counters.reconnects.load();
+  s.history_resets = counters.history_resets.load();
   s.callback_errors = counters.callback_errors.load();
   s.stale = counters.stale.load();
   if (s.stale) {

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 
 #include "sync/table_reader.h"
 
@@ -15,6 +16,8 @@ namespace syncconfig::internal {
 namespace {
 
 constexpr const char* kApplicationName = "syncconfig-listener";
+// The first retry after a lost connection: a failover's promotion often takes about this long.
+constexpr std::chrono::milliseconds kFirstReconnectDelay(100);
 using std::chrono::steady_clock;
 
 }  // namespace
@@ -29,7 +32,9 @@ std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadl
 }
 
 SyncWorker::SyncWorker(SyncContext ctx, std::unique_ptr<Connection> conn)
-    : ctx_(std::move(ctx)), conn_(std::move(conn)) {
+    : ctx_(std::move(ctx)),
+      conn_(std::move(conn)),
+      reconnect_backoff_(kFirstReconnectDelay, ctx_.options.reconnect_interval) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   stop_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0 || stop_fd_ < 0) {
@@ -99,8 +104,10 @@ void SyncWorker::drop_connection(const std::string& why) {
   is_sweeper_ = false;  // The session lock went with the connection.
   group_txid_ = -1;
   group_max_revision_ = 0;
-  group_.clear();                         // The catch-up after reconnecting reads them.
-  next_reconnect_ = steady_clock::now();  // First attempt right away, then every interval.
+  group_.clear();  // The catch-up after reconnecting reads them.
+  ready_.clear();
+  next_reconnect_ = steady_clock::now();  // First attempt right away, then backing off.
+  reconnect_backoff_.reset();
 }
 
 bool SyncWorker::try_connect() {
@@ -109,10 +116,23 @@ bool SyncWorker::try_connect() {
     conn_ = open_listener(ctx_, deadline, stop_fd_);
     if (ctx_.on_connect) ctx_.on_connect(*conn_, deadline);
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
-    // A catch-up may turn into a full reload: give it the longer bound.
-    ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
-                            deadline_after(ctx_.options.load_timeout));
+    // A catch-up may turn into a full reload: give it the longer bound. After a lost connection
+    // the database may not be the one this instance followed (a failover to a standby that
+    // lacked commits): the last changes applied here must still be in its log.
+    std::string why;
+    ReadResult r;
+    if (ever_lost_ && history_diverged(*conn_, *ctx_.sql, ctx_.cache->anchors(), deadline, &why)) {
+      ctx_.logger->warn(
+          "syncconfig: the history of {} diverged from the one this instance followed: {} (a "
+          "failover to a standby that lacked commits?); reloading it whole, watchers reset",
+          ctx_.sql->qualified_table, why);
+      r = reload_reset(*conn_, *ctx_.sql, *ctx_.cache, deadline_after(ctx_.options.load_timeout));
+    } else {
+      r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
+                   deadline_after(ctx_.options.load_timeout));
+    }
     (r.full ? ctx_.counters->resyncs : ctx_.counters->catch_ups).fetch_add(1);
+    if (r.reset) ctx_.counters->history_resets.fetch_add(1);
     ctx_.counters->connected.store(true);
     if (ctx_.counters->stale.exchange(false)) {
       ctx_.logger->info("syncconfig: {} is no longer stale: caught up from its snapshot file",
@@ -124,15 +144,19 @@ bool SyncWorker::try_connect() {
         ctx_.sql->qualified_table, r.full ? "full reload" : "caught up", failed_attempts_,
         r.changed);
     failed_attempts_ = 0;
+    reconnect_backoff_.reset();
     return true;
   } catch (const Error& e) {
     conn_.reset();
     // Log the first failure and then every tenth, to keep a long outage readable.
     if (failed_attempts_++ % 10 == 0 && !stopping_.load()) {
-      ctx_.logger->warn("syncconfig: connecting the listener failed: {}; retrying every {} ms",
-                        e.message(), ctx_.options.reconnect_interval.count());
+      ctx_.logger->warn(
+          "syncconfig: connecting the listener failed: {}; retrying in at most {} ms (backing "
+          "off from {} ms to reconnect_interval, {} ms)",
+          e.message(), reconnect_backoff_.ceiling().count(), kFirstReconnectDelay.count(),
+          ctx_.options.reconnect_interval.count());
     }
-    next_reconnect_ = steady_clock::now() + ctx_.options.reconnect_interval;
+    next_reconnect_ = steady_clock::now() + reconnect_backoff_.next();
     return false;
   }
 }
@@ -149,9 +173,10 @@ void SyncWorker::serve_requests() {
     if (!conn_ && !try_connect()) {
       throw Error(ErrorCode::kUnavailable, "sync() failed: the database is unreachable");
     }
-    load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
-             deadline_after(ctx_.options.load_timeout));
+    ReadResult r = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
+                            deadline_after(ctx_.options.load_timeout));
     ctx_.counters->resyncs.fetch_add(1);
+    if (r.reset) ctx_.counters->history_resets.fetch_add(1);
   } catch (const Error& e) {
     outcome = SyncOutcome{e.code(), e.message()};
     if (!conn_ || !conn_->ok()) drop_connection(e.message());
@@ -163,14 +188,6 @@ void SyncWorker::handle(const Notification& n) {
   if (n.channel != ctx_.options.channel) return;
   std::string why;
   std::optional<Notice> notice = parse_notice(n.payload, &why);
-  std::optional<ParsedValue> inline_value;
-  if (notice && notice->value_text) {
-    inline_value = parse_value(notice->key, *notice->value_text);
-    if (!inline_value) {
-      notice.reset();
-      why = "\"val\" is not JSON";
-    }
-  }
   if (!notice) {
     // Checked before anything else so that a foreign payload cannot disturb the protocol state.
     ctx_.counters->notifications_ignored.fetch_add(1);
@@ -195,61 +212,126 @@ void SyncWorker::handle(const Notification& n) {
                                   ? ChangeOrigin::kLocal
                                   : ChangeOrigin::kRemote;
   const bool ends = notice->ends_transaction;
-  group_.push_back(Pending{std::move(*notice), std::move(inline_value), origin});
+  group_.push_back(Pending{std::move(*notice), origin});
   if (ends) complete_group();
 }
 
 void SyncWorker::complete_group() {
-  std::vector<Pending> group;
-  group.swap(group_);
-  const int64_t max_revision = group_max_revision_;
   group_max_revision_ = 0;
-  if (group.empty()) {
-    if (max_revision > 0) ctx_.cache->advance_watermark(max_revision);
-    return;
+  if (group_.empty()) return;
+  ready_.push_back(std::move(group_));
+  group_.clear();
+}
+
+namespace {
+
+// The change log's record at a revision, as apply_ready() reads it.
+struct LogRecord {
+  std::optional<std::string> key;  // NULL for a truncation mark.
+  std::string op;
+  std::optional<std::string> value_text;
+};
+
+// Whether `record` is the change `notice` claims.
+bool matches(const Notice& notice, const LogRecord& record) {
+  switch (notice.op) {
+    case Notice::Op::kUpsert:
+      return record.op == "set" && record.key == notice.key && record.value_text.has_value();
+    case Notice::Op::kDelete:
+      return (record.op == (notice.expired ? "expire" : "delete")) && record.key == notice.key;
+    case Notice::Op::kTruncate:
+      return record.op == "truncate" && !record.key;
   }
-  std::vector<CacheChange> changes;
-  changes.reserve(group.size());
-  for (Pending& p : group) {
-    const Notice& notice = p.notice;
-    CacheChange c;
-    c.revision = notice.revision;
-    if (notice.written_at_us) {
-      c.written_at = WriteTime(std::chrono::microseconds(*notice.written_at_us));
+  return false;
+}
+
+}  // namespace
+
+void SyncWorker::apply_ready() {
+  if (ready_.empty() || !conn_) return;
+  std::vector<std::vector<Pending>> groups;
+  groups.swap(ready_);
+  std::string revisions = "{";
+  for (const auto& group : groups) {
+    for (const Pending& p : group) {
+      if (revisions.size() > 1) revisions += ',';
+      revisions += std::to_string(p.notice.revision);
     }
-    switch (notice.op) {
-      case Notice::Op::kTruncate:
-        c.kind = CacheChange::Kind::kTruncate;
-        break;
-      case Notice::Op::kDelete:
-        c.kind = CacheChange::Kind::kRemove;
-        c.key = notice.key;
-        c.expired = notice.expired;
-        break;
-      case Notice::Op::kUpsert:
-        c.kind = CacheChange::Kind::kUpsert;
-        if (p.value) {
-          c.value = std::move(p.value);
-        } else {
-          // Too large for the payload: read the row. It may be newer than the notification,
-          // never older; if it is gone, its deletion's notification is in this group or follows.
-          Result r = conn_->exec(ctx_.sql->select_one, {notice.key},
-                                 deadline_after(ctx_.options.db_timeout));
-          if (r.rows() != 1) continue;
-          c.value = parse_value(notice.key, r.text(0, 0));
-          if (!c.value) continue;
-          c.revision = r.int64(0, 1);
+  }
+  revisions += '}';
+  Result r =
+      conn_->exec(ctx_.sql->records_at, {revisions}, deadline_after(ctx_.options.db_timeout));
+  std::unordered_map<int64_t, LogRecord> records;
+  records.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) {
+    LogRecord rec;
+    if (!r.is_null(i, 1)) rec.key = std::string(r.text(i, 1));
+    rec.op = std::string(r.text(i, 2));
+    if (!r.is_null(i, 3)) rec.value_text = std::string(r.text(i, 3));
+    records.emplace(r.int64(i, 0), std::move(rec));
+  }
+  for (auto& group : groups) {
+    std::vector<CacheChange> changes;
+    changes.reserve(group.size());
+    int64_t max_revision = 0;
+    std::size_t forged = 0;
+    for (Pending& p : group) {
+      const Notice& notice = p.notice;
+      auto it = records.find(notice.revision);
+      if (it == records.end() || !matches(notice, it->second)) {
+        ++forged;
+        if (forged_logged_++ % 100 == 0) {
+          ctx_.logger->warn(
+              "syncconfig: ignored a notification on channel '{}' that no commit made: revision {} "
+              "({} of '{:.100}') is {} the change log of {} (forged, or meant for another table)",
+              ctx_.options.channel, notice.revision,
+              notice.op == Notice::Op::kUpsert   ? "write"
+              : notice.op == Notice::Op::kDelete ? "deletion"
+                                                 : "truncation",
+              notice.key, it == records.end() ? "not in" : "another change in",
+              ctx_.sql->qualified_table);
         }
-        break;
+        continue;
+      }
+      LogRecord& record = it->second;
+      CacheChange c;
+      c.revision = notice.revision;
+      if (notice.written_at_us) {
+        c.written_at = WriteTime(std::chrono::microseconds(*notice.written_at_us));
+      }
+      switch (notice.op) {
+        case Notice::Op::kTruncate:
+          c.kind = CacheChange::Kind::kTruncate;
+          break;
+        case Notice::Op::kDelete:
+          c.kind = CacheChange::Kind::kRemove;
+          c.key = notice.key;
+          c.expired = notice.expired;
+          break;
+        case Notice::Op::kUpsert:
+          c.kind = CacheChange::Kind::kUpsert;
+          // The logged value, whatever the payload carried (or left out: too large for it).
+          c.value = parse_value(notice.key, *record.value_text);
+          if (!c.value) continue;
+          break;
+      }
+      max_revision = std::max(max_revision, notice.revision);
+      changes.push_back(std::move(c));
     }
-    changes.push_back(std::move(c));
+    if (forged > 0) {
+      ctx_.counters->notifications_forged.fetch_add(forged);
+      ctx_.counters->notifications_ignored.fetch_add(forged);
+    }
+    if (changes.empty()) continue;
+    const std::size_t count = changes.size();
+    // Origins: a unit holds one transaction, so one origin (the first's) describes it.
+    const ChangeOrigin origin = group.front().origin;
+    const std::size_t applied =
+        ctx_.cache->apply(std::move(changes), origin, /*local_write=*/false);
+    ctx_.counters->notifications_applied.fetch_add(applied);
+    ctx_.counters->notifications_ignored.fetch_add(count - std::min(applied, count));
+    ctx_.cache->advance_watermark(max_revision);
   }
-  // Origins: a unit holds one transaction, so one origin (the first's) describes it.
-  const ChangeOrigin origin = group.front().origin;
-  const std::size_t applied = ctx_.cache->apply(std::move(changes), origin, /*local_write=*/false);
-  ctx_.counters->notifications_applied.fetch_add(applied);
-  ctx_.counters->notifications_ignored.fetch_add(group.size() - std::min(applied, group.size()));
-  ctx_.cache->advance_watermark(max_revision);
 }
 
 void SyncWorker::heartbeat() {
@@ -260,6 +342,7 @@ void SyncWorker::heartbeat() {
                             deadline_after(ctx_.options.load_timeout));
     if (r.full) {
       ctx_.counters->resyncs.fetch_add(1);
+      if (r.reset) ctx_.counters->history_resets.fetch_add(1);
       return;
     }
     if (r.changed > 0) ctx_.counters->catch_ups.fetch_add(1);
@@ -279,6 +362,7 @@ void SyncWorker::heartbeat() {
       ReadResult full = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
                                  deadline_after(ctx_.options.load_timeout));
       ctx_.counters->resyncs.fetch_add(1);
+      if (full.reset) ctx_.counters->history_resets.fetch_add(1);
       ctx_.logger->info("syncconfig: resync repaired {} keys", full.changed);
     }
     return;
@@ -342,8 +426,14 @@ void SyncWorker::sweep_leases() {
 void SyncWorker::drain_notifications() {
   while (conn_) {
     std::optional<Notification> note = conn_->next_notification();
-    if (!note) break;
-    handle(*note);
+    if (note) {
+      handle(*note);
+      continue;
+    }
+    if (ready_.empty()) break;
+    // One verifying read for every transaction that completed in this drain; its round trip may
+    // buffer more notifications, which the loop then takes.
+    apply_ready();
   }
 }
 
@@ -359,7 +449,10 @@ bool SyncWorker::settle_open_transaction() {
     const int64_t txid = group_txid_;
     conn_->exec("SELECT 1", {}, deadline_after(ctx_.options.db_timeout));
     drain_notifications();
-    if (conn_ && group_txid_ == txid && group_max_revision_ > 0) complete_group();
+    if (conn_ && group_txid_ == txid && group_max_revision_ > 0) {
+      complete_group();
+      drain_notifications();  // Applies it.
+    }
     // Otherwise a later transaction's notifications came in meanwhile (the previous one is
     // complete with it); settle that one too.
   }

@@ -25,6 +25,7 @@
 #include "sync/counters.h"
 #include "sync/payload.h"
 #include "syncconfig/options.h"
+#include "util/backoff.h"
 
 namespace syncconfig::internal {
 
@@ -100,21 +101,32 @@ class SyncWorker {
   // library's writes), when the next transaction starts, or when a round trip on the connection
   // shows that no more of its notifications can follow (docs/protocol.md). Then the watermark
   // moves past it. An open group has group_max_revision_ > 0.
+  //
+  // A payload is a claim, not the data: any session may NOTIFY the channel. A complete group
+  // waits in ready_ until the drain ends; then apply_ready() reads the change log's records at
+  // every waiting revision in one query and applies each group from its records. A notification
+  // whose revision has no record, or another key or operation there, is dropped as forged
+  // (Stats::notifications_forged), and only verified revisions move the watermark.
   struct Pending {
     Notice notice;
-    std::optional<ParsedValue> value;  // Parsed "val".
     ChangeOrigin origin = ChangeOrigin::kRemote;
   };
-  // Applies the open group as one unit and moves the watermark past it.
+  // Moves the open group to ready_.
   void complete_group();
+  // Verifies and applies the ready groups, each as one unit, in order.
+  void apply_ready();
   int64_t group_txid_ = -1;
   int64_t group_max_revision_ = 0;
   std::vector<Pending> group_;
+  std::vector<std::vector<Pending>> ready_;
+  uint64_t forged_logged_ = 0;
 
   std::chrono::steady_clock::time_point next_heartbeat_;
   std::chrono::steady_clock::time_point next_reconnect_;
   bool ever_lost_ = false;
   uint64_t failed_attempts_ = 0;
+  // From 100 ms, doubling, capped at options.reconnect_interval, jittered (util/backoff.h).
+  Backoff reconnect_backoff_;
   uint64_t malformed_logged_ = 0;
 
   std::thread thread_;

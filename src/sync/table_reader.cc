@@ -200,6 +200,7 @@ ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cach
   }
   std::vector<Row> rows = read_all_rows(conn, sql, deadline);
   tx.commit();
+  out.reset = mode == ReplaceMode::kReset;
   out.changed = cache.replace_all(std::move(rows), out.snapshot_revision, mode);
   return out;
 }
@@ -294,6 +295,51 @@ std::vector<CacheChange> merge_in_revision_order(TableChanges& read) {
     out.push_back(std::move(c));
   }
   return out;
+}
+
+ReadResult reload_reset(Connection& conn, const TableSql& sql, Cache& cache, Deadline deadline) {
+  return load_all_with_mode(conn, sql, cache, ReplaceMode::kReset, deadline);
+}
+
+bool history_diverged(Connection& conn, const TableSql& sql, const std::vector<Anchor>& anchors,
+                      Deadline deadline, std::string* why) {
+  if (anchors.empty()) return false;
+  std::string revisions = "{";
+  for (const Anchor& a : anchors) {
+    if (revisions.size() > 1) revisions += ',';
+    revisions += std::to_string(a.revision);
+  }
+  revisions += '}';
+  // One snapshot: the compaction mark and the records agree.
+  Snapshot tx(conn, sql, deadline);
+  const int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+  Result r = conn.exec(sql.changes_at, {revisions}, deadline);
+  tx.commit();
+  std::unordered_map<int64_t, int> row_of;
+  for (int i = 0; i < r.rows(); ++i) row_of.emplace(r.int64(i, 0), i);
+  for (const Anchor& a : anchors) {
+    if (a.revision <= compacted) continue;
+    auto it = row_of.find(a.revision);
+    const int i = it == row_of.end() ? -1 : it->second;
+    if (i < 0 || r.is_null(i, 1)) {
+      *why = fmt::format("revision {} ({} of '{}') is not in its change log", a.revision,
+                         a.deleted ? "deletion" : "write", a.key);
+      return true;
+    }
+    const std::string_view op = r.text(i, 2);
+    const bool deleted = op == "delete" || op == "expire" || op == "truncate";
+    const bool same = r.text(i, 1) == a.key && deleted == a.deleted &&
+                      (deleted || (op == "set" && !r.is_null(i, 3) &&
+                                   static_cast<uint32_t>(r.int64(i, 3)) == a.md5));
+    if (!same) {
+      *why = fmt::format(
+          "revision {} names another change there ({} of '{}', not the {} of '{}' "
+          "applied here)",
+          a.revision, op, r.text(i, 1), a.deleted ? "deletion" : "write", a.key);
+      return true;
+    }
+  }
+  return false;
 }
 
 ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,

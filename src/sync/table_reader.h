@@ -54,6 +54,9 @@ struct ReadResult {
   bool full = false;                  // A full reload was done (or needed and done).
   std::size_t changed = 0;            // Keys whose cached value changed.
   std::optional<TableDigest> digest;  // When requested: the table's digest in the snapshot.
+  // The reload was a reset (ReplaceMode::kReset): the table's history is not the one the cache
+  // followed, its revisions start over and watchers are told to reset.
+  bool reset = false;
 };
 
 // The keys under a prefix as they were right after a past revision, read in one snapshot
@@ -80,5 +83,17 @@ ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool in
 // tombstones it would need were pruned or the table's revisions went backwards (recreated).
 ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
                     Deadline deadline);
+
+// Whether the change log contradicts `anchors` (changes this instance applied): a record missing
+// above the compaction mark, or another key, operation or value at an anchor's revision. Then the
+// database's history diverged from the one this instance followed (a failover to a standby that
+// lacked commits, which may hand out the same revisions again) and `why` says how. Anchors at or
+// below the compaction mark cannot be checked and are skipped.
+bool history_diverged(Connection& conn, const TableSql& sql, const std::vector<Anchor>& anchors,
+                      Deadline deadline, std::string* why);
+
+// A full reload that trusts only the table (ReplaceMode::kReset): entries newer than it are not
+// kept, the watermark follows the table's revision, and watchers are told to reset.
+ReadResult reload_reset(Connection& conn, const TableSql& sql, Cache& cache, Deadline deadline);
 
 }  // namespace syncconfig::internal
