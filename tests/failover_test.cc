@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,6 +146,13 @@ class Writers {
     return per_writer_;
   }
   std::size_t failures() const { return failures_.load(); }
+  // The error codes of the failed writes, e.g. "unavailable timeout".
+  std::string failure_codes() const {
+    std::lock_guard lock(mu_);
+    std::string out;
+    for (const auto& c : codes_) out += (out.empty() ? "" : " ") + c;
+    return out;
+  }
   // Errors that did not say retrying helps (kept: the first few messages).
   std::vector<std::string> non_retryable() const {
     std::lock_guard lock(mu_);
@@ -164,10 +172,9 @@ class Writers {
         ++per_writer_[id];
       } catch (const Error& e) {
         failures_.fetch_add(1);
-        if (!e.retryable()) {
-          std::lock_guard lock(mu_);
-          if (non_retryable_.size() < 5) non_retryable_.push_back(e.what());
-        }
+        std::lock_guard lock(mu_);
+        codes_.insert(std::string(to_string(e.code())));
+        if (!e.retryable() && non_retryable_.size() < 5) non_retryable_.push_back(e.what());
         // Pace the retries while there is no primary.
         std::this_thread::sleep_for(20ms);
       }
@@ -182,6 +189,7 @@ class Writers {
   std::vector<Ack> acks_;
   std::map<std::string, std::size_t> per_writer_;
   std::vector<std::string> non_retryable_;
+  std::set<std::string> codes_;
   std::vector<std::thread> threads_;
 };
 
@@ -264,8 +272,8 @@ void fail_over_under_load(ReplicaSet& replicas, Shutdown how,
   EXPECT_TRUE(writers.non_retryable().empty())
       << "a write failed with a non-retryable error during the failover: "
       << writers.non_retryable().front();
-  std::printf("[failover] %zu writes acknowledged, %zu failed and retried\n", writers.acked(),
-              writers.failures());
+  std::printf("[failover] %zu writes acknowledged, %zu failed (%s) and retried\n", writers.acked(),
+              writers.failures(), writers.failure_codes().c_str());
 
   const std::vector<Ack> acks = writers.acks();
   all_acks.insert(all_acks.end(), acks.begin(), acks.end());
@@ -327,8 +335,10 @@ TEST(Failover, reconnection_takes_about_as_long_as_the_promotion) {
       return true;
     }));
     const int64_t revision_before = stores[0]->set("before_" + mode, 1);
+    const auto failing = steady_clock::now();
     const milliseconds promotion = replicas.fail_over(how);
     const auto promoted = steady_clock::now();
+    const auto stop_and_promote = duration_cast<milliseconds>(promoted - failing);
     const std::string marker = "promoted_" + mode;
     Sql new_primary(replicas.primary_dsn());
     new_primary.exec("INSERT INTO " + table + " (key, value) VALUES ('" + marker + "', '1')");
@@ -355,8 +365,10 @@ TEST(Failover, reconnection_takes_about_as_long_as_the_promotion) {
           return all;
         },
         30s);
-    std::printf("[failover] %s: promotion %lld ms; reconnected after", mode.c_str(),
+    std::printf("[failover] %s: stop + promotion %lld ms, promotion %lld ms; reconnected after",
+                mode.c_str(), static_cast<long long>(stop_and_promote.count()),
                 static_cast<long long>(promotion.count()));
+    RecordProperty(mode + "_stop_and_promotion_ms", std::to_string(stop_and_promote.count()));
     RecordProperty(mode + "_promotion_ms", std::to_string(promotion.count()));
     for (std::size_t i = 0; i < stores.size(); ++i) {
       const std::string figure =
