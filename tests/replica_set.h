@@ -6,11 +6,12 @@
 // `pg_basebackup -R -X stream` from the primary (as the postgres user when the tests run as
 // root), promoted with `pg_ctl promote -w`.
 //
-// Synchronous sets name every standby synchronous (synchronous_standby_names = '*', with
-// synchronous_commit = on): a commit is acknowledged once the standby has flushed it. A primary
-// promoted while it has no standby left turns synchronous replication off (as Patroni does
-// outside its strict mode), or every commit would wait forever; rebuild_standby() turns it back
-// on and waits until the new standby is the synchronous one.
+// Synchronous sets name every standby synchronous (synchronous_standby_names = '*' by ALTER
+// SYSTEM on the primary, with synchronous_commit = on): a commit is acknowledged once the standby
+// has flushed it. A standby is built without that setting, so once promoted (with no standby of
+// its own) it replicates asynchronously, as Patroni does outside its strict mode (otherwise every
+// commit would wait forever); rebuild_standby() turns it back on and waits until the new standby
+// is the synchronous one.
 //
 // Not thread-safe: one test thread drives it.
 #pragma once
