@@ -390,7 +390,8 @@ TEST(Failover, reconnection_takes_about_as_long_as_the_promotion) {
       std::printf(" %s", figure.c_str());
       RecordProperty(mode + "_reconnect_ms_store" + std::to_string(i), figure);
     }
-    std::printf(" (reconnect_interval 10 s)\n");
+    std::printf(" (reconnect_interval %lld ms)\n",
+                static_cast<long long>(options.reconnect_interval.count()));
     for (std::size_t i = 0; i < stores.size(); ++i) {
       ASSERT_TRUE(reconnected[i]) << "store " << i << " never reconnected";
       // Well below reconnect_interval: the listener retries soon after losing the primary, not
