@@ -14,6 +14,8 @@
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "test_support.h"
@@ -75,7 +77,10 @@ std::string pg_basebackup_program() {
 // pg_basebackup, whose files the standby then owns.
 std::vector<std::string> as_server_user(std::vector<std::string> argv) {
   if (!internal::running_as_root()) return argv;
-  std::vector<std::string> out = {"runuser", "-u", "postgres", "--"};
+  std::error_code ec;
+  std::vector<std::string> out = {
+      fs::exists("/usr/sbin/runuser", ec) ? "/usr/sbin/runuser" : "runuser", "-u", "postgres",
+      "--"};
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
