@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -162,6 +163,41 @@ TEST(EmbeddedPostgres, start_after_kill_recovers_committed_data) {
   Connection conn = connect(pg);
   ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
   EXPECT_EQ(query(conn.get(), "SELECT v FROM t"), "committed");
+}
+
+TEST(EmbeddedPostgres, promote_turns_a_standby_into_a_primary_that_accepts_writes) {
+  EmbeddedPostgres pg;
+  pg.start();
+  {
+    Connection conn = connect(pg);
+    ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+    query(conn.get(), "CREATE TABLE t (v text)");
+    query(conn.get(), "INSERT INTO t VALUES ('before')");
+  }
+  // A primary cannot be promoted.
+  EXPECT_THROW(pg.promote(), Error);
+  // standby.signal makes the next start a standby (one with no primary to follow: enough here;
+  // tests/replica_set.h builds streaming ones).
+  pg.stop();
+  { std::ofstream(pg.data_dir() / "standby.signal"); }
+  pg.start();
+  {
+    Connection conn = connect(pg);
+    ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+    ASSERT_EQ(query(conn.get(), "SELECT pg_is_in_recovery()"), "t");
+    std::unique_ptr<PGresult, decltype(&PQclear)> refused(
+        PQexec(conn.get(), "INSERT INTO t VALUES ('refused')"), &PQclear);
+    EXPECT_EQ(PQresultStatus(refused.get()), PGRES_FATAL_ERROR) << "a standby accepted a write";
+  }
+
+  pg.promote();
+  // Returned once promoted: at once a primary, without waiting.
+  Connection conn = connect(pg);
+  ASSERT_EQ(PQstatus(conn.get()), CONNECTION_OK) << PQerrorMessage(conn.get());
+  EXPECT_EQ(query(conn.get(), "SELECT pg_is_in_recovery()"), "f");
+  query(conn.get(), "INSERT INTO t VALUES ('after')");
+  EXPECT_EQ(query(conn.get(), "SELECT string_agg(v, ',' ORDER BY v) FROM t"), "after,before");
+  EXPECT_FALSE(fs::exists(pg.data_dir() / "standby.signal"));
 }
 
 TEST(EmbeddedPostgres, temporary_data_dir_is_removed_after_destruction) {

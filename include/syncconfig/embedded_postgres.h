@@ -53,6 +53,11 @@ class EmbeddedPostgres {
   void kill();
   // stop() then start() on the same port and data directory.
   void restart();
+  // Promotes a running standby (a data directory holding standby.signal, e.g. made with
+  // `pg_basebackup -R`) to a primary: `pg_ctl promote -w`, which returns once the server accepts
+  // writes. For failover tests. Throws Error(kInternal) quoting pg_ctl when the server is not
+  // running or is not a standby.
+  void promote();
 
   bool running() const { return running_; }
   int port() const { return port_; }

@@ -429,6 +429,18 @@ void EmbeddedPostgres::stop() { shutdown("fast"); }
 
 void EmbeddedPostgres::kill() { shutdown("immediate"); }
 
+void EmbeddedPostgres::promote() {
+  const std::string dir = data_dir_.string();
+  if (!running_) fail("promoting PostgreSQL in " + dir + " failed: the server is not running");
+  const int timeout = options_.timeout_seconds;
+  ProcessResult r = run_process(
+      server_command("pg_ctl", {"-D", dir, "-w", "-t", std::to_string(timeout), "promote"}),
+      std::chrono::seconds(timeout + kPgCtlSlackSeconds), "/");
+  if (r.exit_code != 0) {
+    fail("promoting PostgreSQL in " + dir + " failed: " + tail_lines(r.output, kLogTailLines));
+  }
+}
+
 void EmbeddedPostgres::restart() {
   stop();
   start();
