@@ -65,6 +65,17 @@ void validate_options(const Options& o) {
   if (o.listen_dsn.find('\0') != std::string::npos) {
     throw Error(ErrorCode::kInvalidArgument, "invalid listen_dsn: it holds a NUL byte");
   }
+  if (!o.listen_dsn.empty()) {
+    char* parse_error = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(o.listen_dsn.c_str(), &parse_error);
+    if (parse_error != nullptr) PQfreemem(parse_error);
+    if (parsed == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "invalid listen_dsn: neither a valid key=value connection string nor a valid "
+                  "postgresql:// URI (details withheld: they would quote it)");
+    }
+    PQconninfoFree(parsed);
+  }
   // jsonb cannot hold more than 255 MB.
   if (o.max_value_bytes < 1 || o.max_value_bytes > (255u << 20)) {
     throw Error(ErrorCode::kInvalidArgument,
