@@ -7,6 +7,8 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,28 +62,16 @@ int free_port() {
 // test runs as root. The destructor stops it (SIGTERM, then SIGKILL) and removes the directory.
 class PgBouncer {
  public:
-  PgBouncer(const std::string& binary, const std::string& pool_mode, int server_pool_size) {
+  PgBouncer(const std::string& binary, std::string pool_mode, int server_pool_size)
+      : pool_mode_(std::move(pool_mode)), server_pool_size_(server_pool_size) {
     char pattern[] = "/tmp/syncconfig_pgbouncer_XXXXXX";
     if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = pattern;
     const bool root = ::geteuid() == 0;
     for (int attempt = 0; attempt < 3 && pid_ <= 0; ++attempt) {
       port_ = free_port();
+      write_ini();
       {
-        std::ofstream ini(dir_ / "pgbouncer.ini");
-        ini << "[databases]\n"
-            << "* = host=127.0.0.1 port=" << cluster().port() << "\n"
-            << "[pgbouncer]\n"
-            << "listen_addr = 127.0.0.1\n"
-            << "listen_port = " << port_ << "\n"
-            << "unix_socket_dir =\n"
-            << "auth_type = trust\n"
-            << "auth_file = " << (dir_ / "userlist.txt").string() << "\n"
-            << "pool_mode = " << pool_mode << "\n"
-            << "default_pool_size = " << server_pool_size << "\n"
-            << "max_client_conn = 200\n"
-            << "logfile = " << (dir_ / "pgbouncer.log").string() << "\n"
-            << "pidfile = " << (dir_ / "pgbouncer.pid").string() << "\n";
         std::ofstream users(dir_ / "userlist.txt");
         users << "\"postgres\" \"\"\n";
       }
@@ -129,8 +119,42 @@ class PgBouncer {
     std::ifstream in(dir_ / "pgbouncer.log");
     return std::string(std::istreambuf_iterator<char>(in), {});
   }
+  // Rewrites the configuration with another pool mode and has PgBouncer reload it (SIGHUP):
+  // clients that log in afterwards get the new mode.
+  void reload_with_pool_mode(const std::string& pool_mode) {
+    auto reloads = [&] {
+      const std::string text = log();
+      std::size_t n = 0;
+      for (auto at = text.find("got SIGHUP"); at != std::string::npos;
+           at = text.find("got SIGHUP", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    const std::size_t before = reloads();
+    pool_mode_ = pool_mode;
+    write_ini();
+    ::kill(pid_, SIGHUP);
+    ASSERT_TRUE(wait_until([&] { return reloads() > before; }, 10s)) << log();
+  }
 
  private:
+  void write_ini() const {
+    std::ofstream ini(dir_ / "pgbouncer.ini");
+    ini << "[databases]\n"
+        << "* = host=127.0.0.1 port=" << cluster().port() << "\n"
+        << "[pgbouncer]\n"
+        << "listen_addr = 127.0.0.1\n"
+        << "listen_port = " << port_ << "\n"
+        << "unix_socket_dir =\n"
+        << "auth_type = trust\n"
+        << "auth_file = " << (dir_ / "userlist.txt").string() << "\n"
+        << "pool_mode = " << pool_mode_ << "\n"
+        << "default_pool_size = " << server_pool_size_ << "\n"
+        << "max_client_conn = 200\n"
+        << "logfile = " << (dir_ / "pgbouncer.log").string() << "\n"
+        << "pidfile = " << (dir_ / "pgbouncer.pid").string() << "\n";
+  }
   int read_pid() const {
     std::ifstream in(dir_ / "pgbouncer.pid");
     int pid = 0;
@@ -138,6 +162,8 @@ class PgBouncer {
     return pid;
   }
   fs::path dir_;
+  std::string pool_mode_;
+  int server_pool_size_;
   int port_ = -1;
   int pid_ = -1;
 };
@@ -323,6 +349,41 @@ TEST_F(PgBouncerTest, a_listener_through_a_session_pooler_is_accepted) {
   EXPECT_TRUE(wait_until([&] { return a->get("k") == nlohmann::json("from b"); }));
   a->put("k", "from a");
   EXPECT_TRUE(wait_until([&] { return b->get("k") == nlohmann::json("from a"); }));
+}
+
+TEST_F(PgBouncerTest, a_listener_reconnecting_into_a_transaction_pooler_logs_why_and_keeps_trying) {
+  PgBouncer switching(*pgbouncer_binary(), "session", 4);
+  auto ring = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(500);
+  auto logged = [&](const std::string& text) {
+    for (const std::string& line : ring->last_formatted()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
+  };
+  const std::string table = unique_name("t_pgbouncer");
+  Options o = test_options(table);
+  o.db_timeout = 2s;
+  o.listen_dsn = switching.dsn();  // A session pooler: accepted.
+  o.logger = std::make_shared<spdlog::logger>("pgbouncer_test", ring);
+  auto store = Store::open(syncconfig::testing::dsn(), o);
+  auto writer = Store::open(syncconfig::testing::dsn(), test_options(table));
+
+  switching.reload_with_pool_mode("transaction");
+  // End the listener's server session; in session mode PgBouncer then closes its client too.
+  Sql direct(syncconfig::testing::dsn());
+  direct.exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+      "'syncconfig-listener' AND pid <> pg_backend_pid()");
+  ASSERT_TRUE(wait_until([&] { return logged("transaction or statement pooling"); }, 20s))
+      << switching.log();
+  EXPECT_TRUE(logged("listen_dsn"));
+  EXPECT_FALSE(store->stats().connected);
+
+  // Back to session pooling: the retries succeed and the store follows the table again.
+  switching.reload_with_pool_mode("session");
+  writer->put("k", "after the pooler was fixed");
+  EXPECT_TRUE(wait_until(
+      [&] { return store->get("k") == nlohmann::json("after the pooler was fixed"); }, 20s));
 }
 
 }  // namespace
