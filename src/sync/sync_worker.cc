@@ -17,10 +17,6 @@ namespace {
 constexpr const char* kApplicationName = "syncconfig-listener";
 using std::chrono::steady_clock;
 
-}  // namespace
-
-namespace {
-
 // The listener's connection goes through a pooler (Connection::detect_pooler): check that the
 // pooler keeps its server session for it. A transaction (or statement) pooler hands the session
 // that ran LISTEN back to its pool once LISTEN returns; a notification for it then never reaches
