@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
+  pgbouncer                     # tests/pgbouncer_test starts its own (skipped without it)
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev   # the service: YAML, command line
   libboost1.74-dev               # the service's HTTP server and client (Beast/Asio)
@@ -22,4 +23,5 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# Debian's postgresql package starts a system cluster; syncconfig never needs it.
+# Debian's postgresql package starts a system cluster, and pgbouncer a system service on port
+# 6432; syncconfig never needs either (the tests start their own on free ports).

@@ -55,6 +55,27 @@ void validate_options(const Options& o) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid pool_size: {}, it must be 1..1000", o.pool_size));
   }
+  if (o.prepared_statements != PreparedStatements::kAuto &&
+      o.prepared_statements != PreparedStatements::kOn &&
+      o.prepared_statements != PreparedStatements::kOff) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("invalid prepared_statements: {}, it must be kAuto, kOn or kOff",
+                            static_cast<int>(o.prepared_statements)));
+  }
+  if (o.listen_dsn.find('\0') != std::string::npos) {
+    throw Error(ErrorCode::kInvalidArgument, "invalid listen_dsn: it holds a NUL byte");
+  }
+  if (!o.listen_dsn.empty()) {
+    char* parse_error = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(o.listen_dsn.c_str(), &parse_error);
+    if (parse_error != nullptr) PQfreemem(parse_error);
+    if (parsed == nullptr) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "invalid listen_dsn: neither a valid key=value connection string nor a valid "
+                  "postgresql:// URI (details withheld: they would quote it)");
+    }
+    PQconninfoFree(parsed);
+  }
   // jsonb cannot hold more than 255 MB.
   if (o.max_value_bytes < 1 || o.max_value_bytes > (255u << 20)) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -122,8 +143,8 @@ class Store::Impl {
         sql_(options_.schema, options_.table_name, options_.channel),
         dispatcher_(logger_, counters_.callback_errors),
         cache_(dispatcher_),
-        pool_(dsn_, options_.pool_size, kWriterApplicationName) {
-    internal::SyncContext ctx{dsn_,
+        pool_(dsn_, options_.pool_size, kWriterApplicationName, options_.prepared_statements) {
+    internal::SyncContext ctx{listen_dsn(),
                               options_,
                               &sql_,
                               &cache_,
@@ -154,10 +175,18 @@ class Store::Impl {
                                           options_.snapshot_interval, snapshot_source(), logger_);
     }
     if (!counters_.stale.load()) {
-      logger_->info("syncconfig: opened {} on {} ({} keys, notifications {})", sql_.qualified_table,
-                    internal::redact_dsn(dsn_), cache_.size(),
-                    options_.enable_notification ? "on" : "off");
+      logger_->info("syncconfig: opened {} on {}{} ({} keys, notifications {})",
+                    sql_.qualified_table, internal::redact_dsn(dsn_),
+                    options_.listen_dsn.empty()
+                        ? std::string()
+                        : fmt::format(" (listener on {})", internal::redact_dsn(listen_dsn())),
+                    cache_.size(), options_.enable_notification ? "on" : "off");
     }
+  }
+
+  // The listener's session connection: Options::listen_dsn, else the pool's.
+  const std::string& listen_dsn() const {
+    return options_.listen_dsn.empty() ? dsn_ : options_.listen_dsn;
   }
 
   // What this store's snapshot file is a snapshot of: a file of another table is refused.

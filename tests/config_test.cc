@@ -76,6 +76,26 @@ TEST(ServiceConfig, the_reference_readme_example_parses) {
   EXPECT_EQ(s.options.reconnect_interval, defaults.reconnect_interval);
   EXPECT_EQ(s.options.db_timeout, defaults.db_timeout);
   EXPECT_EQ(s.options.pool_size, defaults.pool_size);
+  EXPECT_EQ(s.options.prepared_statements, PreparedStatements::kAuto);
+  EXPECT_EQ(s.options.listen_dsn, "");
+}
+
+TEST(ServiceConfig, prepared_statements_and_listen_dsn_are_read_from_the_store_params) {
+  ServiceConfig c = parse(with_store_params(
+      "      prepared_statements: off\n"
+      "      listen_dsn: host=db.internal port=5432 dbname=app user=app password=pw\n"));
+  ASSERT_EQ(c.stores.size(), 1u);
+  EXPECT_EQ(c.stores[0].options.prepared_statements, PreparedStatements::kOff);
+  EXPECT_EQ(c.stores[0].options.listen_dsn,
+            "host=db.internal port=5432 dbname=app user=app password=pw");
+  EXPECT_EQ(parse(with_store_params("      prepared_statements: on\n"))
+                .stores[0]
+                .options.prepared_statements,
+            PreparedStatements::kOn);
+  EXPECT_EQ(parse(with_store_params("      prepared_statements: auto\n"))
+                .stores[0]
+                .options.prepared_statements,
+            PreparedStatements::kAuto);
 }
 
 TEST(ServiceConfig, tenants_share_a_pool_in_dependency_order_with_config_and_env) {
@@ -223,6 +243,11 @@ INSTANTIATE_TEST_SUITE_P(
                   "enable_notification", "boolean"},
         ErrorCase{"pool_size_text", with_store_params("      pool_size: many\n"), "cfg",
                   "pool_size", "integer"},
+        ErrorCase{"prepared_statements_maybe",
+                  with_store_params("      prepared_statements: maybe\n"), "cfg",
+                  "prepared_statements", "expected auto, on or off"},
+        ErrorCase{"listen_dsn_empty", with_store_params("      listen_dsn: \"\"\n"), "cfg",
+                  "listen_dsn", "is empty"},
         ErrorCase{"pool_size_zero", with_store_params("      pool_size: 0\n"), "cfg", "pool_size",
                   "out of range"},
         ErrorCase{"list_instead_of_value", with_store_params("      table_name: [a, b]\n"), "cfg",

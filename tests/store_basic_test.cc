@@ -219,6 +219,15 @@ TEST(StoreBasic, invalid_options_are_refused_naming_the_field) {
   o = Options{};
   o.pool_size = 0;
   expect_field(o, "pool_size");
+  o = Options{};
+  o.prepared_statements = static_cast<PreparedStatements>(7);
+  expect_field(o, "prepared_statements");
+  o = Options{};
+  o.listen_dsn = std::string("host=a\0b", 8);
+  expect_field(o, "listen_dsn");
+  o = Options{};
+  o.listen_dsn = "postgresql://[::1";
+  expect_field(o, "listen_dsn");
   Sql sql(dsn());
   EXPECT_EQ(sql.scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'y'"), "0");
 }

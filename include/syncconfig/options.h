@@ -14,6 +14,19 @@ class logger;
 
 namespace syncconfig {
 
+// Whether the write pool's connections use named prepared statements (Options).
+enum class PreparedStatements {
+  // On for a connection straight to PostgreSQL, off for one through a pooler: a connection
+  // whose start-up reported a process id other than the server's pg_backend_pid() (PgBouncer
+  // does, in every pool mode). One query per new pool connection tells.
+  kAuto,
+  // Named prepared statements (parsed once per connection). Through PgBouncer only in session
+  // pooling, or transaction pooling with max_prepared_statements set (PgBouncer 1.21 and later).
+  kOn,
+  // Unnamed statements (parsed with each call): work through any pooler.
+  kOff,
+};
+
 struct Options {
   // Table holding the configuration. Created if missing. Lowercase letters, digits and '_',
   // starting with a letter or '_', at most 40 bytes (the protocol derives a few object names from
@@ -45,6 +58,17 @@ struct Options {
   std::chrono::milliseconds load_timeout = std::chrono::seconds(60);
   // Connections used by set()/remove() running in parallel. Default 4.
   std::size_t pool_size = 4;
+  // Named prepared statements on the pool's connections: kAuto, kOn or kOff (see
+  // PreparedStatements). Default kAuto (on straight to PostgreSQL, off through a pooler).
+  PreparedStatements prepared_statements = PreparedStatements::kAuto;
+  // The connection string of the listener: the store's session connection, which LISTENs,
+  // reads the table at start-up and on catch-ups, sets the table up, and holds the lease
+  // sweeper's session lock. It needs a session of its own: PostgreSQL itself, or a pooler in
+  // session pooling mode, never one in transaction or statement pooling mode (open() refuses
+  // that with kInvalidArgument; a reconnect logs it and retries). With the write pool behind
+  // PgBouncer in transaction pooling, point this at PostgreSQL directly. Its password is never
+  // logged. Default "": the store's own DSN.
+  std::string listen_dsn;
   // Largest value accepted by set(), in bytes of its JSON text. Default 16 MiB.
   std::size_t max_value_bytes = 16u << 20;
   // The change log (history, and the deletions catch-ups read) keeps records for at least this

@@ -33,7 +33,8 @@ const std::vector<std::string> kPoolParams = {"dsn", "schema"};
 const std::vector<std::string> kStoreParams = {
     "dbpool_name",        "db_pool_name",       "table_name",       "channel",
     "heartbeat_interval", "reconnect_interval", "sync_on_mismatch", "enable_notification",
-    "db_timeout",         "pool_size",          "snapshot_file"};
+    "db_timeout",         "pool_size",          "snapshot_file",    "prepared_statements",
+    "listen_dsn"};
 
 // A value quoted for a message, escaped so that control characters cannot garble it.
 std::string shown(std::string_view s) {
@@ -445,6 +446,23 @@ class Parser {
     }
     if (const std::string* v = param(e, "pool_size")) {
       o.pool_size = static_cast<std::size_t>(to_int(e, "pool_size", *v, 1, 1000));
+    }
+    if (const std::string* v = param(e, "prepared_statements")) {
+      if (*v == "auto") {
+        o.prepared_statements = PreparedStatements::kAuto;
+      } else if (*v == "on") {
+        o.prepared_statements = PreparedStatements::kOn;
+      } else if (*v == "off") {
+        o.prepared_statements = PreparedStatements::kOff;
+      } else {
+        fail(e.name, "prepared_statements",
+             fmt::format("expected auto, on or off, got {}", shown(*v)));
+      }
+    }
+    if (const std::string* v = param(e, "listen_dsn")) {
+      // Never quoted back: it may hold a password.
+      if (v->empty()) fail(e.name, "listen_dsn", "is empty (leave it out to use the pool's dsn)");
+      o.listen_dsn = *v;
     }
     if (const std::string* v = param(e, "snapshot_file")) {
       if (v->empty()) fail(e.name, "snapshot_file", "is empty (leave it out for no file)");

@@ -179,6 +179,17 @@ std::optional<Notification> Connection::next_notification() {
   return out;
 }
 
+std::optional<Notification> Connection::wait_notification(Deadline deadline) {
+  for (;;) {
+    if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
+    if (std::optional<Notification> n = next_notification()) return n;
+    if (Clock::now() >= deadline || !wait_socket(POLLIN, deadline)) return std::nullopt;
+    if (!consume_input()) {
+      throw Error(ErrorCode::kUnavailable, "waiting for a notification failed: link lost");
+    }
+  }
+}
+
 void Connection::wait_for_result(Deadline deadline, std::string_view what) {
   // Push the query out, then read until libpq has a whole result.
   for (;;) {
@@ -270,6 +281,7 @@ Result Connection::exec(std::string_view sql, const Params& params, Deadline dea
 
 Result Connection::exec_prepared(const char* name, std::string_view sql, const Params& params,
                                  Deadline deadline) {
+  if (!named_statements_) return exec(sql, params, deadline);
   if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
   if (!prepared_.contains(name)) {
     std::string query(sql);
@@ -287,6 +299,13 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
   }
   wait_for_result(deadline, "query");
   return collect("query");
+}
+
+bool Connection::detect_pooler(Deadline deadline) {
+  // PostgreSQL's BackendKeyData carries the backend's pid; a pooler answers the start-up itself
+  // and hands out a key of its own (PgBouncer: random), since cancel requests must reach it.
+  behind_pooler_ = exec("SELECT pg_backend_pid()", {}, deadline).int64(0, 0) != backend_pid_;
+  return behind_pooler_;
 }
 
 void Connection::exec_rows(std::string_view sql, Deadline deadline,

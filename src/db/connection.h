@@ -68,7 +68,9 @@ class Connection {
   // statement is cancelled and the connection closed), kUnavailable (connection lost), kDatabase
   // (the server reported an error; the SQLSTATE decides whether it is retryable).
   Result exec(std::string_view sql, const Params& params, Deadline deadline);
-  // Like exec, but prepares `sql` under `name` on first use on this connection.
+  // Like exec, but prepares `sql` under `name` on first use on this connection. With named
+  // statements off (set_named_statements), the same as exec: an unnamed statement, which a
+  // transaction pooler does not need to keep across transactions.
   Result exec_prepared(const char* name, std::string_view sql, const Params& params,
                        Deadline deadline);
   // Runs one or more statements without parameters (simple query protocol).
@@ -86,11 +88,28 @@ class Connection {
   bool probe();
   int socket() const;
   void set_interrupt_fd(int fd) { interrupt_fd_ = fd; }
-  // The server process serving this connection (kept after the connection closes).
+  // The server process serving this connection as the connection reported it at start-up (kept
+  // after the connection closes). Behind a pooler (PgBouncer) it is the pooler's own number.
   int backend_pid() const { return backend_pid_; }
+  // Asks the server for its process id and compares it with backend_pid(): a pooler between
+  // client and server (PgBouncer, in any pool mode) reports a process id of its own. Returns
+  // whether one is in between, and remembers it (behind_pooler()). Errors as for exec.
+  bool detect_pooler(Deadline deadline);
+  bool behind_pooler() const { return behind_pooler_; }
+  // Whether each transaction of this connection may be served by another server session (a pool
+  // connection behind a pooler): then nothing may rely on session state between transactions,
+  // session advisory locks included.
+  void set_per_transaction(bool on) { per_transaction_ = on; }
+  bool per_transaction() const { return per_transaction_; }
+  // Whether exec_prepared uses named prepared statements (the default) or unnamed ones.
+  void set_named_statements(bool on) { named_statements_ = on; }
+  bool named_statements() const { return named_statements_; }
   // Reads whatever the server sent. Returns false if the connection broke.
   bool consume_input();
   std::optional<Notification> next_notification();
+  // Waits until a notification arrives (returned) or the deadline passes (nullopt). Throws
+  // kUnavailable if the link breaks, kShutdown when interrupted.
+  std::optional<Notification> wait_notification(Deadline deadline);
   // Human-readable last error of the connection.
   std::string error_message() const;
 
@@ -106,6 +125,9 @@ class Connection {
   PGconn* conn_ = nullptr;
   int backend_pid_ = 0;
   int interrupt_fd_ = -1;
+  bool behind_pooler_ = false;
+  bool named_statements_ = true;
+  bool per_transaction_ = false;
   std::unordered_set<std::string> prepared_;
 };
 

@@ -4,8 +4,12 @@
 
 namespace syncconfig::internal {
 
-ConnectionPool::ConnectionPool(std::string dsn, std::size_t max_size, const char* application_name)
-    : dsn_(std::move(dsn)), max_size_(max_size), application_name_(application_name) {}
+ConnectionPool::ConnectionPool(std::string dsn, std::size_t max_size, const char* application_name,
+                               PreparedStatements prepared)
+    : dsn_(std::move(dsn)),
+      max_size_(max_size),
+      application_name_(application_name),
+      prepared_(prepared) {}
 
 ConnectionPool::Lease ConnectionPool::acquire(Deadline deadline) {
   std::unique_lock lock(mu_);
@@ -32,6 +36,12 @@ ConnectionPool::Lease ConnectionPool::acquire(Deadline deadline) {
     lock.unlock();
     try {
       auto conn = std::make_unique<Connection>(dsn_, deadline, application_name_);
+      // Asked whatever the setting: pooled reads take their writer lock per transaction behind a
+      // pooler (table_reader.cc).
+      const bool pooled = conn->detect_pooler(deadline);
+      conn->set_per_transaction(pooled);
+      conn->set_named_statements(prepared_ == PreparedStatements::kOn ||
+                                 (prepared_ == PreparedStatements::kAuto && !pooled));
       lock.lock();
       backend_pids_.insert(conn->backend_pid());
       lock.unlock();

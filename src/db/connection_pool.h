@@ -1,5 +1,7 @@
 // A bounded pool of connections for writes. Connections are opened on demand, checked for a
-// link the server closed while they sat idle, and dropped after any failure.
+// link the server closed while they sat idle, and dropped after any failure. Each new connection
+// is asked whether a pooler (PgBouncer) is in between (Connection::detect_pooler); the
+// PreparedStatements setting and that answer decide whether it uses named prepared statements.
 //
 // ConnectionPool is safe for concurrent access from multiple threads without external
 // synchronization; a leased Connection belongs to the leasing thread until the lease ends.
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "db/connection.h"
+#include "syncconfig/options.h"
 
 namespace syncconfig::internal {
 
@@ -34,7 +37,8 @@ class ConnectionPool {
     std::unique_ptr<Connection> conn_;
   };
 
-  ConnectionPool(std::string dsn, std::size_t max_size, const char* application_name);
+  ConnectionPool(std::string dsn, std::size_t max_size, const char* application_name,
+                 PreparedStatements prepared = PreparedStatements::kAuto);
   // Throws Error: kShutdown after close(), kTimeout when no connection frees up before the
   // deadline, kUnavailable/kTimeout when a new connection cannot be opened.
   Lease acquire(Deadline deadline);
@@ -49,6 +53,7 @@ class ConnectionPool {
   const std::string dsn_;
   const std::size_t max_size_;
   const char* application_name_;
+  const PreparedStatements prepared_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::unordered_set<int> backend_pids_;

@@ -509,6 +509,7 @@ COMMENT ON TRIGGER syncconfig_notify ON {t} IS '{version}';
   lock_table_for_read = fmt::format("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT", t);
   snapshot_lock = fmt::format("SELECT pg_advisory_lock({})", writer_key);
   snapshot_unlock = fmt::format("SELECT pg_advisory_unlock({})", writer_key);
+  snapshot_xact_lock = fmt::format("SELECT pg_advisory_xact_lock({})", writer_key);
   snapshot_revision =
       fmt::format("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {}", seq);
   table_digest = fmt::format(

@@ -61,8 +61,9 @@ struct TableSql {
   std::string lock_table_for_read;  // ACCESS SHARE NOWAIT: keeps TRUNCATE out of a snapshot read.
   std::string snapshot_lock;        // Session-level writer lock: no revision is in flight under it.
   std::string snapshot_unlock;
-  std::string snapshot_revision;  // -> the last revision drawn (0 if none)
-  std::string table_digest;       // -> count, sum of md5 prefixes (as text)
+  std::string snapshot_xact_lock;  // The same lock, held to the end of the transaction.
+  std::string snapshot_revision;   // -> the last revision drawn (0 if none)
+  std::string table_digest;        // -> count, sum of md5 prefixes (as text)
   std::string prune;              // $1 retention s, $2 min versions, $3 batch -> max pruned or NULL
   std::string record_compaction;  // $1 revision: the log is complete above it
 };

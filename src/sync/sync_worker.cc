@@ -20,11 +20,51 @@ constexpr const char* kApplicationName = "syncconfig-listener";
 constexpr std::chrono::milliseconds kFirstReconnectDelay(100);
 using std::chrono::steady_clock;
 
+// The listener's connection goes through a pooler (Connection::detect_pooler): check that the
+// pooler keeps its server session for it. A transaction (or statement) pooler hands the session
+// that ran LISTEN back to its pool once LISTEN returns; a notification for it then never reaches
+// this client. So: LISTEN on a probe channel of our own, NOTIFY it from a second connection, and
+// wait for it. It arrives at once through a session pooler; never through a transaction pooler.
+void check_session_kept(Connection& conn, const SyncContext& ctx, Deadline deadline,
+                        int interrupt_fd) {
+  static std::atomic<uint64_t> probes{0};
+  // Digits only: a valid identifier, unique per process and call.
+  const std::string channel =
+      quote_ident(fmt::format("syncconfig_session_probe_{}_{}", ::getpid(), probes.fetch_add(1)));
+  conn.exec_script("LISTEN " + channel, deadline);
+  {
+    Connection notifier(ctx.dsn, deadline, kApplicationName, interrupt_fd);
+    notifier.exec_script("NOTIFY " + channel, deadline);
+  }
+  bool arrived = false;
+  while (std::optional<Notification> n = conn.wait_notification(deadline)) {
+    if (quote_ident(n->channel) == channel) {
+      arrived = true;
+      break;
+    }
+  }
+  if (!arrived) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("the listener's connection ({}) goes through a connection pooler that "
+                            "does not keep a server session for it (PgBouncer in transaction or "
+                            "statement pooling mode): a notification sent to it did not arrive "
+                            "within the db_timeout. The listener needs a session of its own: set "
+                            "listen_dsn (Options::listen_dsn) to PostgreSQL itself or to a pool in "
+                            "session pooling mode; the write pool may stay behind the "
+                            "transaction pooler",
+                            redact_dsn(ctx.dsn)));
+  }
+  conn.exec_script("UNLISTEN " + channel, deadline);
+}
+
 }  // namespace
 
 std::unique_ptr<Connection> open_listener(const SyncContext& ctx, Deadline deadline,
                                           int interrupt_fd) {
   auto conn = std::make_unique<Connection>(ctx.dsn, deadline, kApplicationName, interrupt_fd);
+  // Session state matters here with or without notifications: the snapshot reads' and the lease
+  // sweeper's session locks.
+  if (conn->detect_pooler(deadline)) check_session_kept(*conn, ctx, deadline, interrupt_fd);
   if (ctx.options.enable_notification) {
     conn->exec_script("LISTEN " + quote_ident(ctx.options.channel), deadline);
   }

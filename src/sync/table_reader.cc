@@ -61,6 +61,7 @@ class Snapshot {
 
   // One attempt; false if the table was locked (nothing is held then).
   bool try_take(const TableSql& sql) {
+    if (conn_.per_transaction()) return try_take_in_transaction(sql);
     conn_.exec(sql.snapshot_lock, {}, deadline_);
     try {
       conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
@@ -82,6 +83,39 @@ class Snapshot {
       throw;
     }
     release(sql);
+    return true;
+  }
+  // Behind a pooler (Connection::per_transaction) a session lock could be taken on one server
+  // session and released on another, and stay held for good. There the writer lock is a
+  // transaction lock held until the read commits: no write commits meanwhile, so the read's
+  // READ COMMITTED statements all see the state at `revision`. (A REPEATABLE READ snapshot would
+  // be fixed by the lock's own statement, before the lock is granted.) Writers wait for the
+  // read; pruning does not (read_changes_since and read_state_at check the compaction mark again
+  // at the end).
+  bool try_take_in_transaction(const TableSql& sql) {
+    conn_.exec_script("BEGIN READ ONLY", deadline_);
+    open_ = true;
+    try {
+      conn_.exec(sql.snapshot_xact_lock, {}, deadline_);
+      try {
+        conn_.exec(sql.lock_table_for_read, {}, deadline_);
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kUnavailable || !conn_.ok()) throw;
+        conn_.exec_script("ROLLBACK", deadline_);
+        open_ = false;
+        return false;
+      }
+      revision_ = conn_.exec(sql.snapshot_revision, {}, deadline_).int64(0, 0);
+    } catch (...) {
+      if (open_ && conn_.ok()) {
+        try {
+          conn_.exec_script("ROLLBACK", deadline_);
+        } catch (const Error&) {
+        }
+      }
+      open_ = false;
+      throw;
+    }
     return true;
   }
   void release(const TableSql& sql) {
@@ -236,6 +270,17 @@ TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t s
     out.digest = TableDigest{static_cast<std::size_t>(d.int64(0, 0)),
                              std::stoull(std::string(d.text(0, 1)))};
   }
+  if (conn.per_transaction()) {
+    // READ COMMITTED: a pruning that committed meanwhile may have removed some of the records.
+    const int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+    if (compacted > since) {
+      TableChanges pruned;
+      pruned.snapshot_revision = out.snapshot_revision;
+      pruned.compacted = compacted;
+      tx.commit();
+      return pruned;
+    }
+  }
   tx.commit();
   std::sort(out.rows.begin(), out.rows.end(),
             [](const Row& a, const Row& b) { return a.revision < b.revision; });
@@ -262,6 +307,17 @@ PastState read_state_at(Connection& conn, const TableSql& sql, int64_t revision,
     for (int i = 0; i < now.rows(); ++i) {
       out.current.emplace(std::string(now.text(i, 0)),
                           std::make_pair(std::string(now.text(i, 1)), now.int64(i, 2)));
+    }
+  }
+  if (conn.per_transaction()) {
+    // READ COMMITTED: a pruning that committed meanwhile may have removed some of the records.
+    const int64_t compacted = conn.exec(sql.compacted, {}, deadline).int64(0, 0);
+    if (revision < compacted) {
+      PastState pruned;
+      pruned.snapshot_revision = out.snapshot_revision;
+      pruned.compacted = compacted;
+      tx.commit();
+      return pruned;
     }
   }
   tx.commit();
