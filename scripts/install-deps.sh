@@ -5,6 +5,7 @@ packages=(
   build-essential cmake pkg-config
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
+  libssl-dev openssl            # TLS (https://); the openssl program makes the tests' certificates
   libyaml-cpp-dev libcli11-dev   # the service: YAML, command line
   libboost1.74-dev               # the service's HTTP server and client (Beast/Asio)
   libcpp-httplib-dev             # tests only: an HTTP client independent of the server's stack
