@@ -577,6 +577,16 @@ TEST(Cli, serve_over_tls_answers_the_cli_with_a_ca_file_and_reloads_its_certific
   r = get(ca_b);
   EXPECT_EQ(r.exit_code, 3) << r;
   EXPECT_NE(r.err.find("certificate verify failed"), std::string::npos) << r;
+  {
+    // A relay follows the https server, verifying it against --upstream-ca-file.
+    Child relay(
+        {"serve", "--upstream", url, "--upstream-ca-file", ca_a, "--listen", "127.0.0.1:0"});
+    const int relay_port = listening_port(relay);
+    ASSERT_GT(relay_port, 0);
+    r = run({"get", "tls.cli", "--server", "http://127.0.0.1:" + std::to_string(relay_port)});
+    EXPECT_EQ(r.exit_code, 0) << r << relay.err();
+    EXPECT_EQ(r.out, "1\n");
+  }
 
   // Rotation: new files, SIGHUP; new connections get the new certificate.
   testing::copy_over(b.cert, cert);

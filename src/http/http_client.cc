@@ -13,6 +13,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "syncconfig/error.h"
@@ -317,12 +320,13 @@ HttpClient::HttpClient(Url server, ClientOptions options)
                                                    server_.to_string() + ": " + ec.message());
     }
   } else {
+    auto bad_ca_file = [&](const std::string& why) {
+      return Error(ErrorCode::kInvalidArgument, "cannot use the CA file '" + options_.ca_file +
+                                                    "' for " + server_.to_string() + ": " + why);
+    };
+    if (!std::ifstream(options_.ca_file)) throw bad_ca_file(std::strerror(errno));
     tls_->load_verify_file(options_.ca_file, ec);
-    if (ec) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "cannot use the CA file '" + options_.ca_file + "' for " + server_.to_string() +
-                      ": " + ec.message() + " (not readable, or no PEM certificate in it)");
-    }
+    if (ec) throw bad_ca_file("no PEM certificate in it (" + ec.message() + ")");
   }
 }
 

@@ -961,8 +961,8 @@ void HttpServer::Impl::start() {
     });
   }
   started_ = true;
-  log_->info("http: serving {} store(s) on {}://{}:{}", feeds_.size(), tls_ ? "https" : "http",
-             options_.host, port());
+  log_->info("http: serving {} store(s) on {}://{}:{}", feeds_.size(),
+             tls_context() ? "https" : "http", options_.host, port());
 }
 
 void HttpServer::Impl::stop() {
