@@ -562,8 +562,10 @@ TEST(Cli, serve_over_tls_answers_the_cli_with_a_ca_file_and_reloads_its_certific
   const std::string key = (pki.dir() / "served.key").string();
   testing::copy_over(a.cert, cert);
   testing::copy_over(a.key, key);
-  Child serve(
-      {"serve", "--dsn", dsn(), "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key});
+  // The key through the environment (the systemd unit's /etc/default/syncconfig), the
+  // certificate as a flag.
+  Child serve({"serve", "--dsn", dsn(), "--listen", "127.0.0.1:0", "--tls-cert", cert},
+              {{"SYNCCONFIG_TLS_KEY", key}});
   const int port = listening_port(serve);
   ASSERT_GT(port, 0);
   const std::string url = "https://127.0.0.1:" + std::to_string(port);

@@ -87,10 +87,11 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--token", serve.token,
                         "Require 'Authorization: Bearer TOKEN' (default: env SYNCCONFIG_TOKEN)");
   serve_cmd->add_option("--tls-cert", serve.tls_cert,
-                        "Serve HTTPS: PEM file of the certificate chain (with --tls-key); SIGHUP "
-                        "reloads both for new connections");
+                        "Serve HTTPS: PEM file of the certificate chain (with --tls-key; default: "
+                        "env SYNCCONFIG_TLS_CERT); SIGHUP reloads both for new connections");
   serve_cmd->add_option("--tls-key", serve.tls_key,
-                        "PEM file of the private key of --tls-cert (keep it mode 0600)");
+                        "PEM file of the private key of --tls-cert (keep it mode 0600; default: "
+                        "env SYNCCONFIG_TLS_KEY)");
   serve_cmd->add_option("--upstream", serve.upstream,
                         "Relay: follow this syncconfig server (repeat for failover, in order) "
                         "instead of a database, and serve the same API downstream");

@@ -90,11 +90,16 @@ void raise_open_files_limit() {
 }
 
 int run_serve(const ServeArgs& args) {
-  if (args.tls_cert.empty() != args.tls_key.empty()) {
-    throw UsageError(args.tls_cert.empty() ? "--tls-key needs --tls-cert"
-                                           : "--tls-cert needs --tls-key");
+  // The environment stands in for each flag (the systemd unit's /etc/default/syncconfig).
+  const std::string tls_cert =
+      !args.tls_cert.empty() ? args.tls_cert : env("SYNCCONFIG_TLS_CERT").value_or("");
+  const std::string tls_key =
+      !args.tls_key.empty() ? args.tls_key : env("SYNCCONFIG_TLS_KEY").value_or("");
+  if (tls_cert.empty() != tls_key.empty()) {
+    throw UsageError(tls_cert.empty() ? "--tls-key (SYNCCONFIG_TLS_KEY) needs --tls-cert"
+                                      : "--tls-cert (SYNCCONFIG_TLS_CERT) needs --tls-key");
   }
-  const bool tls = !args.tls_cert.empty();
+  const bool tls = !tls_cert.empty();
   // First, so that a signal arriving during startup shuts down cleanly after it. SIGHUP
   // reloads the TLS certificate (on this thread, below); it never stops the server.
   StopSignal stop(/*with_reload=*/true);
@@ -164,8 +169,8 @@ int run_serve(const ServeArgs& args) {
   http.host = address.host;
   http.port = address.port;
   http.token = token;
-  http.tls_cert_file = args.tls_cert;
-  http.tls_key_file = args.tls_key;
+  http.tls_cert_file = tls_cert;
+  http.tls_key_file = tls_key;
   if (token.empty() && !is_loopback(address.host)) {
     spdlog::warn(
         "listening on {} without a token (--token or SYNCCONFIG_TOKEN): anyone who can "
