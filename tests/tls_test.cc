@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -274,6 +277,31 @@ TEST_F(TlsHttp, a_client_that_never_handshakes_holds_a_connection_only_until_hea
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   ::close(fd);
   EXPECT_TRUE(wait_until([&] { return c.request("GET", "/health").status == 200; }));
+}
+
+// After the handshake the usual deadlines hold: a TLS connection with no request is closed after
+// idle_timeout.
+TEST_F(TlsHttp, an_idle_tls_connection_is_closed_after_idle_timeout) {
+  namespace asio = boost::asio;
+  service::HttpOptions o;
+  o.idle_timeout = 300ms;
+  start(o);
+  asio::io_context ioc;
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  ctx.load_verify_file(ca_a_);
+  asio::ssl::stream<asio::ip::tcp::socket> tls(ioc, ctx);
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  tls.next_layer().connect(
+      {asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server_->port())});
+  tls.handshake(asio::ssl::stream_base::client);
+  timeval tv{10, 0};  // Bounds the read below if the server never closes.
+  ::setsockopt(tls.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const auto started = std::chrono::steady_clock::now();
+  char byte = 0;
+  boost::system::error_code ec;
+  EXPECT_EQ(tls.read_some(asio::buffer(&byte, 1), ec), 0u);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) << ec.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
 TEST_F(TlsHttp, a_remote_store_follows_an_https_server_and_refuses_an_untrusted_one) {

@@ -2,7 +2,9 @@
 // on Boost.Beast/Asio: an event loop on `io_threads` threads serves every connection, so an open
 // /watch stream costs a socket and a small object, not a thread (docs/architecture.md). Requests
 // that wait on the database (PUT, DELETE, resuming a stream from the table) run on a separate
-// pool of `blocking_threads`, so a slow database never stalls the loop.
+// pool of `blocking_threads`, so a slow database never stalls the loop. With tls_cert_file and
+// tls_key_file every connection is TLS (the same request handling over an ssl_stream), and
+// reload_tls() rotates the certificate for new connections.
 //
 // Owns its threads: stop() stops accepting, lets requests in flight finish, ends /watch streams
 // and joins. Safe for concurrent access from multiple threads without external synchronization.
