@@ -251,8 +251,8 @@ class HttpServer::Impl : public detail::StreamHost {
 
   // Declared before the event loop: handlers it destroys last still unregister their sessions.
   std::mutex registry_mu_;
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_;   // Guarded by
-                                                                          // registry_mu_.
+  // Sessions, plain and TLS; guarded by registry_mu_.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_;
   std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_;  // Likewise.
   std::condition_variable registry_cv_;                                   // One ended.
 
