@@ -32,6 +32,7 @@
 
 #include "process_support.h"
 #include "test_support.h"
+#include "tls_support.h"
 
 namespace syncconfig::testing {
 namespace {
@@ -536,9 +537,9 @@ TEST(Cli, syncconfig_server_in_the_environment_stands_in_for_the_server_option) 
 }
 
 TEST(Cli, a_server_url_that_cannot_be_used_is_a_usage_error_naming_it) {
-  RunResult r = run({"list", "--server", "https://127.0.0.1:8443"});
+  RunResult r = run({"list", "--server", "ftp://127.0.0.1:8443"});
   EXPECT_EQ(r.exit_code, 2) << r;
-  EXPECT_NE(r.err.find("--server: server URL \"https://127.0.0.1:8443\": https is not supported"),
+  EXPECT_NE(r.err.find("--server: server URL \"ftp://127.0.0.1:8443\": expected http://"),
             std::string::npos)
       << r;
   r = run({"list"}, {{"SYNCCONFIG_SERVER", "127.0.0.1:8080"}});
@@ -550,6 +551,61 @@ TEST(Cli, a_server_url_that_cannot_be_used_is_a_usage_error_naming_it) {
   EXPECT_EQ(r.exit_code, 2) << r;
   EXPECT_EQ(r.err.find("hunter2pw"), std::string::npos) << r;
   EXPECT_EQ(run({"list", "--server", "http://[::1:80"}).exit_code, 2);
+}
+
+TEST(Cli, serve_over_tls_answers_the_cli_with_a_ca_file_and_reloads_its_certificate_on_sighup) {
+  testing::Pki pki;
+  const std::string ca_a = pki.ca("ca_a"), ca_b = pki.ca("ca_b");
+  testing::Leaf a = pki.leaf("ca_a", "a", "DNS:localhost,IP:127.0.0.1", 1);
+  testing::Leaf b = pki.leaf("ca_b", "b", "DNS:localhost,IP:127.0.0.1", 2);
+  const std::string cert = (pki.dir() / "served.pem").string();
+  const std::string key = (pki.dir() / "served.key").string();
+  testing::copy_over(a.cert, cert);
+  testing::copy_over(a.key, key);
+  // The key through the environment (the systemd unit's /etc/default/syncconfig), the
+  // certificate as a flag.
+  Child serve({"serve", "--dsn", dsn(), "--listen", "127.0.0.1:0", "--tls-cert", cert},
+              {{"SYNCCONFIG_TLS_KEY", key}});
+  const int port = listening_port(serve);
+  ASSERT_GT(port, 0);
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  auto get = [&](const std::string& ca) {
+    return run({"get", "tls.cli", "--server", url, "--ca-file", ca});
+  };
+  ASSERT_EQ(run({"set", "tls.cli", "1", "--server", url, "--ca-file", ca_a}).exit_code, 0);
+  RunResult r = get(ca_a);
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "1\n");
+  r = get(ca_b);
+  EXPECT_EQ(r.exit_code, 3) << r;
+  EXPECT_NE(r.err.find("certificate verify failed"), std::string::npos) << r;
+  {
+    // A relay follows the https server, verifying it against --upstream-ca-file.
+    Child relay(
+        {"serve", "--upstream", url, "--upstream-ca-file", ca_a, "--listen", "127.0.0.1:0"});
+    const int relay_port = listening_port(relay);
+    ASSERT_GT(relay_port, 0);
+    r = run({"get", "tls.cli", "--server", "http://127.0.0.1:" + std::to_string(relay_port)});
+    EXPECT_EQ(r.exit_code, 0) << r << relay.err();
+    EXPECT_EQ(r.out, "1\n");
+  }
+
+  // Rotation: new files, SIGHUP; new connections get the new certificate.
+  testing::copy_over(b.cert, cert);
+  testing::copy_over(b.key, key);
+  serve.signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] { return get(ca_b).exit_code == 0; }, 20s)) << serve.err();
+  EXPECT_EQ(get(ca_a).exit_code, 3);
+  // A bad key on the next SIGHUP: logged, and the server goes on with the certificate it has.
+  std::ofstream(key, std::ios::trunc) << "not a key\n";
+  serve.signal(SIGHUP);
+  EXPECT_TRUE(
+      wait_until([&] { return serve.err().find("TLS reload failed") != std::string::npos; }, 20s))
+      << serve.err();
+  EXPECT_NE(serve.err().find(key), std::string::npos) << serve.err();
+  EXPECT_EQ(get(ca_b).exit_code, 0);
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(15s), std::optional<int>(0)) << serve.err();
 }
 
 TEST(Cli, server_with_dsn_config_or_table_is_a_usage_error) {

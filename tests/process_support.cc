@@ -207,7 +207,10 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
 
 int listening_port(Child& serve, std::chrono::milliseconds timeout) {
   std::optional<std::string> line = serve.read_line(timeout);
-  const std::string prefix = "listening on http://127.0.0.1:";
+  std::string prefix = "listening on http://127.0.0.1:";
+  if (line && line->rfind("listening on https://", 0) == 0) {
+    prefix = "listening on https://127.0.0.1:";  // serve --tls-cert
+  }
   if (!line || line->rfind(prefix, 0) != 0) {
     ADD_FAILURE() << "no listening line; got: " << line.value_or("<none>")
                   << "\nstderr: " << serve.err();

@@ -105,7 +105,7 @@ std::vector<std::string> on_table(const std::string& table);
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b);
 
-// Waits for serve's "listening on http://127.0.0.1:PORT" line; returns the port (0 and a test
+// Waits for serve's "listening on http://127.0.0.1:PORT" (or https://) line; returns the port (0 and a test
 // failure otherwise).
 int listening_port(Child& serve, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 

@@ -41,6 +41,11 @@ struct RemoteOptions {
   std::string store;
   // Sent as "Authorization: Bearer <token>" when non-empty; never logged. Default "".
   std::string token;
+  // https:// servers: PEM file of the CA certificate(s) their certificates must lead to.
+  // Default "": the system trust store. The chain and the URL's host are always verified; a
+  // server that fails verification counts as unavailable (the store moves on to the next URL).
+  // A file that cannot be loaded: the constructor throws kInvalidArgument naming it.
+  std::string ca_file;
   // Bound on connecting to one server. Default 2 seconds.
   std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);
   // Bound on one write (PUT/DELETE). Default 10 seconds.

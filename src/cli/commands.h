@@ -53,6 +53,8 @@ struct ConnectionArgs {
   std::string channel;
   std::string server;
   std::string token;
+  std::string ca_file;  // https servers: the CA file (default: env SYNCCONFIG_CA_FILE, else the
+                        // system trust store).
 };
 
 struct ServeArgs {
@@ -63,9 +65,12 @@ struct ServeArgs {
   std::string token;
   // Relay: follow these servers (RemoteStore) instead of a database.
   std::vector<std::string> upstream;
-  std::string upstream_token;  // Default: env SYNCCONFIG_UPSTREAM_TOKEN.
-  std::string upstream_store;  // The upstream's store to follow ("": its default).
-  std::string snapshot_file;   // Options::snapshot_file of the served store (--dsn, --upstream).
+  std::string upstream_token;    // Default: env SYNCCONFIG_UPSTREAM_TOKEN.
+  std::string upstream_store;    // The upstream's store to follow ("": its default).
+  std::string snapshot_file;     // Options::snapshot_file of the served store (--dsn, --upstream).
+  std::string tls_cert;          // TLS: PEM certificate chain and key (both or neither); SIGHUP
+  std::string tls_key;           // reloads them.
+  std::string upstream_ca_file;  // https upstreams: their CA file (default: the system's).
 };
 
 enum class Operation { kGet, kSet, kDelete, kList, kWatch, kCrc };
@@ -153,12 +158,12 @@ int printed();
 // Writes `line` to stdout and flushes it; false (errno set) when that fails.
 bool write_line(const std::string& line);
 
-// Turns SIGINT/SIGTERM into an event that wait() returns on, through a self-pipe (the handler
-// only writes a byte). One instance at a time per process; the destructor restores the default
-// handlers.
+// Turns SIGINT/SIGTERM (and SIGHUP with `with_reload`) into an event that wait() returns on,
+// through a self-pipe (the handler only writes a byte). One instance at a time per process; the
+// destructor restores the default handlers.
 class StopSignal {
  public:
-  StopSignal();
+  explicit StopSignal(bool with_reload = false);
   ~StopSignal();
   StopSignal(const StopSignal&) = delete;
   StopSignal& operator=(const StopSignal&) = delete;

@@ -97,7 +97,11 @@ bool write_line(const std::string& line) {
          std::fflush(stdout) == 0;
 }
 
-StopSignal::StopSignal() {
+namespace {
+bool reload_caught = false;
+}
+
+StopSignal::StopSignal(bool with_reload) {
   if (::pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     throw Error(ErrorCode::kInternal, std::string("pipe: ") + std::strerror(errno));
   }
@@ -107,11 +111,15 @@ StopSignal::StopSignal() {
   action.sa_flags = SA_RESTART;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  if (with_reload) sigaction(SIGHUP, &action, nullptr);
+  reload_caught = with_reload;
 }
 
 StopSignal::~StopSignal() {
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
+  if (reload_caught) signal(SIGHUP, SIG_DFL);
+  reload_caught = false;
   ::close(stop_pipe[0]);
   ::close(stop_pipe[1]);
   stop_pipe[0] = stop_pipe[1] = -1;

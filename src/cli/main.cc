@@ -40,6 +40,10 @@ void add_connection(CLI::App* command, ConnectionArgs& c) {
   command->add_option("--token", c.token,
                       "With a server: sent as 'Authorization: Bearer TOKEN' (default: env "
                       "SYNCCONFIG_TOKEN)");
+  command->add_option("--ca-file", c.ca_file,
+                      "With an https:// server: PEM file of the CA certificate(s) its certificate "
+                      "must lead to (default: env SYNCCONFIG_CA_FILE, else the system trust "
+                      "store); the host name is always verified");
   command->add_option("--store", c.store,
                       "With --config: the sync_config_pg service to use (default: the first); "
                       "with a server: the store it serves under /stores/NAME");
@@ -82,11 +86,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--token", serve.token,
                         "Require 'Authorization: Bearer TOKEN' (default: env SYNCCONFIG_TOKEN)");
+  serve_cmd->add_option("--tls-cert", serve.tls_cert,
+                        "Serve HTTPS: PEM file of the certificate chain (with --tls-key; default: "
+                        "env SYNCCONFIG_TLS_CERT); SIGHUP reloads both for new connections");
+  serve_cmd->add_option("--tls-key", serve.tls_key,
+                        "PEM file of the private key of --tls-cert (keep it mode 0600; default: "
+                        "env SYNCCONFIG_TLS_KEY)");
   serve_cmd->add_option("--upstream", serve.upstream,
                         "Relay: follow this syncconfig server (repeat for failover, in order) "
                         "instead of a database, and serve the same API downstream");
   serve_cmd->add_option("--upstream-token", serve.upstream_token,
                         "Token for the upstream servers (default: env SYNCCONFIG_UPSTREAM_TOKEN)");
+  serve_cmd->add_option("--upstream-ca-file", serve.upstream_ca_file,
+                        "https upstreams: PEM file of their CA certificate(s) (default: env "
+                        "SYNCCONFIG_CA_FILE, else the system trust store)");
   serve_cmd->add_option("--upstream-store", serve.upstream_store,
                         "The upstream's store to follow (default: its default store)");
   serve_cmd->add_option("--snapshot-file", serve.snapshot_file,

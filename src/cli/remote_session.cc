@@ -8,6 +8,7 @@ namespace {
 http::ClientOptions client_options(const ServerTarget& target) {
   http::ClientOptions options;
   options.token = target.token;
+  options.ca_file = target.ca_file;
   options.connect_timeout = std::chrono::seconds(5);
   // The server bounds its own database calls (db_timeout, 5 s by default) and answers 503.
   options.request_timeout = std::chrono::seconds(30);

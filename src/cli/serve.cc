@@ -52,10 +52,10 @@ ListenAddress parse_listen(const std::string& text) {
 }
 
 // The URL a client on this machine reaches the server at: a wildcard address becomes loopback.
-std::string local_url(const std::string& host, int port) {
+std::string local_url(const std::string& host, int port, bool tls) {
   std::string h = host == "0.0.0.0" ? "127.0.0.1" : host == "::" ? "::1" : host;
   if (h.find(':') != std::string::npos) h = "[" + h + "]";
-  return "http://" + h + ":" + std::to_string(port);
+  return (tls ? "https://" : "http://") + h + ":" + std::to_string(port);
 }
 
 bool is_loopback(const std::string& host) {
@@ -68,6 +68,8 @@ const char* signal_name(int signo) {
       return "SIGINT";
     case SIGTERM:
       return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
     default:
       return "a stop request";
   }
@@ -88,8 +90,19 @@ void raise_open_files_limit() {
 }
 
 int run_serve(const ServeArgs& args) {
-  // First, so that a signal arriving during startup shuts down cleanly after it.
-  StopSignal stop;
+  // The environment stands in for each flag (the systemd unit's /etc/default/syncconfig).
+  const std::string tls_cert =
+      !args.tls_cert.empty() ? args.tls_cert : env("SYNCCONFIG_TLS_CERT").value_or("");
+  const std::string tls_key =
+      !args.tls_key.empty() ? args.tls_key : env("SYNCCONFIG_TLS_KEY").value_or("");
+  if (tls_cert.empty() != tls_key.empty()) {
+    throw UsageError(tls_cert.empty() ? "--tls-key (SYNCCONFIG_TLS_KEY) needs --tls-cert"
+                                      : "--tls-cert (SYNCCONFIG_TLS_CERT) needs --tls-key");
+  }
+  const bool tls = !tls_cert.empty();
+  // First, so that a signal arriving during startup shuts down cleanly after it. SIGHUP
+  // reloads the TLS certificate (on this thread, below); it never stops the server.
+  StopSignal stop(/*with_reload=*/true);
   raise_open_files_limit();
   ListenAddress address = parse_listen(args.listen);
   std::string token = args.token.empty() ? env("SYNCCONFIG_TOKEN").value_or("") : args.token;
@@ -106,6 +119,8 @@ int run_serve(const ServeArgs& args) {
     options.token = args.upstream_token.empty() ? env("SYNCCONFIG_UPSTREAM_TOKEN").value_or("")
                                                 : args.upstream_token;
     options.snapshot_file = args.snapshot_file;
+    options.ca_file = !args.upstream_ca_file.empty() ? args.upstream_ca_file
+                                                     : env("SYNCCONFIG_CA_FILE").value_or("");
     spdlog::info("relaying store '{}' of {} (the first that answers)",
                  args.upstream_store.empty() ? "default" : args.upstream_store,
                  fmt::join(args.upstream, ", "));
@@ -154,6 +169,8 @@ int run_serve(const ServeArgs& args) {
   http.host = address.host;
   http.port = address.port;
   http.token = token;
+  http.tls_cert_file = tls_cert;
+  http.tls_key_file = tls_key;
   if (token.empty() && !is_loopback(address.host)) {
     spdlog::warn(
         "listening on {} without a token (--token or SYNCCONFIG_TOKEN): anyone who can "
@@ -168,7 +185,7 @@ int run_serve(const ServeArgs& args) {
   std::optional<PublishedServerFile> published;
   if (embedded) {
     try {
-      published.emplace(embedded->data_dir(), local_url(address.host, server.port()));
+      published.emplace(embedded->data_dir(), local_url(address.host, server.port(), tls));
       spdlog::info("wrote {} for the operator commands", published->path().string());
     } catch (const Error& e) {
       spdlog::warn("{}: operator commands run here will not find this server without --server",
@@ -177,9 +194,25 @@ int run_serve(const ServeArgs& args) {
   }
   std::string url_host =
       address.host.find(':') != std::string::npos ? "[" + address.host + "]" : address.host;
-  std::cout << "listening on http://" << url_host << ":" << server.port() << std::endl;
+  std::cout << "listening on " << (tls ? "https://" : "http://") << url_host << ":" << server.port()
+            << std::endl;
 
   int signo = stop.wait();
+  while (signo == SIGHUP) {
+    // On this (the main) thread, never in the handler. The server logs the outcome; a bad file
+    // leaves the previous certificate in use.
+    if (!tls) {
+      spdlog::info("SIGHUP received: nothing to reload (no --tls-cert)");
+    } else {
+      spdlog::info("SIGHUP received: reloading the TLS certificate and key");
+      try {
+        server.reload_tls();
+      } catch (const Error&) {
+        // Logged by reload_tls(), naming the file.
+      }
+    }
+    signo = stop.wait();
+  }
   spdlog::info("{} received: finishing requests in flight and shutting down", signal_name(signo));
   published.reset();  // First: no new client should find a server that is going away.
   server.stop();

@@ -90,6 +90,7 @@ std::optional<ServerTarget> choose_server(const ConnectionArgs& a) {
     target = discover();
   }
   target.token = !a.token.empty() ? a.token : env("SYNCCONFIG_TOKEN").value_or("");
+  target.ca_file = !a.ca_file.empty() ? a.ca_file : env("SYNCCONFIG_CA_FILE").value_or("");
   target.store = a.store;
   return target;
 }

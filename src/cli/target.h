@@ -19,8 +19,9 @@ inline constexpr const char* kDefaultServerUrl = "http://127.0.0.1:8080";
 
 struct ServerTarget {
   http::Url url;
-  std::string token;  // --token or SYNCCONFIG_TOKEN; "" for none. Never printed.
-  std::string store;  // --store: a store served under /stores/NAME; "" for the default one.
+  std::string token;    // --token or SYNCCONFIG_TOKEN; "" for none. Never printed.
+  std::string ca_file;  // --ca-file or SYNCCONFIG_CA_FILE: https only; "" for the system's.
+  std::string store;    // --store: a store served under /stores/NAME; "" for the default one.
   // How the server was chosen, for messages: "--server", "SYNCCONFIG_SERVER",
   // "./.syncconfig/server.json, pid 123", "the default local server; ...".
   std::string origin;

@@ -1,14 +1,21 @@
 #include "http/http_client.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <vector>
 
 #include "syncconfig/error.h"
@@ -78,7 +85,9 @@ Headers fields_of(const bhttp::fields& fields) {
 // not HTTP or breaks a limit (it will not).
 bool is_transport_error(const error_code& ec) {
   return ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
-         ec == asio::error::eof || ec.category() == boost::system::system_category();
+         ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ||
+         ec.category() == boost::system::system_category() ||
+         ec.category() == asio::error::get_ssl_category();
 }
 
 }  // namespace
@@ -103,6 +112,7 @@ class HttpClient::Call {
   }
   ~Call() {
     error_code ignored;
+    tls_.reset();
     socket_.close(ignored);
     std::lock_guard lock(client_.mu_);
     client_.running_.erase(std::find(client_.running_.begin(), client_.running_.end(), &ioc_));
@@ -148,15 +158,62 @@ class HttpClient::Call {
       throw Error(ErrorCode::kUnavailable, "cannot connect to " + url() + ": " + ec.message());
     }
     socket_.set_option(tcp::no_delay(true), ec);  // Small requests must not wait for Nagle.
+    if (client_.tls_) handshake(deadline);
+  }
+
+  // https: the client side of the TLS handshake, the server's certificate verified against the
+  // CA file (or the system's) and the URL's host.
+  void handshake(Clock::time_point deadline) {
+    const Url& server = client_.server_;
+    tls_.emplace(socket_, *client_.tls_);
+    SSL* ssl = tls_->native_handle();
+    error_code ec;
+    asio::ip::make_address(server.host, ec);
+    if (ec) {
+      SSL_set_tlsext_host_name(ssl, server.host.c_str());  // SNI: names only, never addresses.
+      SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      SSL_set1_host(ssl, server.host.c_str());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server.host.c_str());
+    }
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    bool done = false;
+    tls_->async_handshake(asio::ssl::stream_base::client, [&](const error_code& e) {
+      ec = e;
+      done = true;
+    });
+    run(done, deadline,
+        "no TLS handshake with " + url() + " within " +
+            duration_text(client_.options_.connect_timeout));
+    if (ec) {
+      std::string why = ec.message();
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+      }
+      throw Error(ErrorCode::kUnavailable, "TLS handshake with " + url() + " failed: " + why);
+    }
+  }
+
+  // Runs `op` on the connection: the TLS stream for https, else the socket.
+  template <class Op>
+  void io(Op&& op) {
+    if (tls_) {
+      op(*tls_);
+    } else {
+      op(socket_);
+    }
   }
 
   void write(bhttp::request<bhttp::string_body>& request, Clock::time_point deadline,
              const std::string& what) {
     bool done = false;
     error_code ec;
-    bhttp::async_write(socket_, request, [&](const error_code& e, std::size_t) {
-      ec = e;
-      done = true;
+    io([&](auto& stream) {
+      bhttp::async_write(stream, request, [&](const error_code& e, std::size_t) {
+        ec = e;
+        done = true;
+      });
     });
     run(done, deadline, timeout_message(what));
     if (ec) {
@@ -170,9 +227,11 @@ class HttpClient::Call {
   void read_header(Parser& parser, Clock::time_point deadline, const std::string& what) {
     bool done = false;
     error_code ec;
-    bhttp::async_read_header(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
-      ec = e;
-      done = true;
+    io([&](auto& stream) {
+      bhttp::async_read_header(stream, buffer_, parser, [&](const error_code& e, std::size_t) {
+        ec = e;
+        done = true;
+      });
     });
     run(done, deadline, timeout_message(what));
     if (ec) throw read_error(ec, what);
@@ -181,9 +240,11 @@ class HttpClient::Call {
   void read(Parser& parser, Clock::time_point deadline, const std::string& what) {
     bool done = false;
     error_code ec;
-    bhttp::async_read(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
-      ec = e;
-      done = true;
+    io([&](auto& stream) {
+      bhttp::async_read(stream, buffer_, parser, [&](const error_code& e, std::size_t) {
+        ec = e;
+        done = true;
+      });
     });
     run(done, deadline, timeout_message(what));
     if (ec) throw read_error(ec, what);
@@ -194,9 +255,11 @@ class HttpClient::Call {
   error_code read_some(Parser& parser, Clock::time_point deadline, const std::string& silent) {
     bool done = false;
     error_code ec;
-    bhttp::async_read_some(socket_, buffer_, parser, [&](const error_code& e, std::size_t) {
-      ec = e;
-      done = true;
+    io([&](auto& stream) {
+      bhttp::async_read_some(stream, buffer_, parser, [&](const error_code& e, std::size_t) {
+        ec = e;
+        done = true;
+      });
     });
     run(done, deadline, silent);
     return ec == bhttp::error::need_buffer ? error_code() : ec;
@@ -240,11 +303,32 @@ class HttpClient::Call {
   asio::io_context ioc_{1};
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(ioc_);
   tcp::socket socket_{ioc_};
+  std::optional<asio::ssl::stream<tcp::socket&>> tls_;  // https: over socket_.
   beast::flat_buffer buffer_;
 };
 
 HttpClient::HttpClient(Url server, ClientOptions options)
-    : server_(std::move(server)), options_(std::move(options)) {}
+    : server_(std::move(server)), options_(std::move(options)) {
+  if (!server_.tls) return;
+  tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(tls_->native_handle(), TLS1_2_VERSION);
+  error_code ec;
+  if (options_.ca_file.empty()) {
+    tls_->set_default_verify_paths(ec);
+    if (ec) {
+      throw Error(ErrorCode::kInvalidArgument, "cannot load the system's CA certificates for " +
+                                                   server_.to_string() + ": " + ec.message());
+    }
+  } else {
+    auto bad_ca_file = [&](const std::string& why) {
+      return Error(ErrorCode::kInvalidArgument, "cannot use the CA file '" + options_.ca_file +
+                                                    "' for " + server_.to_string() + ": " + why);
+    };
+    if (!std::ifstream(options_.ca_file)) throw bad_ca_file(std::strerror(errno));
+    tls_->load_verify_file(options_.ca_file, ec);
+    if (ec) throw bad_ca_file("no PEM certificate in it (" + ec.message() + ")");
+  }
+}
 
 HttpClient::~HttpClient() = default;
 

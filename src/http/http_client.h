@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,7 +20,10 @@
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
 }
+}  // namespace boost::asio
 
 namespace syncconfig::http {
 
@@ -49,6 +53,11 @@ struct ClientOptions {
   std::chrono::milliseconds watch_idle_timeout = std::chrono::seconds(60);
   // Largest response body request() accepts, and largest single event watch() accepts.
   std::size_t max_body_bytes = std::size_t{256} << 20;
+  // https:// servers: PEM file of the CA certificate(s) that the server's chain must lead to.
+  // Default "": the system trust store (OpenSSL's default paths, /etc/ssl/certs on Debian).
+  // Verification is always on: the chain, and the URL's host against the certificate's names
+  // (or IP addresses); the host is also sent as SNI. Unused for http://.
+  std::string ca_file;
 };
 
 // How a watch() call ended.
@@ -85,7 +94,13 @@ struct WatchResult {
 // reached or the connection breaks; kTimeout when a deadline of ClientOptions passes;
 // kInternal for an answer that is not valid HTTP, too large, or an event stream that breaks the
 // rules; kShutdown after stop() (request() only). HTTP error statuses are not exceptions: they are
-// returned.
+// returned. https://: a TLS handshake that fails, a certificate that does not verify included
+// ("TLS handshake with https://h:443 failed: certificate verify failed: unable to get local
+// issuer certificate"), is kUnavailable like any server that cannot be used: retrying the same
+// server helps only once its certificate (or ca_file) is fixed, another server of the list may
+// work (RemoteStore moves on to it).
+//
+// The constructor throws Error(kInvalidArgument) naming ca_file when it cannot be loaded.
 class HttpClient {
  public:
   explicit HttpClient(Url server, ClientOptions options = {});
@@ -121,6 +136,7 @@ class HttpClient {
 
   const Url server_;
   const ClientOptions options_;
+  std::shared_ptr<boost::asio::ssl::context> tls_;  // https: read-only after the constructor.
   std::atomic<bool> stopped_{false};
   std::mutex mu_;                                  // Guards running_; with stopped_ set under it.
   std::vector<boost::asio::io_context*> running_;  // The io_contexts of calls in progress.

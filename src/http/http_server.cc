@@ -1,19 +1,26 @@
 #include "http/http_server.h"
 
 #include <fmt/format.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -34,6 +41,9 @@ using detail::StoreFeed;
 using detail::WatchStream;
 using nlohmann::json;
 using Response = http::response<http::string_body>;
+namespace ssl = boost::asio::ssl;
+using detail::PlainStream;
+using detail::TlsStream;
 
 namespace {
 
@@ -146,7 +156,45 @@ json settings_object(const std::map<std::string, json>& all) {
 
 }  // namespace
 
+// A connection the server can close (a Session over plain TCP or TLS).
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual void close() = 0;
+};
+
+template <class Stream>
 class Session;
+
+// The TLS context of `cert_file` and `key_file` (PEM), TLS 1.2 at least. Throws
+// Error(kInvalidArgument) naming the file that cannot be used and why.
+static std::shared_ptr<ssl::context> make_tls_context(const std::string& cert_file,
+                                                      const std::string& key_file) {
+  auto fail = [](const std::string& what, const std::string& file, const std::string& why) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("HttpServer: cannot use the TLS {} file '{}': {}", what, file, why));
+  };
+  auto readable = [&](const std::string& what, const std::string& file) {
+    std::ifstream in(file);
+    if (!in) throw fail(what, file, std::strerror(errno));
+  };
+  readable("certificate", cert_file);
+  readable("key", key_file);
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) throw fail("certificate", cert_file, ec.message() + " (not a PEM certificate chain?)");
+  ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) throw fail("key", key_file, ec.message() + " (not a PEM private key?)");
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    throw fail("key", key_file, "it does not match the certificate in '" + cert_file + "'");
+  }
+  return ctx;
+}
 
 class HttpServer::Impl : public detail::StreamHost {
  public:
@@ -178,8 +226,14 @@ class HttpServer::Impl : public detail::StreamHost {
   std::variant<detail::Route, Response> route(const http::request<http::string_body>& req);
   std::optional<Response> check_auth(const http::request<http::string_body>& req) const;
 
-  void add(const std::shared_ptr<Session>& s);
-  void remove(Session* s);
+  void add(const std::shared_ptr<Connection>& s);
+  void remove(Connection* s);
+  // The TLS context for new connections (nullptr: plain HTTP).
+  std::shared_ptr<ssl::context> tls_context() {
+    std::lock_guard lock(tls_mu_);
+    return tls_;
+  }
+  void reload_tls();
   void add(const std::shared_ptr<WatchStream>& w) override;
   void remove(WatchStream* w) override;
 
@@ -190,12 +244,15 @@ class HttpServer::Impl : public detail::StreamHost {
   HttpOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<std::unique_ptr<StoreFeed>> feeds_;
+  std::mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_;  // Guarded by tls_mu_; null for plain HTTP.
   std::atomic<int> port_{0};
   std::atomic<bool> stopping_{false};
 
   // Declared before the event loop: handlers it destroys last still unregister their sessions.
   std::mutex registry_mu_;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;  // Guarded by registry_mu_.
+  // Sessions, plain and TLS; guarded by registry_mu_.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_;
   std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_;  // Likewise.
   std::condition_variable registry_cv_;                                   // One ended.
 
@@ -211,25 +268,38 @@ class HttpServer::Impl : public detail::StreamHost {
   bool started_ = false;     // Guarded by lifecycle_mu_.
   bool stopped_ = false;     // Guarded by lifecycle_mu_.
 
+  template <class Stream>
   friend class Session;
 };
 
 // ---------------------------------------------------------------------------------------------
 // Session: one connection serving requests one at a time (HTTP/1.1 keep-alive), until it becomes
-// a /watch stream, is idle too long, or the server stops.
-class Session : public std::enable_shared_from_this<Session> {
+// a /watch stream, is idle too long, or the server stops. One code path for both kinds of
+// connection: `Stream` is PlainStream (a beast::tcp_stream) or TlsStream (an ssl_stream over
+// one), whose lowest layer carries the timeouts; a TLS session first completes its handshake
+// within header_timeout (a client that never handshakes holds a socket, never a thread).
+template <class Stream>
+class Session : public Connection, public std::enable_shared_from_this<Session<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
  public:
-  Session(HttpServer::Impl& server, tcp::socket socket)
+  Session(HttpServer::Impl& server, tcp::socket socket) requires(!kTls)
       : server_(server), stream_(std::move(socket)) {}
-  ~Session() { server_.remove(this); }
+  Session(HttpServer::Impl& server, tcp::socket socket,
+          std::shared_ptr<ssl::context> tls) requires(kTls)
+      : server_(server), tls_(std::move(tls)), stream_(std::move(socket), *tls_) {}
+  ~Session() override { server_.remove(this); }
+
+  using std::enable_shared_from_this<Session<Stream>>::shared_from_this;
 
   void start() {
     server_.add(shared_from_this());
-    net::dispatch(stream_.get_executor(),
-                  [self = shared_from_this()] { self->wait_for_request(); });
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->handshake_then([](Session& s) { s.wait_for_request(); });
+    });
   }
 
-  void close() {
+  void close() override {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
       self->closing_ = true;
       if (!self->busy_) self->shut();
@@ -241,12 +311,38 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<Response>(error_response(503, message));
     res->set(http::field::connection, "close");
     res->prepare_payload();
-    http::async_write(
-        stream_, *res,
-        [self = shared_from_this(), res](beast::error_code, std::size_t) { self->shut(); });
+    handshake_then([res](Session& s) {
+      s.lowest().expires_after(s.server_.options().watch_write_timeout);
+      http::async_write(
+          s.stream_, *res,
+          [self = s.shared_from_this(), res](beast::error_code, std::size_t) { self->shut(); });
+    });
   }
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  // TLS: the server side of the handshake, within header_timeout, then `next`; a failed
+  // handshake (a plain HTTP client, an untrusting client, a timeout) closes the connection.
+  // Plain: `next` at once.
+  template <class Next>
+  void handshake_then(Next next) {
+    if constexpr (kTls) {
+      lowest().expires_after(server_.options().header_timeout);
+      stream_.async_handshake(
+          ssl::stream_base::server,
+          [self = shared_from_this(), next = std::move(next)](beast::error_code ec) {
+            if (ec) {
+              self->server_.log().debug("http: TLS handshake failed: {}", ec.message());
+              return self->shut();
+            }
+            next(*self);
+          });
+    } else {
+      next(*this);
+    }
+  }
+
   // Idle until the next request's first byte; then its head within header_timeout.
   void wait_for_request() {
     if (closing_ || server_.stopping()) return shut();
@@ -256,7 +352,7 @@ class Session : public std::enable_shared_from_this<Session> {
     body_limit_ = std::max(server_.options().max_body_bytes, server_.options().max_txn_bytes);
     parser_->body_limit(body_limit_);
     if (buffer_.size() > 0) return read_head();  // A pipelined request is already here.
-    stream_.expires_after(server_.options().idle_timeout);
+    lowest().expires_after(server_.options().idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (ec) return self->shut();
@@ -267,7 +363,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_head() {
     busy_ = true;
-    stream_.expires_after(server_.options().header_timeout);
+    lowest().expires_after(server_.options().header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
                               if (ec) return self->on_read_error(ec);
@@ -287,7 +383,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     parser_->body_limit(body_limit_);
     if (parser_->is_done()) return handle();
-    stream_.expires_after(server_.options().body_timeout);
+    lowest().expires_after(server_.options().body_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        if (ec) return self->on_read_error(ec);
@@ -312,7 +408,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle() {
-    stream_.expires_never();
+    lowest().expires_never();
     auto req = std::make_shared<http::request<http::string_body>>(parser_->release());
     parser_.reset();
     if (auto refused = server_.check_auth(*req)) return send(std::move(*refused), *req);
@@ -332,7 +428,7 @@ class Session : public std::enable_shared_from_this<Session> {
     log_access(req, 200);
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
-    stream_.expires_never();
+    lowest().expires_never();
     detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes,
                               route.since);
     // This session ends here; the stream owns the connection now.
@@ -344,7 +440,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     auto shared = std::make_shared<Response>(std::move(res));
-    stream_.expires_after(server_.options().watch_write_timeout);
+    lowest().expires_after(server_.options().watch_write_timeout);
     http::async_write(
         stream_, *shared,
         [self = shared_from_this(), shared, keep_alive](beast::error_code ec, std::size_t) {
@@ -358,7 +454,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res.keep_alive(false);
     res.prepare_payload();
     auto shared = std::make_shared<Response>(std::move(res));
-    stream_.expires_after(server_.options().watch_write_timeout);
+    lowest().expires_after(server_.options().watch_write_timeout);
     http::async_write(
         stream_, *shared,
         [self = shared_from_this(), shared](beast::error_code, std::size_t) { self->shut(); });
@@ -366,7 +462,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void log_access(const http::request<http::string_body>& req, int status) {
     beast::error_code ec;
-    auto endpoint = stream_.socket().remote_endpoint(ec);
+    auto endpoint = lowest().socket().remote_endpoint(ec);
     server_.log().debug(
         "http: {} {} {} {}", sv(req.method_string()), printable(sv(req.target())), status,
         ec ? std::string("?")
@@ -375,12 +471,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void shut() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
   }
 
   HttpServer::Impl& server_;
-  beast::tcp_stream stream_;
+  std::shared_ptr<ssl::context> tls_;  // TLS: the context this connection began with.
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::size_t body_limit_ = 0;  // Of the request being read.
@@ -429,6 +526,14 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
   if (options_.watch_history == 0) throw invalid("HttpOptions::watch_history must be at least 1");
   if (options_.port < 0 || options_.port > 65535) {
     throw invalid(fmt::format("HttpOptions::port {} is out of range", options_.port));
+  }
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    throw invalid(options_.tls_cert_file.empty()
+                      ? "HttpOptions::tls_key_file is set without tls_cert_file"
+                      : "HttpOptions::tls_cert_file is set without tls_key_file");
+  }
+  if (!options_.tls_cert_file.empty()) {
+    tls_ = make_tls_context(options_.tls_cert_file, options_.tls_key_file);
   }
   for (auto& s : stores) {
     feeds_.push_back(std::make_unique<StoreFeed>(s.name, s.store, options_.watch_history,
@@ -743,11 +848,11 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
   }
 }
 
-void HttpServer::Impl::add(const std::shared_ptr<Session>& s) {
+void HttpServer::Impl::add(const std::shared_ptr<Connection>& s) {
   std::lock_guard lock(registry_mu_);
   sessions_.emplace(s.get(), s);
 }
-void HttpServer::Impl::remove(Session* s) {
+void HttpServer::Impl::remove(Connection* s) {
   std::lock_guard lock(registry_mu_);
   sessions_.erase(s);
   registry_cv_.notify_all();
@@ -772,12 +877,18 @@ void HttpServer::Impl::accept() {
         std::lock_guard lock(registry_mu_);
         open = sessions_.size() + streams_.size();
       }
-      auto session = std::make_shared<Session>(*this, std::move(socket));
-      if (open >= options_.max_connections) {
-        session->refuse(
-            fmt::format("too many connections (max_connections = {})", options_.max_connections));
+      auto serve = [&](auto session) {
+        if (open >= options_.max_connections) {
+          session->refuse(
+              fmt::format("too many connections (max_connections = {})", options_.max_connections));
+        } else {
+          session->start();
+        }
+      };
+      if (auto tls = tls_context()) {
+        serve(std::make_shared<Session<TlsStream>>(*this, std::move(socket), std::move(tls)));
       } else {
-        session->start();
+        serve(std::make_shared<Session<PlainStream>>(*this, std::move(socket)));
       }
     } else if (ec == net::error::no_descriptors) {
       // Out of file descriptors: let connections close before accepting again.
@@ -850,7 +961,8 @@ void HttpServer::Impl::start() {
     });
   }
   started_ = true;
-  log_->info("http: serving {} store(s) on http://{}:{}", feeds_.size(), options_.host, port());
+  log_->info("http: serving {} store(s) on {}://{}:{}", feeds_.size(),
+             tls_context() ? "https" : "http", options_.host, port());
 }
 
 void HttpServer::Impl::stop() {
@@ -869,7 +981,7 @@ void HttpServer::Impl::stop() {
     // Requests waiting on the database finish (bounded by the stores' db_timeout) and post their
     // answers to the loop, which is still running.
     blocking_pool_.join();
-    std::vector<std::shared_ptr<Session>> sessions;
+    std::vector<std::shared_ptr<Connection>> sessions;
     std::vector<std::shared_ptr<WatchStream>> streams;
     {
       std::lock_guard registry(registry_mu_);
@@ -910,5 +1022,27 @@ void HttpServer::start() { impl_->start(); }
 int HttpServer::port() const { return impl_->port(); }
 
 void HttpServer::stop() { impl_->stop(); }
+
+void HttpServer::reload_tls() { impl_->reload_tls(); }
+
+void HttpServer::Impl::reload_tls() {
+  if (options_.tls_cert_file.empty()) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "HttpServer: reload_tls() on a server without TLS (no tls_cert_file)");
+  }
+  std::shared_ptr<ssl::context> fresh;
+  try {
+    fresh = make_tls_context(options_.tls_cert_file, options_.tls_key_file);
+  } catch (const Error& e) {
+    log_->error("http: TLS reload failed, still serving the previous certificate: {}", e.message());
+    throw;
+  }
+  {
+    std::lock_guard lock(tls_mu_);
+    tls_ = std::move(fresh);
+  }
+  log_->info("http: TLS certificate reloaded from '{}' (key '{}'); new connections use it",
+             options_.tls_cert_file, options_.tls_key_file);
+}
 
 }  // namespace syncconfig::service

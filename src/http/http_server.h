@@ -2,7 +2,9 @@
 // on Boost.Beast/Asio: an event loop on `io_threads` threads serves every connection, so an open
 // /watch stream costs a socket and a small object, not a thread (docs/architecture.md). Requests
 // that wait on the database (PUT, DELETE, resuming a stream from the table) run on a separate
-// pool of `blocking_threads`, so a slow database never stalls the loop.
+// pool of `blocking_threads`, so a slow database never stalls the loop. With tls_cert_file and
+// tls_key_file every connection is TLS (the same request handling over an ssl_stream), and
+// reload_tls() rotates the certificate for new connections.
 //
 // Owns its threads: stop() stops accepting, lets requests in flight finish, ends /watch streams
 // and joins. Safe for concurrent access from multiple threads without external synchronization.
@@ -111,6 +113,13 @@ struct HttpOptions {
   std::chrono::milliseconds watch_progress_interval = std::chrono::seconds(10);
   // A stream that sent nothing for this long gets a ": keepalive" comment. Default 15 s.
   std::chrono::milliseconds watch_keepalive = std::chrono::seconds(15);
+  // TLS: PEM files of the certificate chain (the server's certificate first, then any
+  // intermediates) and of its private key. Both empty (the default): plain HTTP. Both set: every
+  // connection is TLS, version 1.2 at least; the handshake must complete within header_timeout
+  // and the connection counts against max_connections from its accept. reload_tls() reads them
+  // again.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // Logger for the access log (debug level) and errors. Default (nullptr): spdlog's default.
   std::shared_ptr<spdlog::logger> logger;
 };
@@ -124,7 +133,8 @@ struct ServedStore {
 class HttpServer {
  public:
   // Throws syncconfig::Error(kInvalidArgument) naming the problem for unusable options or stores
-  // (no store, a null store, an empty or duplicate name, a name containing '/').
+  // (no store, a null store, an empty or duplicate name, a name containing '/', a TLS
+  // certificate or key file that cannot be read or used, naming the file).
   HttpServer(std::vector<ServedStore> stores, HttpOptions options);
   ~HttpServer();  // stop()
   HttpServer(const HttpServer&) = delete;
@@ -137,6 +147,12 @@ class HttpServer {
   int port() const;
   // Stops accepting, finishes requests in flight, closes /watch streams, joins. Idempotent.
   void stop();
+  // Reads tls_cert_file and tls_key_file again into a new TLS context that connections accepted
+  // from now on use (a certificate rotation); open connections and /watch streams go on with the
+  // one they began with. A file that cannot be used throws Error(kInvalidArgument) naming it (also
+  // logged) and the server keeps the previous certificate. kInvalidArgument without TLS. Safe
+  // from any thread, also before start().
+  void reload_tls();
 
   class Impl;
 

@@ -46,19 +46,18 @@ std::string Url::host_and_port() const {
   return h + ":" + std::to_string(port);
 }
 
-std::string Url::to_string() const { return "http://" + host_and_port() + base_path; }
+std::string Url::to_string() const {
+  return (tls ? "https://" : "http://") + host_and_port() + base_path;
+}
 
 Url parse_url(std::string_view text) {
-  constexpr std::string_view kHttp = "http://";
-  if (starts_with_ignoring_case(text, "https://")) {
+  const bool tls = starts_with_ignoring_case(text, "https://");
+  if (!tls && !starts_with_ignoring_case(text, "http://")) {
     throw bad(text,
-              "https is not supported yet (TLS); use http:// on a trusted network or a "
-              "local TLS-terminating proxy");
+              "expected http://HOST[:PORT][/PATH] or https://HOST[:PORT][/PATH], e.g. "
+              "http://127.0.0.1:8080");
   }
-  if (!starts_with_ignoring_case(text, kHttp)) {
-    throw bad(text, "expected http://HOST[:PORT][/PATH], e.g. http://127.0.0.1:8080");
-  }
-  std::string_view rest = text.substr(kHttp.size());
+  std::string_view rest = text.substr(tls ? 8 : 7);
   if (rest.find_first_of("?#") != std::string_view::npos) {
     throw bad(text, "a query or fragment is not allowed (only http://HOST[:PORT][/PATH])");
   }
@@ -73,6 +72,8 @@ Url parse_url(std::string_view text) {
   if (authority.empty()) throw bad(text, "no host");
 
   Url url;
+  url.tls = tls;
+  url.port = tls ? 443 : 80;
   std::string_view port_text;
   if (authority.front() == '[') {
     const std::size_t close = authority.find(']');

@@ -8,22 +8,24 @@
 
 namespace syncconfig::http {
 
-// http://HOST[:PORT][/BASE-PATH]. HOST is a name, an IPv4 address or an IPv6 address in
-// brackets; PORT defaults to 80; BASE-PATH (e.g. "/syncconfig" behind a reverse proxy) is put in
+// http://HOST[:PORT][/BASE-PATH] or https://... (TLS, verified: see ClientOptions::ca_file).
+// HOST is a name, an IPv4 address or an IPv6 address in brackets; PORT defaults to 80 (443 for
+// https); BASE-PATH (e.g. "/syncconfig" behind a reverse proxy) is put in
 // front of every request target.
 struct Url {
   std::string host;       // Without brackets: "127.0.0.1", "::1", "config.internal".
   uint16_t port = 80;     // 1..65535.
+  bool tls = false;       // https://: TLS, the server's certificate verified against `host`.
   std::string base_path;  // "" or "/a/b": no trailing '/', already percent-encoded.
 
-  // "http://[::1]:8080/a": the port is always shown.
+  // "http://[::1]:8080/a" ("https://..." with tls): the port is always shown.
   std::string to_string() const;
   // The Host header's value: "[::1]:8080".
   std::string host_and_port() const;
 };
 
-// Parses `text`. Throws syncconfig::Error(kInvalidArgument) saying what is wrong: not http://
-// (https is refused: TLS is not supported yet), user:password@ (never echoed: use a token), a
+// Parses `text`. Throws syncconfig::Error(kInvalidArgument) saying what is wrong: neither
+// http:// nor https://, user:password@ (never echoed: use a token), a
 // query or fragment, an IPv6 address without brackets, a port out of range. The text is quoted
 // in the message unless it may hold a secret ('@' or '?' in it).
 Url parse_url(std::string_view text);

@@ -5,8 +5,10 @@
 #include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 namespace syncconfig::service::detail {
 
@@ -30,13 +32,18 @@ json settings_object(const std::map<std::string, json>& all) {
 
 // Stream: one open /watch response. Lives on its connection's strand; the feed wakes it
 // through a posted handler. Reads the feed's history by cursor and writes what matches its
-// prefixes, one batch at a time, so it never holds more than one batch of its own.
+// prefixes, one batch at a time, so it never holds more than one batch of its own. `S` is
+// PlainStream (written through its socket, past the tcp_stream's timer: the ticks bound writes)
+// or TlsStream (written through the TLS layer; the tcp_stream under it has no expiry set).
+template <class S>
 class Stream final : public WatchStream,
                      public StoreFeed::Waiter,
-                     public std::enable_shared_from_this<Stream> {
+                     public std::enable_shared_from_this<Stream<S>> {
  public:
-  Stream(StreamHost& server, beast::tcp_stream stream, StoreFeed& feed,
-         std::vector<std::string> prefixes, std::optional<int64_t> since)
+  using std::enable_shared_from_this<Stream<S>>::shared_from_this;
+
+  Stream(StreamHost& server, S stream, StoreFeed& feed, std::vector<std::string> prefixes,
+         std::optional<int64_t> since)
       : server_(server),
         stream_(std::move(stream)),
         feed_(feed),
@@ -91,6 +98,16 @@ class Stream final : public WatchStream,
   }
 
  private:
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  // What events are written to and the close probe reads from.
+  auto& io() {
+    if constexpr (std::is_same_v<S, TlsStream>) {
+      return stream_;
+    } else {
+      return stream_.socket();
+    }
+  }
+
   bool matches(std::string_view key) const {
     if (prefixes_.empty()) return true;
     for (const auto& p : prefixes_) {
@@ -102,11 +119,12 @@ class Stream final : public WatchStream,
   // A read on the socket only to learn that the client went away (it sends nothing on a
   // stream; anything it sends ends the stream).
   void watch_for_close() {
-    stream_.socket().async_read_some(
-        net::buffer(probe_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-          // Aborted: whoever closed the socket (a write timeout, stop()) ends the stream.
-          if (ec != net::error::operation_aborted) self->shut();
-        });
+    io().async_read_some(net::buffer(probe_),
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                           // Aborted: whoever closed the socket (a write timeout, stop()) ends the
+                           // stream.
+                           if (ec != net::error::operation_aborted) self->shut();
+                         });
   }
 
   // Writes `data`, then runs `next` (unless the write failed or the stream closed). No timer
@@ -117,7 +135,7 @@ class Stream final : public WatchStream,
     write_started_ = std::chrono::steady_clock::now();
     wrote_since_progress_ = wrote_since_keepalive_ = true;
     out_ = std::move(data);
-    net::async_write(stream_.socket(), net::buffer(out_),
+    net::async_write(io(), net::buffer(out_),
                      [self = shared_from_this(), next](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
                        if (ec || self->closed_) return self->shut();
@@ -216,7 +234,7 @@ class Stream final : public WatchStream,
     wrote_since_progress_ = wrote_since_keepalive_ = true;
     buffers_.clear();
     for (const auto& e : batch_) buffers_.push_back(net::buffer(e->chunk));
-    net::async_write(stream_.socket(), buffers_,
+    net::async_write(io(), buffers_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
                        self->batch_.clear();
@@ -335,7 +353,7 @@ class Stream final : public WatchStream,
     dropped_ = true;
     feed_.streams_dropped_slow.fetch_add(1);
     beast::error_code ec;
-    auto endpoint = stream_.socket().remote_endpoint(ec);
+    auto endpoint = lowest().socket().remote_endpoint(ec);
     server_.log().warn("http: closing /watch stream of {} on store '{}' at revision {}: {}",
                        ec ? std::string("?")
                           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()),
@@ -347,12 +365,12 @@ class Stream final : public WatchStream,
     if (closed_) return;
     closed_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    lowest().close();
   }
 
   StreamHost& server_;
-  beast::tcp_stream stream_;
+  S stream_;
   StoreFeed& feed_;
   const std::vector<std::string> prefixes_;
   const std::optional<int64_t> since_;
@@ -377,10 +395,16 @@ class Stream final : public WatchStream,
 
 }  // namespace
 
-void open_watch_stream(StreamHost& host, beast::tcp_stream stream, StoreFeed& feed,
+template <class S>
+void open_watch_stream(StreamHost& host, S stream, StoreFeed& feed,
                        std::vector<std::string> prefixes, std::optional<int64_t> since) {
-  auto s = std::make_shared<Stream>(host, std::move(stream), feed, std::move(prefixes), since);
+  auto s = std::make_shared<Stream<S>>(host, std::move(stream), feed, std::move(prefixes), since);
   s->begin();
 }
+
+template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
+                                             std::vector<std::string>, std::optional<int64_t>);
+template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
+                                           std::vector<std::string>, std::optional<int64_t>);
 
 }  // namespace syncconfig::service::detail

@@ -8,6 +8,7 @@
 #include <spdlog/logger.h>
 
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,11 @@
 namespace syncconfig::service::detail {
 
 class WatchStream;
+
+// The two kinds of connection the server has: plain TCP, and TLS over TCP (HttpOptions::
+// tls_cert_file). The timeouts are on the lowest layer, the tcp_stream.
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
 // What a stream needs from the server that owns it.
 class StreamHost {
@@ -47,8 +53,15 @@ class WatchStream {
 
 // Takes over `stream` (a request for /watch was just read from it): sends the response head,
 // then the opening event (ready, or a reset), then changes. `since`: the resume point
-// (Last-Event-ID or ?since=), if any. The stream registers itself with `host`.
-void open_watch_stream(StreamHost& host, boost::beast::tcp_stream stream, StoreFeed& feed,
+// (Last-Event-ID or ?since=), if any. The stream registers itself with `host`. For PlainStream
+// and TlsStream (a TLS stream's handshake is done).
+template <class Stream>
+void open_watch_stream(StreamHost& host, Stream stream, StoreFeed& feed,
                        std::vector<std::string> prefixes, std::optional<int64_t> since);
+extern template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
+                                                    std::vector<std::string>,
+                                                    std::optional<int64_t>);
+extern template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
+                                                  std::vector<std::string>, std::optional<int64_t>);
 
 }  // namespace syncconfig::service::detail

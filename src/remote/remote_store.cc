@@ -122,6 +122,7 @@ class RemoteStore::Impl {
         cache_(dispatcher_) {
     http::ClientOptions request_options;
     request_options.token = options_.token;
+    request_options.ca_file = options_.ca_file;
     request_options.connect_timeout = options_.connect_timeout;
     request_options.request_timeout = options_.request_timeout;
     http::ClientOptions load_options = request_options;
@@ -735,6 +736,7 @@ class RemoteStore::Impl {
   bool stream_from(std::size_t idx) {
     http::ClientOptions o;
     o.token = options_.token;
+    o.ca_file = options_.ca_file;
     o.connect_timeout = options_.connect_timeout;
     o.request_timeout = options_.request_timeout;
     o.watch_idle_timeout = options_.idle_timeout;
