@@ -212,6 +212,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(method == "POST" ? route.key == "keepalive"
                              : method == "DELETE" && route.key == "revoke");
       break;
+    case Kind::kTokens:
+      check(route.store_index == 0 && route.prefixes.empty());
+      check(method == "DELETE" ? !route.key.empty() && path == "/tokens/" + route.key
+                               : (method == "GET" || method == "POST") && route.key.empty());
+      break;
     case Kind::kKey: {
       check(!route.key.empty() && route.prefixes.empty() && key_method);
       // The key is the rest of the decoded path, under the default store or a named one.

@@ -7,6 +7,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
   libyaml-cpp-dev libcli11-dev   # the service: YAML, command line
   libboost1.74-dev               # the service's HTTP server and client (Beast/Asio)
+  libssl-dev                     # named tokens: SHA-256, random secrets
   libcpp-httplib-dev             # tests only: an HTTP client independent of the server's stack
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev      # scripts/fuzz.sh: libFuzzer with ASan+UBSan

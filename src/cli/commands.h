@@ -66,7 +66,23 @@ struct ServeArgs {
   std::string upstream_token;  // Default: env SYNCCONFIG_UPSTREAM_TOKEN.
   std::string upstream_store;  // The upstream's store to follow ("": its default).
   std::string snapshot_file;   // Options::snapshot_file of the served store (--dsn, --upstream).
+  bool auth = false;           // Named tokens (docs/access-control.md).
 };
+
+enum class TokenCommand { kCreate, kList, kRevoke };
+
+// `syncconfig token create|list|revoke` (token_commands.cc): on the token table of --dsn (with
+// --schema) or over --server with an admin token (--token).
+struct TokenArgs {
+  TokenCommand command = TokenCommand::kList;
+  std::string name;                // create, revoke
+  std::vector<std::string> allow;  // create: PREFIX=ACCESS
+  std::string dsn;                 // Default: env SYNCCONFIG_DSN.
+  std::string schema = "public";   // With --dsn: the schema of the first served store.
+  std::string server;              // Instead of --dsn.
+  std::string token;               // With --server: an admin token (default: env SYNCCONFIG_TOKEN).
+};
+int run_token(const TokenArgs& args);
 
 enum class Operation { kGet, kSet, kDelete, kList, kWatch, kCrc };
 

@@ -45,10 +45,19 @@ class WatchStream {
   virtual void close() = 0;
 };
 
+// Access control of one stream (named tokens): which keys it may send, and whether its token is
+// still active (checked at every tick: a revoked token's stream is closed).
+struct WatchAccess {
+  std::function<bool(std::string_view key)> readable;
+  std::function<bool()> active;
+  bool filtered = false;  // Announced: header X-Syncconfig-Filtered and "filtered" in ready/reset.
+};
+
 // Takes over `stream` (a request for /watch was just read from it): sends the response head,
 // then the opening event (ready, or a reset), then changes. `since`: the resume point
 // (Last-Event-ID or ?since=), if any. The stream registers itself with `host`.
 void open_watch_stream(StreamHost& host, boost::beast::tcp_stream stream, StoreFeed& feed,
-                       std::vector<std::string> prefixes, std::optional<int64_t> since);
+                       std::vector<std::string> prefixes, std::optional<int64_t> since,
+                       std::shared_ptr<const WatchAccess> access = nullptr);
 
 }  // namespace syncconfig::service::detail
