@@ -94,7 +94,8 @@ int run_on_server(const TokenArgs& a, const std::vector<auth::Rule>& rules) {
     case TokenCommand::kList: {
       http::Response r = session.request("GET", "/tokens");
       if (r.status != 200) return session.refused(r);
-      for (const auto& t : session.body_of(r).at("tokens")) print_token(t.at("name"), t);
+      const json body = session.body_of(r);  // Not a temporary in the loop: it must outlive it.
+      for (const auto& t : body.at("tokens")) print_token(t.at("name"), t);
       return printed();
     }
     case TokenCommand::kRevoke: {
