@@ -97,7 +97,7 @@ void check_refusal(const detail::Refusal& r) {
   (void)detail::quoted(r.message);  // Must be printable as JSON.
   if (r.status == 405) {
     check(r.allow == "GET" || r.allow == "GET, PUT, DELETE" || r.allow == "POST" ||
-          r.allow == "DELETE");
+          r.allow == "DELETE" || r.allow == "GET, POST");
   } else {
     check(r.allow.empty());
   }
@@ -211,6 +211,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(route.lease > 0);
       check(method == "POST" ? route.key == "keepalive"
                              : method == "DELETE" && route.key == "revoke");
+      break;
+    case Kind::kTokens:
+      check(route.store_index == 0 && route.prefixes.empty());
+      check(method == "DELETE" ? !route.key.empty() && path == "/tokens/" + route.key
+                               : (method == "GET" || method == "POST") && route.key.empty());
       break;
     case Kind::kKey: {
       check(!route.key.empty() && route.prefixes.empty() && key_method);

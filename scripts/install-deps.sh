@@ -6,7 +6,8 @@ packages=(
   libpq-dev postgresql          # client library; initdb/pg_ctl/postgres for the embedded server
   pgbouncer                     # tests/pgbouncer_test starts its own (skipped without it)
   nlohmann-json3-dev libspdlog-dev libfmt-dev zlib1g-dev
-  libssl-dev openssl            # TLS (https://); the openssl program makes the tests' certificates
+  libssl-dev openssl            # TLS (https://) and named tokens (SHA-256, random secrets); the
+                                # openssl program makes the tests' certificates
   libyaml-cpp-dev libcli11-dev   # the service: YAML, command line
   libboost1.74-dev               # the service's HTTP server and client (Beast/Asio)
   libcpp-httplib-dev             # tests only: an HTTP client independent of the server's stack

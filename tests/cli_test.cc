@@ -1700,3 +1700,141 @@ TEST(Cli, bad_input_to_the_safe_changes_commands_exits_2_with_a_clear_message) {
 
 }  // namespace
 }  // namespace syncconfig::testing
+
+// ---------------------------------------------------------------------------------------------
+// Named tokens (docs/access-control.md): `syncconfig token` on the database and over a server.
+namespace syncconfig::testing {
+namespace {
+
+TEST(CliTokens, create_prints_the_secret_alone_on_the_last_line_and_list_never_shows_it) {
+  const std::string schema = unique_name("t_cli_tok");
+  const std::vector<std::string> on = {"--dsn", dsn(), "--schema", schema};
+  RunResult created = run(concat(
+      {"token", "create", "ci", "--allow", "app/=write", "--allow", "app/secret/=deny"}, on));
+  ASSERT_EQ(created.exit_code, 0) << created;
+  std::vector<std::string> lines = lines_of(created.out);
+  ASSERT_GE(lines.size(), 2u) << created;
+  const std::string secret = lines.back();
+  EXPECT_TRUE(secret.starts_with("sct_")) << created;
+  EXPECT_EQ(secret.find(' '), std::string::npos);
+  EXPECT_EQ(created.out.find(secret), created.out.size() - secret.size() - 1)
+      << "the secret is printed once, on the last line";
+  EXPECT_EQ(created.err.find(secret), std::string::npos);
+
+  RunResult listed = run(concat({"token", "list"}, on));
+  ASSERT_EQ(listed.exit_code, 0) << listed;
+  ASSERT_EQ(lines_of(listed.out).size(), 1u) << listed;
+  json line = json::parse(listed.out);
+  EXPECT_EQ(line.at("name"), "ci");
+  EXPECT_EQ(line.at("rules"), "app/=write app/secret/=deny");
+  EXPECT_EQ(line.at("state"), "active");
+  EXPECT_EQ(listed.out.find(secret), std::string::npos);
+  EXPECT_EQ(listed.out.find("sct_"), std::string::npos);
+
+  RunResult twice = run(concat({"token", "create", "ci", "--allow", "=read"}, on));
+  EXPECT_EQ(twice.exit_code, 2) << twice;
+  EXPECT_NE(twice.err.find("token 'ci' exists"), std::string::npos) << twice;
+  RunResult bad = run(concat({"token", "create", "x", "--allow", "app/=rw"}, on));
+  EXPECT_EQ(bad.exit_code, 2) << bad;
+  EXPECT_NE(bad.err.find("rule 'app/=rw'"), std::string::npos) << bad;
+  RunResult no_rule = run(concat({"token", "create", "x"}, on));
+  EXPECT_EQ(no_rule.exit_code, 2) << no_rule;
+
+  RunResult revoked = run(concat({"token", "revoke", "ci"}, on));
+  EXPECT_EQ(revoked.exit_code, 0) << revoked;
+  EXPECT_EQ(revoked.out, "revoked token 'ci'\n");
+  RunResult again = run(concat({"token", "revoke", "ci"}, on));
+  EXPECT_EQ(again.exit_code, 1) << again;
+  listed = run(concat({"token", "list"}, on));
+  ASSERT_EQ(listed.exit_code, 0) << listed;
+  EXPECT_EQ(json::parse(listed.out).at("state"), "revoked");
+}
+
+// A `serve` with `serve: {auth: true}` in its file, on a schema of its own.
+class AuthServer {
+ public:
+  explicit AuthServer(const std::string& schema) {
+    std::string file = dir_.write("services.yaml",
+                                  "serve:\n"
+                                  "  auth: true\n"
+                                  "service-definitions:\n"
+                                  "  db:\n"
+                                  "    type: dbpool_pg\n"
+                                  "    params: {dsn: \"${TEST_DSN}\", schema: " +
+                                      schema +
+                                      "}\n"
+                                      "  cfg:\n"
+                                      "    type: sync_config_pg\n"
+                                      "    params: {dbpool_name: db, table_name: cfg, channel: " +
+                                      schema + "}\n");
+    child_ = std::make_unique<Child>(
+        std::vector<std::string>{"serve", "--config", file, "--listen", "127.0.0.1:0"},
+        EnvChanges{{"TEST_DSN", dsn()}});
+    port_ = listening_port(*child_);
+  }
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  TempDir dir_;
+  std::unique_ptr<Child> child_;
+  int port_ = 0;
+};
+
+TEST(CliTokens, a_server_with_auth_enforces_tokens_made_on_the_database_or_through_it) {
+  const std::string schema = unique_name("t_cli_auth");
+  AuthServer server(schema);
+  ASSERT_GT(server.port(), 0);
+  const std::vector<std::string> on = {"--dsn", dsn(), "--schema", schema};
+  RunResult admin = run(concat({"token", "create", "root", "--allow", "=admin"}, on));
+  ASSERT_EQ(admin.exit_code, 0) << admin;
+  const std::string admin_secret = lines_of(admin.out).back();
+
+  httplib::Client client("127.0.0.1", server.port());
+  auto status_with = [&](const std::string& secret, const std::string& path) {
+    auto r = client.Get(path, {{"Authorization", "Bearer " + secret}});
+    return r ? r->status : -1;
+  };
+  EXPECT_EQ(client.Get("/settings")->status, 401);
+  EXPECT_TRUE(wait_until([&] { return status_with(admin_secret, "/settings") == 200; }, 5s));
+
+  // Through the server, with the admin token.
+  const std::vector<std::string> over = {"--server", server.url(), "--token", admin_secret};
+  RunResult reader = run(concat({"token", "create", "reader", "--allow", "app/=read"}, over));
+  ASSERT_EQ(reader.exit_code, 0) << reader;
+  const std::string reader_secret = lines_of(reader.out).back();
+  EXPECT_TRUE(reader_secret.starts_with("sct_"));
+  EXPECT_TRUE(
+      wait_until([&] { return status_with(reader_secret, "/settings?prefix=app/") == 200; }, 5s));
+  EXPECT_EQ(status_with(reader_secret, "/settings/db/x"), 403);
+
+  auto raw = client.Get("/tokens", {{"Authorization", "Bearer " + admin_secret}});
+  ASSERT_TRUE(raw);
+  ASSERT_EQ(raw->status, 200) << raw->body;
+  EXPECT_EQ(json::parse(raw->body).at("tokens").size(), 2u) << raw->body;
+  EXPECT_EQ(raw->body.find("hash"), std::string::npos) << raw->body;
+  RunResult listed = run(concat({"token", "list"}, over));
+  ASSERT_EQ(listed.exit_code, 0) << listed;
+  EXPECT_EQ(lines_of(listed.out).size(), 2u) << listed;
+  EXPECT_EQ(listed.out.find("sct_"), std::string::npos) << listed;
+
+  // Not an admin: refused (a 4xx: exit 2).
+  RunResult not_admin = run({"token", "list", "--server", server.url(), "--token", reader_secret});
+  EXPECT_EQ(not_admin.exit_code, 2) << not_admin;
+
+  RunResult revoked = run(concat({"token", "revoke", "reader"}, over));
+  ASSERT_EQ(revoked.exit_code, 0) << revoked;
+  EXPECT_TRUE(
+      wait_until([&] { return status_with(reader_secret, "/settings?prefix=app/") == 401; }, 5s));
+  RunResult gone = run(concat({"token", "revoke", "reader"}, over));
+  EXPECT_EQ(gone.exit_code, 1) << gone;
+}
+
+TEST(CliTokens, serve_refuses_auth_together_with_a_shared_token) {
+  RunResult r = run({"serve", "--dsn", dsn(), "--auth", "--token", "x", "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(r.exit_code, 2) << r;
+  EXPECT_NE(r.err.find("--auth"), std::string::npos) << r;
+}
+
+}  // namespace
+}  // namespace syncconfig::testing

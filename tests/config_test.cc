@@ -55,6 +55,17 @@ std::string with_store_params(const std::string& store_params) {
          store_params;
 }
 
+TEST(ServiceConfig, a_serve_section_turns_on_named_tokens) {
+  EXPECT_FALSE(parse(with_store_params("")).auth);
+  EXPECT_TRUE(parse("serve:\n  auth: true\n" + with_store_params("")).auth);
+  EXPECT_FALSE(parse("serve:\n  auth: ${AUTH:false}\n" + with_store_params("")).auth);
+  ConfigError unknown = error_of("serve:\n  tls: true\n" + with_store_params(""));
+  EXPECT_EQ(unknown.entry(), "serve");
+  EXPECT_EQ(unknown.field(), "tls");
+  ConfigError not_bool = error_of("serve:\n  auth: maybe\n" + with_store_params(""));
+  EXPECT_EQ(not_bool.field(), "auth");
+}
+
 TEST(ServiceConfig, the_reference_readme_example_parses) {
   ServiceConfig c = load_service_config(SYNCCONFIG_CONFIG_TEST_DATA "/reference.yaml");
   ASSERT_EQ(c.pools.size(), 1u);

@@ -71,7 +71,23 @@ struct ServeArgs {
   std::string tls_cert;          // TLS: PEM certificate chain and key (both or neither); SIGHUP
   std::string tls_key;           // reloads them.
   std::string upstream_ca_file;  // https upstreams: their CA file (default: the system's).
+  bool auth = false;             // Named tokens (docs/access-control.md).
 };
+
+enum class TokenCommand { kCreate, kList, kRevoke };
+
+// `syncconfig token create|list|revoke` (token_commands.cc): on the token table of --dsn (with
+// --schema) or over --server with an admin token (--token).
+struct TokenArgs {
+  TokenCommand command = TokenCommand::kList;
+  std::string name;                // create, revoke
+  std::vector<std::string> allow;  // create: PREFIX=ACCESS
+  std::string dsn;                 // Default: env SYNCCONFIG_DSN.
+  std::string schema = "public";   // With --dsn: the schema of the first served store.
+  std::string server;              // Instead of --dsn.
+  std::string token;               // With --server: an admin token (default: env SYNCCONFIG_TOKEN).
+};
+int run_token(const TokenArgs& args);
 
 enum class Operation { kGet, kSet, kDelete, kList, kWatch, kCrc };
 

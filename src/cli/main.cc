@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--snapshot-file", serve.snapshot_file,
                         "Keep a snapshot of the store in this file and start from it, stale, "
                         "when the database (or every upstream) is unreachable");
+  serve_cmd->add_flag("--auth", serve.auth,
+                      "Enforce named tokens ('syncconfig token create'): each request's token "
+                      "and its rules per key prefix decide what it may read and write "
+                      "(docs/access-control.md); not with --token");
   add_log_level(serve_cmd, log_level, "info");
 
   struct OperatorCommand {
@@ -210,6 +214,45 @@ int main(int argc, char** argv) {
       ->add_option("ID", safe.lease, "The lease id")
       ->required();
 
+  TokenArgs token_args;
+  CLI::App* token_cmd =
+      app.add_subcommand("token", "Named tokens with access rules per key prefix (serve --auth)");
+  token_cmd->require_subcommand(1);
+  std::map<CLI::App*, TokenCommand> token_commands;
+  auto add_token = [&](const char* name, const char* help, TokenCommand command) {
+    CLI::App* cmd = token_cmd->add_subcommand(name, help);
+    token_commands[cmd] = command;
+    cmd->add_option("--dsn", token_args.dsn,
+                    "The database of the served stores (default: env SYNCCONFIG_DSN): tokens "
+                    "live in its table syncconfig_tokens");
+    cmd->add_option("--schema", token_args.schema,
+                    "With --dsn: the schema of the first served store")
+        ->capture_default_str();
+    cmd->add_option("--server", token_args.server,
+                    "Instead of --dsn: a 'syncconfig serve --auth', with an admin token");
+    cmd->add_option("--token", token_args.token,
+                    "With --server: a token with admin on every key (default: env "
+                    "SYNCCONFIG_TOKEN)");
+    add_log_level(cmd, log_level, "warn");
+    return cmd;
+  };
+  CLI::App* token_create =
+      add_token("create", "Create a token; prints its secret once, alone on the last line",
+                TokenCommand::kCreate);
+  token_create->add_option("NAME", token_args.name, "Its name (recorded as the actor of writes)")
+      ->required();
+  token_create
+      ->add_option("--allow", token_args.allow,
+                   "PREFIX=ACCESS, repeatable: ACCESS deny, read, write or admin; an empty "
+                   "PREFIX means every key; the longest matching prefix decides")
+      ->required();
+  add_token("list", "Print the tokens, one JSON line each (never their secrets)",
+            TokenCommand::kList);
+  add_token("revoke", "Revoke a token (exit 1 if no active token has that name)",
+            TokenCommand::kRevoke)
+      ->add_option("NAME", token_args.name, "Its name")
+      ->required();
+
   CLI::App* demo_cmd = app.add_subcommand(
       "demo", "Show three instances syncing on an embedded PostgreSQL (about 5 seconds)");
   add_log_level(demo_cmd, log_level, "warn");
@@ -224,7 +267,7 @@ int main(int argc, char** argv) {
     if (!first.empty() && first[0] != '-' && subcommands.empty()) {
       print_error("unknown command '" + first +
                   "' (commands: serve, get, set, delete, list, watch, crc, apply, history, diff, "
-                  "rollback, lease, demo)");
+                  "rollback, lease, token, demo)");
     } else {
       print_error(e.what());
     }
@@ -234,6 +277,7 @@ int main(int argc, char** argv) {
 
   CLI::App* chosen = app.get_subcommands().front();
   if (chosen == lease_cmd) chosen = lease_cmd->get_subcommands().front();
+  if (chosen == token_cmd) chosen = token_cmd->get_subcommands().front();
   // Logs go to stderr: stdout carries the commands' JSON output.
   auto logger = spdlog::stderr_color_mt("syncconfig");
   logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
@@ -244,6 +288,10 @@ int main(int argc, char** argv) {
   try {
     if (chosen == serve_cmd) return run_serve(serve);
     if (chosen == demo_cmd) return run_demo();
+    if (auto it = token_commands.find(chosen); it != token_commands.end()) {
+      token_args.command = it->second;
+      return run_token(token_args);
+    }
     if (auto it = safe_commands.find(chosen); it != safe_commands.end()) {
       safe.command = it->second;
       const CLI::Option* prefix = chosen->get_option_no_throw("--prefix");

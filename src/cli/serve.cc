@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "auth/tokens.h"
 #include "cli/commands.h"
 #include "cli/server_file.h"
 #include "config/service_config.h"
@@ -110,9 +111,20 @@ int run_serve(const ServeArgs& args) {
   // Declaration order is teardown order, reversed: server, then stores, then the database.
   std::unique_ptr<EmbeddedPostgres> embedded;
   std::vector<std::pair<std::string, std::unique_ptr<Config>>> stores;
+  // --auth: the named tokens, in the table syncconfig_tokens beside the first store.
+  std::unique_ptr<Store> token_store;
+  if (args.auth && !token.empty()) {
+    throw UsageError(
+        "--auth (named tokens) and --token/SYNCCONFIG_TOKEN (one shared token) cannot be used "
+        "together: create an admin token instead ('syncconfig token create NAME --allow "
+        "=admin')");
+  }
   if (!args.upstream.empty()) {
     if (!args.dsn.empty() || !args.config.empty()) {
       throw UsageError("--upstream cannot be used with --dsn or --config");
+    }
+    if (args.auth) {
+      throw UsageError("--auth needs the database (--dsn or --config): a relay has no tokens");
     }
     RemoteOptions options;
     options.store = args.upstream_store;
@@ -143,6 +155,19 @@ int run_serve(const ServeArgs& args) {
                    s.options.schema, s.options.table_name, s.pool, s.options.channel);
       stores.emplace_back(s.name, Store::open(pools, s.pool, s.options));
     }
+    if (config.auth && !args.auth) spdlog::info("serve: auth: true in {}", args.config);
+    if (args.auth || config.auth) {
+      if (!token.empty()) {
+        throw UsageError(
+            "auth: true in " + args.config +
+            " and --token/SYNCCONFIG_TOKEN cannot be used together: create an admin token "
+            "instead");
+      }
+      const service::StoreEntry& first = config.stores.front();
+      spdlog::info("--auth: named tokens in {}.{} on pool '{}'", first.options.schema,
+                   auth::kTokenTable, first.pool);
+      token_store = Store::open(pools, first.pool, auth::token_store_options(first.options.schema));
+    }
   } else {
     std::string dsn = args.dsn.empty() ? env("SYNCCONFIG_DSN").value_or("") : args.dsn;
     if (dsn.empty()) {
@@ -161,7 +186,13 @@ int run_serve(const ServeArgs& args) {
     Options options;
     options.snapshot_file = args.snapshot_file;
     stores.emplace_back("default", Store::open(dsn, std::move(options)));
+    if (args.auth) {
+      spdlog::info("--auth: named tokens in public.{}", auth::kTokenTable);
+      token_store = Store::open(dsn, auth::token_store_options("public"));
+    }
   }
+  std::shared_ptr<auth::TokenRegistry> registry;
+  if (token_store) registry = std::make_shared<auth::TokenRegistry>(*token_store);
 
   std::vector<service::ServedStore> served;
   for (auto& [name, store] : stores) served.push_back({name, store.get()});
@@ -171,7 +202,8 @@ int run_serve(const ServeArgs& args) {
   http.token = token;
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
-  if (token.empty() && !is_loopback(address.host)) {
+  http.tokens = registry;
+  if (token.empty() && !registry && !is_loopback(address.host)) {
     spdlog::warn(
         "listening on {} without a token (--token or SYNCCONFIG_TOKEN): anyone who can "
         "reach it can change the configuration",

@@ -134,6 +134,17 @@ class Parser {
     }
 
     ServiceConfig config;
+    // serve: {auth: true}, the file's equivalent of `serve --auth`.
+    if (YAML::Node serve = root["serve"]; serve && !serve.IsNull()) {
+      if (!serve.IsMap()) fail("", "serve", "expected a mapping (e.g. {auth: true})");
+      for (auto it = serve.begin(); it != serve.end(); ++it) {
+        std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
+        if (key != "auth") fail("serve", key, "unknown setting (known: auth)");
+        RawEntry serve_entry;
+        serve_entry.name = "serve";
+        config.auth = to_bool(serve_entry, "auth", scalar("serve", "auth", it->second));
+      }
+    }
     std::map<std::string, const RawEntry*> by_name;
     for (const RawEntry& e : raw) by_name[e.name] = &e;
     std::map<std::string, PoolEntry> pools;

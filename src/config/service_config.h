@@ -42,6 +42,9 @@ struct StoreEntry {
 struct ServiceConfig {
   std::vector<PoolEntry> pools;    // In dependency order.
   std::vector<StoreEntry> stores;  // In dependency order (never empty).
+  // `serve: {auth: true}` beside service-definitions: `serve --auth` (named tokens, in the
+  // first store's schema). Default false.
+  bool auth = false;
 };
 
 // A mistake in a service-definitions file.

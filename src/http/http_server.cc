@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "auth/tokens.h"
 #include "http/metrics.h"
 #include "http/request.h"
 #include "http/safe_json.h"
@@ -45,9 +46,16 @@ namespace ssl = boost::asio::ssl;
 using detail::PlainStream;
 using detail::TlsStream;
 
+// Who made a request: with named tokens, its token (never null then); otherwise nobody in
+// particular (every route allowed).
+struct Caller {
+  std::shared_ptr<const auth::Token> token;
+};
+
 namespace {
 
 constexpr const char* kJsonType = "application/json";
+constexpr const char* kFilteredHeader = "X-Syncconfig-Filtered";
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -137,10 +145,10 @@ Response precondition_failed(const std::string& key, const CasResult& r) {
   return res;
 }
 
-// Who an HTTP write is recorded as in the history: the client's own name (X-Syncconfig-Actor,
-// else its User-Agent), prefixed with "http:". With access control (a later issue) the token's
-// name takes its place.
-std::string actor_of(const http::request<http::string_body>& req) {
+// Who an HTTP write is recorded as in the history: with named tokens "token:<name>"; otherwise
+// the client's own name (X-Syncconfig-Actor, else its User-Agent), prefixed with "http:".
+std::string actor_of(const http::request<http::string_body>& req, const Caller& caller) {
+  if (caller.token) return "token:" + caller.token->name;
   std::string_view named = sv(req["X-Syncconfig-Actor"]);
   if (named.empty()) named = sv(req[http::field::user_agent]);
   std::string out = "http:";
@@ -216,15 +224,26 @@ class HttpServer::Impl : public detail::StreamHost {
   // blocking pool (the caller then calls respond_blocking there).
   std::optional<Response> respond_now(const detail::Route& route,
                                       const http::request<http::string_body>& req);
-  Response respond_blocking(const detail::Route& route,
-                            const http::request<http::string_body>& req);
+  Response respond_blocking(const detail::Route& route, const http::request<http::string_body>& req,
+                            const Caller& caller);
   // The safe-changes routes (entries, txn, history, rollback, leases); std::nullopt for others.
   std::optional<Response> respond_safe(const detail::Route& route,
                                        const http::request<http::string_body>& req, Config& store,
-                                       const std::string& prefix);
+                                       const std::string& prefix, const Caller& caller);
+  // GET/POST /tokens, DELETE /tokens/{name} (authorized: a full admin).
+  Response respond_tokens(const detail::Route& route, const http::request<http::string_body>& req);
   // The route of a request target, or a refusal (404 for unknown stores and routes).
   std::variant<detail::Route, Response> route(const http::request<http::string_body>& req);
-  std::optional<Response> check_auth(const http::request<http::string_body>& req) const;
+  // The caller, or 401. With named tokens, GET /health needs none.
+  std::variant<Caller, Response> check_auth(const http::request<http::string_body>& req) const;
+  // 403 when the caller's token may not use `route` (the checks that need no body: a
+  // transaction's and a rollback's are made in respond_safe, before anything is written).
+  std::optional<Response> authorize(const detail::Route& route,
+                                    const http::request<http::string_body>& req,
+                                    const Caller& caller) const;
+  // The stream's access control, or nullptr without named tokens.
+  std::shared_ptr<const detail::WatchAccess> watch_access(const detail::Route& route,
+                                                          const Caller& caller) const;
 
   void add(const std::shared_ptr<Connection>& s);
   void remove(Connection* s);
@@ -411,26 +430,36 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     lowest().expires_never();
     auto req = std::make_shared<http::request<http::string_body>>(parser_->release());
     parser_.reset();
-    if (auto refused = server_.check_auth(*req)) return send(std::move(*refused), *req);
+    auto authenticated = server_.check_auth(*req);
+    caller_name_.clear();
+    if (auto* refused = std::get_if<Response>(&authenticated)) {
+      return send(std::move(*refused), *req);
+    }
+    auto caller = std::make_shared<Caller>(std::get<Caller>(std::move(authenticated)));
+    if (caller->token) caller_name_ = caller->token->name;
     auto routed = server_.route(*req);
     if (auto* res = std::get_if<Response>(&routed)) return send(std::move(*res), *req);
     auto route = std::make_shared<detail::Route>(std::get<detail::Route>(std::move(routed)));
-    if (route->kind == detail::Route::Kind::kWatch) return start_watch(*route, *req);
+    if (auto refused = server_.authorize(*route, *req, *caller)) {
+      return send(std::move(*refused), *req);
+    }
+    if (route->kind == detail::Route::Kind::kWatch) return start_watch(*route, *req, *caller);
     if (auto res = server_.respond_now(*route, *req)) return send(std::move(*res), *req);
-    server_.run_blocking([self = shared_from_this(), route, req] {
-      Response res = self->server_.respond_blocking(*route, *req);
+    server_.run_blocking([self = shared_from_this(), route, req, caller] {
+      Response res = self->server_.respond_blocking(*route, *req, *caller);
       net::post(self->stream_.get_executor(),
                 [self, req, res = std::move(res)]() mutable { self->send(std::move(res), *req); });
     });
   }
 
-  void start_watch(const detail::Route& route, const http::request<http::string_body>& req) {
+  void start_watch(const detail::Route& route, const http::request<http::string_body>& req,
+                   const Caller& caller) {
     log_access(req, 200);
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
     lowest().expires_never();
-    detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes,
-                              route.since);
+    detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes, route.since,
+                              server_.watch_access(route, caller));
     // This session ends here; the stream owns the connection now.
   }
 
@@ -463,10 +492,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   void log_access(const http::request<http::string_body>& req, int status) {
     beast::error_code ec;
     auto endpoint = lowest().socket().remote_endpoint(ec);
-    server_.log().debug(
-        "http: {} {} {} {}", sv(req.method_string()), printable(sv(req.target())), status,
-        ec ? std::string("?")
-           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
+    // The token's name, never its secret.
+    server_.log().debug("http: {} {} {} {}{}", sv(req.method_string()), printable(sv(req.target())),
+                        status,
+                        ec ? std::string("?")
+                           : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()),
+                        caller_name_.empty() ? std::string() : " token=" + caller_name_);
   }
 
   void shut() {
@@ -482,6 +513,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   std::optional<http::request_parser<http::string_body>> parser_;
   std::size_t body_limit_ = 0;  // Of the request being read.
   bool busy_ = false;           // A request is being read or answered.
+  std::string caller_name_;     // The request's token (named tokens), for the access log.
   bool closing_ = false;        // Close once the request in progress is answered.
 };
 
@@ -524,6 +556,11 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
     throw invalid("HttpOptions::blocking_threads must be at least 1");
   }
   if (options_.watch_history == 0) throw invalid("HttpOptions::watch_history must be at least 1");
+  if (options_.tokens && !options_.token.empty()) {
+    throw invalid(
+        "HttpOptions::token (a single shared token) and HttpOptions::tokens (named tokens, "
+        "--auth) cannot be used together");
+  }
   if (options_.port < 0 || options_.port > 65535) {
     throw invalid(fmt::format("HttpOptions::port {} is out of range", options_.port));
   }
@@ -541,17 +578,120 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
   }
 }
 
-std::optional<Response> HttpServer::Impl::check_auth(
+std::variant<Caller, Response> HttpServer::Impl::check_auth(
     const http::request<http::string_body>& req) const {
-  if (options_.token.empty()) return std::nullopt;
+  auto unauthorized = [](const char* message) {
+    Response res = error_response(401, message);
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
+  };
   auto [first, last] = req.equal_range(http::field::authorization);
+  if (options_.tokens) {
+    std::string_view path = sv(req.target());
+    path = path.substr(0, path.find('?'));
+    if (path == "/health" && req.method() == http::verb::get) return Caller{};  // Open.
+    if (first == last || std::next(first) != last) return unauthorized("unauthorized: no token");
+    std::string_view value = sv(first->value());
+    if (!value.starts_with("Bearer ")) return unauthorized("unauthorized: no bearer token");
+    std::shared_ptr<const auth::Token> token = options_.tokens->authenticate(value.substr(7));
+    if (!token) return unauthorized("unauthorized: unknown or revoked token");
+    return Caller{std::move(token)};
+  }
+  if (options_.token.empty()) return Caller{};
   if (first != last && std::next(first) == last &&
       constant_time_equal(sv(first->value()), "Bearer " + options_.token)) {
-    return std::nullopt;
+    return Caller{};
   }
-  Response res = error_response(401, "unauthorized");
-  res.set(http::field::www_authenticate, "Bearer");
-  return res;
+  return unauthorized("unauthorized");
+}
+
+std::optional<Response> HttpServer::Impl::authorize(const detail::Route& route,
+                                                    const http::request<http::string_body>& req,
+                                                    const Caller& caller) const {
+  if (!caller.token) return std::nullopt;
+  using Kind = detail::Route::Kind;
+  using auth::Access;
+  const auth::Rules& rules = caller.token->rules;
+  auto forbidden = [&](const std::string& what) {
+    return error_response(403, fmt::format("token '{}' {}", caller.token->name, what));
+  };
+  auto read_under = [&](const std::vector<std::string>& prefixes) -> std::optional<Response> {
+    if (prefixes.empty()) {
+      if (!rules.reaches("", Access::kRead)) return forbidden("may read no key");
+      return std::nullopt;
+    }
+    for (const std::string& p : prefixes) {
+      if (!rules.reaches(p, Access::kRead)) {
+        return forbidden(fmt::format("may read no key under prefix {}", detail::quoted(p)));
+      }
+    }
+    return std::nullopt;
+  };
+  switch (route.kind) {
+    case Kind::kHealth:
+    case Kind::kMetrics:  // Counts and revisions, no key or value: any active token.
+    case Kind::kTxn:      // Checked key by key once its body is parsed (respond_safe).
+    case Kind::kRollback:
+      return std::nullopt;
+    case Kind::kKey:
+    case Kind::kEntry:
+      if (route.kind == Kind::kEntry || req.method() == http::verb::get) {
+        if (!rules.can_read(route.key)) {
+          return forbidden(fmt::format("may not read key {}", detail::quoted(route.key)));
+        }
+      } else if (!rules.can_write(route.key)) {
+        return forbidden(fmt::format("may not write key {}", detail::quoted(route.key)));
+      }
+      return std::nullopt;
+    case Kind::kHistory:
+      if (!route.key.empty()) {
+        if (!rules.can_read(route.key)) {
+          return forbidden(fmt::format("may not read key {}", detail::quoted(route.key)));
+        }
+        return std::nullopt;
+      }
+      return read_under(route.prefixes);
+    case Kind::kList:
+    case Kind::kChanges:
+    case Kind::kWatch:
+      return read_under(route.prefixes);
+    case Kind::kLeases:
+      if (!rules.any(Access::kWrite)) return forbidden("may write no key (needed for leases)");
+      return std::nullopt;
+    case Kind::kTokens:
+      if (!rules.covers("", Access::kAdmin)) {
+        return forbidden("is not an admin of every key (needed to manage tokens)");
+      }
+      return std::nullopt;
+    case Kind::kLease:
+      if (route.key == "keepalive") {
+        if (!rules.any(Access::kWrite)) return forbidden("may write no key (needed for leases)");
+        return std::nullopt;
+      }
+      // Revoking a lease deletes its keys, whoever wrote them.
+      if (!rules.covers("", Access::kAdmin)) {
+        return forbidden("is not an admin of every key (needed to revoke a lease)");
+      }
+      return std::nullopt;
+  }
+  return forbidden("may not use this route");
+}
+
+std::shared_ptr<const detail::WatchAccess> HttpServer::Impl::watch_access(
+    const detail::Route& route, const Caller& caller) const {
+  if (!caller.token) return nullptr;
+  auto access = std::make_shared<detail::WatchAccess>();
+  std::shared_ptr<const auth::Token> token = caller.token;
+  access->readable = [token](std::string_view key) { return token->rules.can_read(key); };
+  access->active = [registry = options_.tokens, token] { return registry->active(token); };
+  if (route.prefixes.empty()) {
+    access->filtered = !token->rules.covers("", auth::Access::kRead);
+  } else {
+    for (const auto& p : route.prefixes) {
+      if (!token->rules.covers(p, auth::Access::kRead)) access->filtered = true;
+    }
+  }
+  return access;
 }
 
 std::variant<detail::Route, Response> HttpServer::Impl::route(
@@ -667,8 +807,12 @@ Response txn_response(const TxnResult& r) {
 
 std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& route,
                                                        const http::request<http::string_body>& req,
-                                                       Config& store, const std::string& prefix) {
+                                                       Config& store, const std::string& prefix,
+                                                       const Caller& caller) {
   using Kind = detail::Route::Kind;
+  auto forbidden = [&](const std::string& what) {
+    return error_response(403, fmt::format("token '{}' {}", caller.token->name, what));
+  };
   switch (route.kind) {
     case Kind::kEntry: {
       std::optional<KeyEntry> e = store.get_entry(route.key);
@@ -685,9 +829,16 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
       q.limit = route.limit;
       q.before = route.before;
       json list = json::array();
-      for (const HistoryRecord& h : store.history(q)) list.push_back(http_json::to_json(h));
-      return json_response(200,
-                           {{q.prefix ? "prefix" : "key", q.key}, {"history", std::move(list)}});
+      for (const HistoryRecord& h : store.history(q)) {
+        if (caller.token && !caller.token->rules.can_read(h.key)) continue;
+        list.push_back(http_json::to_json(h));
+      }
+      Response res =
+          json_response(200, {{q.prefix ? "prefix" : "key", q.key}, {"history", std::move(list)}});
+      if (caller.token && q.prefix && !caller.token->rules.covers(q.key, auth::Access::kRead)) {
+        res.set(kFilteredHeader, "true");
+      }
+      return res;
     }
     case Kind::kTxn: {
       auto body = object_body(req);
@@ -697,10 +848,29 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
         return error_response(413, fmt::format("{} operations, at most {}", txn.operations.size(),
                                                kMaxTransactionOperations));
       }
+      if (caller.token) {
+        // Every key before anything is written: one forbidden key refuses the whole transaction.
+        const auth::Rules& rules = caller.token->rules;
+        for (const Operation& op : txn.operations) {
+          if (!rules.can_write(op.key)) {
+            return forbidden(fmt::format("may not write key {}", detail::quoted(op.key)));
+          }
+        }
+        for (const Guard& g : txn.guards) {
+          if (g.kind == Guard::Kind::kRevision ? !rules.can_read(g.key)
+                                               : !rules.covers(g.key, auth::Access::kRead)) {
+            return forbidden(
+                g.kind == Guard::Kind::kRevision
+                    ? fmt::format("may not read key {} (a guard)", detail::quoted(g.key))
+                    : fmt::format("may not read every key under prefix {} (a guard)",
+                                  detail::quoted(g.key)));
+          }
+        }
+      }
       if (txn.comment.empty()) {
         txn.comment = detail::percent_decode(sv(req["X-Syncconfig-Comment"]), false);
       }
-      txn.actor = actor_of(req);
+      txn.actor = actor_of(req, caller);
       return txn_response(store.commit(txn));
     }
     case Kind::kRollback: {
@@ -717,6 +887,17 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
         return error_response(400, "name what to roll back: \"key\" or \"prefix\" (a string)");
       }
       std::string comment = body.value("comment", std::string());
+      if (caller.token) {
+        const std::string& what = target->get_ref<const std::string&>();
+        if (whole_prefix && !caller.token->rules.covers(what, auth::Access::kAdmin)) {
+          return forbidden(fmt::format(
+              "is not an admin of every key under prefix {} (needed to roll back a prefix)",
+              detail::quoted(what)));
+        }
+        if (!whole_prefix && !caller.token->rules.can_write(what)) {
+          return forbidden(fmt::format("may not write key {}", detail::quoted(what)));
+        }
+      }
       return txn_response(
           store.rollback(target->get<std::string>(), whole_prefix, to->get<int64_t>(), comment));
     }
@@ -747,20 +928,75 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
   }
 }
 
+Response HttpServer::Impl::respond_tokens(const detail::Route& route,
+                                          const http::request<http::string_body>& req) {
+  if (!options_.tokens) {
+    return error_response(404, "named tokens are not enabled on this server (serve --auth)");
+  }
+  Config& tokens = options_.tokens->store();
+  if (req.method() == http::verb::get) {
+    json list = json::array();
+    for (const auth::TokenRecord& r : auth::list_tokens(tokens)) {
+      json j = auth::to_json(r);
+      j.erase("hash");  // Not a secret, but nobody needs it.
+      j["name"] = r.name;
+      list.push_back(std::move(j));
+    }
+    return json_response(200, {{"tokens", std::move(list)}});
+  }
+  if (req.method() == http::verb::delete_) {
+    if (!auth::revoke_token(tokens, route.key)) {
+      return error_response(404,
+                            fmt::format("no active token named {}", detail::quoted(route.key)));
+    }
+    return json_response(200, {{"name", route.key}, {"revoked", true}});
+  }
+  auto parsed = object_body(req);
+  if (auto* refused = std::get_if<Response>(&parsed)) return std::move(*refused);
+  const json& body = std::get<json>(parsed);
+  auto name = body.find("name");
+  auto rules = body.find("rules");
+  if (name == body.end() || !name->is_string() || rules == body.end()) {
+    return error_response(
+        400, "the body must be {\"name\": NAME, \"rules\": [{\"prefix\", \"access\"}]}");
+  }
+  // create_token throws kInvalidArgument (400) naming a bad name, rule, or a taken name.
+  std::string secret =
+      auth::create_token(tokens, name->get<std::string>(), auth::rules_from_json(*rules));
+  // The only time the secret exists outside the client: in this answer, never in a log.
+  Response res = json_response(200, {{"name", *name}, {"secret", secret}});
+  res.set(http::field::cache_control, "no-store");
+  return res;
+}
+
 Response HttpServer::Impl::respond_blocking(const detail::Route& route,
-                                            const http::request<http::string_body>& req) {
+                                            const http::request<http::string_body>& req,
+                                            const Caller& caller) {
   try {
     Config& store = route.feed->store();
     const std::string prefix = route.prefixes.empty() ? "" : route.prefixes.front();
+    // With named tokens: only the keys the token may read, and a header saying so when it may
+    // not read every key under the prefix (whether or not such a key exists now).
+    const bool filtered = caller.token && !caller.token->rules.covers(prefix, auth::Access::kRead);
+    auto filter = [&](std::map<std::string, json>& values) {
+      if (filtered) {
+        std::erase_if(values,
+                      [&](const auto& kv) { return !caller.token->rules.can_read(kv.first); });
+      }
+    };
     if (route.kind == detail::Route::Kind::kList && route.at) {
       Snapshot past = store.snapshot_at(*route.at, prefix);
+      filter(past.values);
       Response res = json_response(200, settings_object(past.values));
       res.set("X-Syncconfig-Revision", std::to_string(past.revision));
+      if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }
-    if (auto res = respond_safe(route, req, store, prefix)) return std::move(*res);
+    if (route.kind == detail::Route::Kind::kTokens) return respond_tokens(route, req);
+    if (auto res = respond_safe(route, req, store, prefix, caller)) return std::move(*res);
     if (route.kind == detail::Route::Kind::kList) {
       Snapshot snap = store.snapshot(prefix);
+      filter(snap.values);
       // Read after the snapshot, so at least the highest revision it can hold: a change applied
       // before older ones had arrived is in it although above its revision. A client that
       // numbers changes (a relay) must not number those as its own.
@@ -768,6 +1004,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       Response res = json_response(200, settings_object(snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       res.set("X-Syncconfig-Newest-Revision", std::to_string(newest));
+      if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }
     if (route.kind == detail::Route::Kind::kChanges) {
@@ -775,6 +1012,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
           store.changes_since(*route.since, route.prefixes.empty() ? "" : route.prefixes.front());
       json changes = json::array();
       for (const Change& ch : c.changes) {
+        if (filtered && !caller.token->rules.can_read(ch.key)) continue;
         changes.push_back({{"key", ch.key},
                            {"value", ch.value.value_or(json(nullptr))},
                            {"deleted", !ch.value.has_value()},
@@ -785,6 +1023,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
                                          {"revision", c.revision},
                                          {"changes", std::move(changes)}});
       res.set("X-Syncconfig-Revision", std::to_string(c.revision));
+      if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }
     // put() and erase() validate the key (an invalid one is kInvalidArgument: 400). The answer
@@ -797,7 +1036,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     const std::optional<int64_t> expected = std::get<std::optional<int64_t>>(condition);
     WriteOptions write_options;
     write_options.comment = detail::percent_decode(sv(req["X-Syncconfig-Comment"]), false);
-    write_options.actor = actor_of(req);
+    write_options.actor = actor_of(req, caller);
     write_options.lease = route.lease;
     if (req.method() == http::verb::put) {
       auto parsed = detail::parse_put_body(route.key, req.body(), options_.max_body_bytes);

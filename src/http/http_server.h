@@ -34,7 +34,10 @@
 //   GET    /metrics              Prometheus text format 0.0.4, series labelled store="name"
 // Keys are the rest of the path after /settings/, percent-decoded once ('/' allowed). Unknown
 // routes and stores get 404, other methods on a known route 405. With a token, every route
-// (health and metrics included) needs "Authorization: Bearer <token>", else 401.
+// (health and metrics included) needs "Authorization: Bearer <token>", else 401. With named
+// tokens (HttpOptions::tokens), see docs/access-control.md for what each route needs: a denied
+// key is 403; a list, changes, history or watch over a prefix carries only readable keys and
+// "X-Syncconfig-Filtered: true" when the token cannot read everything under it.
 //
 // /watch: every event id is a database revision of the table, the same on every server of it:
 //   id: R / event: ready  / data: {"revision": R}     first, unless the stream starts with a reset
@@ -68,6 +71,10 @@ namespace spdlog {
 class logger;
 }
 
+namespace syncconfig::auth {
+class TokenRegistry;
+}
+
 namespace syncconfig::service {
 
 struct HttpOptions {
@@ -77,6 +84,11 @@ struct HttpOptions {
   int port = 8080;
   // When non-empty, every request must carry "Authorization: Bearer <token>" (else 401).
   std::string token;
+  // Access control with named tokens (`serve --auth`, docs/access-control.md): when set, every
+  // request but GET /health must carry "Authorization: Bearer <secret>" of an active token of
+  // this registry (401 missing or unknown), and each route checks the token's rules (403).
+  // Cannot be combined with `token`. Default: nullptr (no access control beyond `token`).
+  std::shared_ptr<auth::TokenRegistry> tokens;
   // Largest request body accepted; larger gets 413. Default 1 MiB.
   std::size_t max_body_bytes = 1u << 20;
   // Largest body of POST /txn (a transaction of many values); larger gets 413. Default 64 MiB

@@ -73,6 +73,17 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     route.kind = path == "/health" ? Route::Kind::kHealth : Route::Kind::kMetrics;
     return route;
   }
+  if (path == "/tokens") {
+    if (!get && method != "POST") return not_allowed(method, path, "GET, POST");
+    route.kind = Route::Kind::kTokens;
+    return route;
+  }
+  if (path.starts_with("/tokens/") && path.size() > 8) {
+    if (method != "DELETE") return not_allowed(method, path, "DELETE");
+    route.kind = Route::Kind::kTokens;
+    route.key = path.substr(8);
+    return route;
+  }
   std::string_view rest = path;
   constexpr std::string_view kStores = "/stores/";
   if (rest.starts_with(kStores)) {

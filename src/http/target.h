@@ -30,6 +30,7 @@ struct Route {
     kRollback,  // POST /rollback
     kLeases,    // POST /leases
     kLease,     // POST /leases/{id}/keepalive, DELETE /leases/{id}
+    kTokens,    // GET /tokens, POST /tokens, DELETE /tokens/{name} (key: the name)
   };
   Kind kind = Kind::kHealth;
   std::size_t store_index = 0;        // Index into the served stores (0: the default).

@@ -367,6 +367,17 @@ TEST(PercentDecode, an_invalid_escape_is_kept_as_it_is_even_at_the_end) {
   EXPECT_EQ(percent_decode("ab%41", false), "abA");  // A valid escape at the very end.
 }
 
+TEST(ParseTarget, the_token_routes_are_server_wide_and_take_their_methods) {
+  EXPECT_EQ(route_of("/tokens").kind, Kind::kTokens);
+  EXPECT_EQ(route_of("/tokens", "POST").kind, Kind::kTokens);
+  Route revoke = route_of("/tokens/ci-deploy", "DELETE");
+  EXPECT_EQ(revoke.kind, Kind::kTokens);
+  EXPECT_EQ(revoke.key, "ci-deploy");
+  EXPECT_EQ(refusal_of("/tokens", "DELETE").status, 405);
+  EXPECT_EQ(refusal_of("/tokens/ci-deploy").status, 405);
+  EXPECT_EQ(refusal_of("/stores/main/tokens").status, 404);
+}
+
 TEST(ParseTarget, the_safe_change_routes_take_their_methods_and_queries) {
   EXPECT_EQ(route_of("/txn", "POST").kind, Kind::kTxn);
   EXPECT_EQ(refusal_of("/txn").status, 405);

@@ -43,12 +43,13 @@ class Stream final : public WatchStream,
   using std::enable_shared_from_this<Stream<S>>::shared_from_this;
 
   Stream(StreamHost& server, S stream, StoreFeed& feed, std::vector<std::string> prefixes,
-         std::optional<int64_t> since)
+         std::optional<int64_t> since, std::shared_ptr<const WatchAccess> access)
       : server_(server),
         stream_(std::move(stream)),
         feed_(feed),
         prefixes_(std::move(prefixes)),
-        since_(since) {}
+        since_(since),
+        access_(std::move(access)) {}
 
   ~Stream() override {
     feed_.open_streams.fetch_sub(1);
@@ -61,7 +62,9 @@ class Stream final : public WatchStream,
     server_.add(shared_from_this());
     std::string head =
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-        "X-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n\r\n";
+        "X-Accel-Buffering: no\r\n";
+    if (access_ && access_->filtered) head += "X-Syncconfig-Filtered: true\r\n";
+    head += "Transfer-Encoding: chunked\r\n\r\n";
     watch_for_close();
     write(std::move(head), [](Stream& self) { self.open(); });
   }
@@ -70,6 +73,9 @@ class Stream final : public WatchStream,
   // nothing since the last tick.
   void tick(bool progress) override {
     net::post(stream_.get_executor(), [self = shared_from_this(), progress] {
+      if (self->access_ && self->access_->active && !self->access_->active()) {
+        return self->shut();  // Its token was revoked.
+      }
       if (self->writing_ && std::chrono::steady_clock::now() - self->write_started_ >
                                 self->server_.options().watch_write_timeout) {
         return self->drop_slow("a write stalled for longer than watch_write_timeout");
@@ -109,6 +115,7 @@ class Stream final : public WatchStream,
   }
 
   bool matches(std::string_view key) const {
+    if (access_ && access_->readable && !access_->readable(key)) return false;
     if (prefixes_.empty()) return true;
     for (const auto& p : prefixes_) {
       if (key.starts_with(p)) return true;
@@ -179,7 +186,9 @@ class Stream final : public WatchStream,
   void send_ready(int64_t position) {
     cursor_ = position;
     opened_ = true;
-    std::string event = sse_event(position, "ready", dump(json{{"revision", position}}));
+    json data = {{"revision", position}};
+    if (access_ && access_->filtered) data["filtered"] = true;
+    std::string event = sse_event(position, "ready", dump(data));
     write(chunk(event), [](Stream& s) { s.pump(); });
   }
 
@@ -258,12 +267,16 @@ class Stream final : public WatchStream,
         std::erase_if(point.settings, [&](const auto& kv) { return !self->matches(kv.first); });
       }
       self->feed_.resets_sent.fetch_add(1);
-      std::string event = sse_event(point.position, "reset",
-                                    dump(json{{"revision", point.position},
-                                              {"newest", point.newest},
-                                              {"reason", reason},
-                                              {"history_reset", history_reset},
-                                              {"settings", settings_object(point.settings)}}));
+      if (self->access_ && self->access_->readable) {
+        std::erase_if(point.settings, [&](const auto& kv) { return !self->matches(kv.first); });
+      }
+      json data = {{"revision", point.position},
+                   {"newest", point.newest},
+                   {"reason", reason},
+                   {"history_reset", history_reset},
+                   {"settings", settings_object(point.settings)}};
+      if (self->access_ && self->access_->filtered) data["filtered"] = true;
+      std::string event = sse_event(point.position, "reset", dump(data));
       net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
         if (self->closed_) return;
         self->cursor_ = point.position;
@@ -338,7 +351,7 @@ class Stream final : public WatchStream,
       }
       cursor_ = r.cursor;
       if (r.lag_bytes == 0) caught_up_ = true;
-      if (!prefixes_.empty()) {
+      if (!prefixes_.empty() || access_) {
         std::erase_if(batch_, [&](const detail::WatchEventPtr& e) { return !matches(e->key); });
       }
       if (!batch_.empty()) {
@@ -374,6 +387,7 @@ class Stream final : public WatchStream,
   StoreFeed& feed_;
   const std::vector<std::string> prefixes_;
   const std::optional<int64_t> since_;
+  const std::shared_ptr<const WatchAccess> access_;  // nullptr: no access control.
   int64_t cursor_ = 0;
   uint64_t generation_ = 0;
   bool opened_ = false;     // The opening event was decided; changes flow.
@@ -397,14 +411,18 @@ class Stream final : public WatchStream,
 
 template <class S>
 void open_watch_stream(StreamHost& host, S stream, StoreFeed& feed,
-                       std::vector<std::string> prefixes, std::optional<int64_t> since) {
-  auto s = std::make_shared<Stream<S>>(host, std::move(stream), feed, std::move(prefixes), since);
+                       std::vector<std::string> prefixes, std::optional<int64_t> since,
+                       std::shared_ptr<const WatchAccess> access) {
+  auto s = std::make_shared<Stream<S>>(host, std::move(stream), feed, std::move(prefixes), since,
+                                       std::move(access));
   s->begin();
 }
 
 template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
-                                             std::vector<std::string>, std::optional<int64_t>);
+                                             std::vector<std::string>, std::optional<int64_t>,
+                                             std::shared_ptr<const WatchAccess>);
 template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
-                                           std::vector<std::string>, std::optional<int64_t>);
+                                           std::vector<std::string>, std::optional<int64_t>,
+                                           std::shared_ptr<const WatchAccess>);
 
 }  // namespace syncconfig::service::detail

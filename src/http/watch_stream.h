@@ -51,17 +51,29 @@ class WatchStream {
   virtual void close() = 0;
 };
 
+// Access control of one stream (named tokens): which keys it may send, and whether its token is
+// still active (checked at every tick: a revoked token's stream is closed).
+struct WatchAccess {
+  std::function<bool(std::string_view key)> readable;
+  std::function<bool()> active;
+  bool filtered = false;  // Announced: header X-Syncconfig-Filtered and "filtered" in ready/reset.
+};
+
 // Takes over `stream` (a request for /watch was just read from it): sends the response head,
 // then the opening event (ready, or a reset), then changes. `since`: the resume point
 // (Last-Event-ID or ?since=), if any. The stream registers itself with `host`. For PlainStream
-// and TlsStream (a TLS stream's handshake is done).
+// and TlsStream (a TLS stream's handshake is done). `access`: the caller's read rules under
+// --auth (null: every key).
 template <class Stream>
 void open_watch_stream(StreamHost& host, Stream stream, StoreFeed& feed,
-                       std::vector<std::string> prefixes, std::optional<int64_t> since);
+                       std::vector<std::string> prefixes, std::optional<int64_t> since,
+                       std::shared_ptr<const WatchAccess> access = nullptr);
 extern template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
                                                     std::vector<std::string>,
-                                                    std::optional<int64_t>);
+                                                    std::optional<int64_t>,
+                                                    std::shared_ptr<const WatchAccess>);
 extern template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
-                                                  std::vector<std::string>, std::optional<int64_t>);
+                                                  std::vector<std::string>, std::optional<int64_t>,
+                                                  std::shared_ptr<const WatchAccess>);
 
 }  // namespace syncconfig::service::detail
