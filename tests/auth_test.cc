@@ -224,13 +224,15 @@ TEST_F(AccessMatrix, a_list_over_a_prefix_returns_only_readable_keys_and_says_it
 
   auto changes = request("carved", "GET", "/changes?since=0&prefix=app/");
   ASSERT_EQ(changes->status, 200);
-  for (const auto& c : json::parse(changes->body).at("changes")) EXPECT_EQ(c.at("key"), "app/x");
+  const json changes_body = json::parse(changes->body);  // Outlives the loop over its member.
+  for (const auto& c : changes_body.at("changes")) EXPECT_EQ(c.at("key"), "app/x");
   EXPECT_EQ(changes->get_header_value("X-Syncconfig-Filtered"), "true");
 
   auto history = request("carved", "GET", "/history?prefix=app/");
   ASSERT_EQ(history->status, 200);
   EXPECT_FALSE(json::parse(history->body).at("history").empty());
-  for (const auto& h : json::parse(history->body).at("history")) EXPECT_EQ(h.at("key"), "app/x");
+  const json history_body = json::parse(history->body);
+  for (const auto& h : history_body.at("history")) EXPECT_EQ(h.at("key"), "app/x");
   EXPECT_EQ(history->get_header_value("X-Syncconfig-Filtered"), "true");
 }
 
