@@ -16,6 +16,7 @@
 
 #include "auth/tokens.h"
 #include "http/http_server.h"
+#include "http_support.h"
 #include "test_support.h"
 
 namespace syncconfig::testing {
@@ -26,13 +27,6 @@ using service::HttpOptions;
 using service::HttpServer;
 using service::ServedStore;
 using namespace std::chrono_literals;
-
-std::unique_ptr<httplib::Client> client_for(int port) {
-  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
-  c->set_url_encode(false);
-  c->set_read_timeout(10, 0);
-  return c;
-}
 
 std::vector<auth::Rule> rules(std::initializer_list<const char*> texts) {
   std::vector<auth::Rule> out;
@@ -48,30 +42,26 @@ Options token_options(const std::string& table) {
   return o;
 }
 
-// One server over a store, enforcing the tokens of a token table.
+// One server over a store on `table`, enforcing the tokens of a token table.
 class Server {
  public:
   Server(const std::string& table, const std::string& token_table, HttpOptions options = {})
-      : store_(Store::open(dsn(), test_options(table))),
-        tokens_(Store::open(dsn(), token_options(token_table))),
-        registry_(std::make_shared<auth::TokenRegistry>(*tokens_)) {
-    options.port = 0;
-    options.tokens = registry_;
-    server_ = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_.get()}},
-                                           std::move(options));
-    server_->start();
-  }
-  ~Server() { server_->stop(); }
+      : tokens_(Store::open(dsn(), token_options(token_table))),
+        registry_(std::make_shared<auth::TokenRegistry>(*tokens_)),
+        served_(with_tokens(std::move(options), registry_), "", table) {}
 
-  Store& store() { return *store_; }
+  Store& store() { return served_.store(); }
   Store& tokens() { return *tokens_; }
-  int port() const { return server_->port(); }
+  int port() const { return served_.port(); }
 
  private:
-  std::unique_ptr<Store> store_;
+  static HttpOptions with_tokens(HttpOptions o, std::shared_ptr<auth::TokenRegistry> registry) {
+    o.tokens = std::move(registry);
+    return o;
+  }
   std::unique_ptr<Store> tokens_;
   std::shared_ptr<auth::TokenRegistry> registry_;
-  std::unique_ptr<HttpServer> server_;
+  Served served_;  // Last: stopped before the token registry goes.
 };
 
 httplib::Headers bearer(const std::string& secret) {

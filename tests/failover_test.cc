@@ -31,15 +31,6 @@ using std::chrono::steady_clock;
 // What every store must reach after a failover (the catch-up after reconnecting, or a heartbeat).
 constexpr auto kConvergeTimeout = 30s;
 
-std::map<std::string, json> table_content(const std::string& dsn, const std::string& table) {
-  Sql sql(dsn);
-  json parsed =
-      json::parse(sql.scalar("SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM " + table));
-  std::map<std::string, json> out;
-  for (auto& [k, v] : parsed.items()) out.emplace(k, v);
-  return out;
-}
-
 // Every change and every reset a store delivers, in delivery order.
 class EventLog {
  public:

@@ -25,6 +25,7 @@
 
 #include "http/http_server.h"
 #include "http/store_feed.h"
+#include "http_support.h"
 #include "test_support.h"
 
 namespace syncconfig::testing {
@@ -36,40 +37,7 @@ using service::HttpServer;
 using service::ServedStore;
 using namespace std::chrono_literals;
 
-// A client that sends paths exactly as written (no re-encoding of '%').
-std::unique_ptr<httplib::Client> client_for(int port) {
-  auto c = std::make_unique<httplib::Client>("127.0.0.1", port);
-  c->set_url_encode(false);
-  c->set_read_timeout(10, 0);
-  return c;
-}
-
 json body_of(const httplib::Result& r) { return json::parse(r->body); }
-
-// A server on a free port with a store on a fresh table, and a client.
-class Served {
- public:
-  explicit Served(HttpOptions options = {}, const std::string& stem = "t_http")
-      : table_(unique_name(stem)), store_(Store::open(dsn(), test_options(table_))) {
-    options.port = 0;
-    server_ = std::make_unique<HttpServer>(std::vector<ServedStore>{{"main", store_.get()}},
-                                           std::move(options));
-    server_->start();
-    client_ = client_for(server_->port());
-  }
-
-  Store& store() { return *store_; }
-  HttpServer& server() { return *server_; }
-  httplib::Client& http() { return *client_; }
-  int port() const { return server_->port(); }
-  const std::string& table() const { return table_; }
-
- private:
-  std::string table_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<httplib::Client> client_;
-};
 
 struct SseEvent {
   std::string id;

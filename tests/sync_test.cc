@@ -21,16 +21,6 @@ struct Pair {
   std::unique_ptr<Store> b = Store::open(dsn(), test_options(table));
 };
 
-// Every key and value in the table, through a raw connection.
-std::map<std::string, json> table_content(const std::string& table) {
-  Sql sql(dsn());
-  std::string all = sql.scalar("SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM " + table);
-  std::map<std::string, json> out;
-  json parsed = json::parse(all);
-  for (auto& [k, v] : parsed.items()) out.emplace(k, v);
-  return out;
-}
-
 TEST(Sync, a_write_on_one_instance_reaches_get_and_callbacks_of_another) {
   Recorder seen;
   Pair p;
@@ -129,7 +119,7 @@ TEST(Sync, writes_made_with_plain_sql_reach_every_instance) {
            p.table + "; INSERT INTO " + p.table + " (key, value) VALUES ('after', '1'); COMMIT;");
   ASSERT_TRUE(wait_until([&] { return p.b->contains("after"); }));
   EXPECT_FALSE(p.b->contains("before"));
-  auto expected = table_content(p.table);
+  auto expected = table_content(dsn(), p.table);
   ASSERT_TRUE(wait_until([&] { return p.a->get_all() == expected && p.b->get_all() == expected; }));
   EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
 }
@@ -191,7 +181,7 @@ TEST(Sync, concurrent_writers_on_overlapping_keys_never_roll_an_instance_back) {
     });
   }
   for (auto& t : writers) t.join();
-  auto expected = table_content(table);
+  auto expected = table_content(dsn(), table);
   for (int i = 0; i < kInstances; ++i) {
     ASSERT_TRUE(wait_until([&] { return stores[i]->get_all() == expected; }, 10s))
         << "instance " << i << " did not converge";
@@ -381,7 +371,7 @@ TEST(Sync, forged_notifications_change_no_cache_and_do_not_move_the_watermark) {
   // The replays name a revision B has passed: ignored before anything is read. The four
   // others reach the verifying read and fail it.
   EXPECT_EQ(stats.notifications_forged - forged_before, 4u);
-  EXPECT_EQ(p.b->get_all(), table_content(p.table));
+  EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
 }
 
 TEST(Sync, many_instances_in_one_process_all_receive_a_change) {

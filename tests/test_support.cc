@@ -80,6 +80,16 @@ std::string Sql::scalar(const std::string& sql) {
 
 int Sql::backend_pid() { return PQbackendPID(conn_); }
 
+std::map<std::string, nlohmann::json> table_content(const std::string& dsn,
+                                                    const std::string& table) {
+  Sql sql(dsn);
+  auto parsed = nlohmann::json::parse(
+      sql.scalar("SELECT coalesce(jsonb_object_agg(key, value), '{}') FROM " + table));
+  std::map<std::string, nlohmann::json> out;
+  for (auto& [k, v] : parsed.items()) out.emplace(k, v);
+  return out;
+}
+
 std::string role_requiring_password(const std::string& role, const std::string& password) {
   static std::mutex mu;
   static std::set<std::string> done;

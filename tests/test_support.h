@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -54,6 +55,11 @@ class Sql {
  private:
   PGconn* conn_;
 };
+
+// Every key and value in `table` (a plain or schema-qualified name the test made), read through
+// a raw connection to `dsn`: what a store's cache must converge to.
+std::map<std::string, nlohmann::json> table_content(const std::string& dsn,
+                                                    const std::string& table);
 
 // Collects the changes a store reports, thread-safely.
 class Recorder {

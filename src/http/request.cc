@@ -84,24 +84,27 @@ std::string quoted(std::string_view s) {
 std::variant<std::optional<int64_t>, Refusal> parse_write_condition(
     std::string_view if_match, std::string_view if_none_match) {
   if (!if_match.empty() && !if_none_match.empty()) {
-    return Refusal{400, "If-Match and If-None-Match together: send one"};
+    return Refusal{400, "If-Match and If-None-Match together: send one", {}};
   }
   if (!if_none_match.empty()) {
     if (if_none_match != "*") {
-      return Refusal{400, "If-None-Match: only * is supported (write only if the key is absent)"};
+      return Refusal{
+          400, "If-None-Match: only * is supported (write only if the key is absent)", {}};
     }
     return std::optional<int64_t>(0);
   }
   if (if_match.empty()) return std::optional<int64_t>();
   std::string_view v = if_match;
   if (v.starts_with("W/")) {
-    return Refusal{400, "If-Match: weak ETags are not revisions; send the strong ETag \"R\""};
+    return Refusal{400, "If-Match: weak ETags are not revisions; send the strong ETag \"R\"", {}};
   }
   if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
   std::optional<uint64_t> revision = parse_event_id(v);
   if (!revision || *revision == 0 || *revision > uint64_t(INT64_MAX)) {
-    return Refusal{400, "If-Match: " + quoted(if_match) +
-                            " is not a revision (an ETag of this service: a quoted number >= 1)"};
+    return Refusal{400,
+                   "If-Match: " + quoted(if_match) +
+                       " is not a revision (an ETag of this service: a quoted number >= 1)",
+                   {}};
   }
   return std::optional<int64_t>(static_cast<int64_t>(*revision));
 }

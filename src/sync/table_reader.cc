@@ -66,13 +66,7 @@ class Snapshot {
     try {
       conn_.exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", deadline_);
       open_ = true;
-      try {
-        conn_.exec(sql.lock_table_for_read, {}, deadline_);
-      } catch (const Error& e) {
-        // lock_not_available (55P03) is the only kUnavailable error that leaves the link up.
-        if (e.code() != ErrorCode::kUnavailable || !conn_.ok()) throw;
-        conn_.exec_script("ROLLBACK", deadline_);
-        open_ = false;
+      if (!lock_table_or_roll_back(sql)) {
         release(sql);
         return false;
       }
@@ -97,14 +91,7 @@ class Snapshot {
     open_ = true;
     try {
       conn_.exec(sql.snapshot_xact_lock, {}, deadline_);
-      try {
-        conn_.exec(sql.lock_table_for_read, {}, deadline_);
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kUnavailable || !conn_.ok()) throw;
-        conn_.exec_script("ROLLBACK", deadline_);
-        open_ = false;
-        return false;
-      }
+      if (!lock_table_or_roll_back(sql)) return false;
       revision_ = conn_.exec(sql.snapshot_revision, {}, deadline_).int64(0, 0);
     } catch (...) {
       if (open_ && conn_.ok()) {
@@ -117,6 +104,20 @@ class Snapshot {
       throw;
     }
     return true;
+  }
+  // Takes the table in ACCESS SHARE mode (NOWAIT) inside the open transaction. If it is locked,
+  // rolls the transaction back and returns false; any other error propagates.
+  bool lock_table_or_roll_back(const TableSql& sql) {
+    try {
+      conn_.exec(sql.lock_table_for_read, {}, deadline_);
+      return true;
+    } catch (const Error& e) {
+      // lock_not_available (55P03) is the only kUnavailable error that leaves the link up.
+      if (e.code() != ErrorCode::kUnavailable || !conn_.ok()) throw;
+    }
+    conn_.exec_script("ROLLBACK", deadline_);
+    open_ = false;
+    return false;
   }
   void release(const TableSql& sql) {
     if (conn_.ok()) conn_.exec(sql.snapshot_unlock, {}, deadline_);
