@@ -363,6 +363,12 @@ class Store::Impl {
         cas.value = to_json(key, w.text);
         return {out, cas};
       }
+      if (!w.text) {
+        throw Error(ErrorCode::kInternal,
+                    fmt::format("{}({}): the write function reported success without the stored "
+                                "value (revision {})",
+                                what, quoted(key), w.revision));
+      }
       out.revision = w.revision;
       out.value = apply_own_set(key, *w.text, w.revision);
       cas.succeeded = true;

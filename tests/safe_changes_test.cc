@@ -90,6 +90,45 @@ TEST(SafeChanges, two_writers_racing_set_if_never_lose_an_update) {
   EXPECT_EQ(a->get_entry("n")->value, successes.load());  // Every success counted once.
 }
 
+// A write that skips the triggers (session_replication_role = replica) takes no writer lock. A
+// set racing one, on the same key, must still store its value and report what it stored: a set
+// racing such a DELETE once reported success with nothing stored (and a null value: a crash), one
+// racing such an INSERT failed on the primary key.
+TEST(SafeChanges, a_set_racing_a_trigger_less_write_of_its_key_stores_its_value) {
+  const std::string table = unique_name("t_race_triggerless");
+  auto store = Store::open(dsn(), test_options(table));
+  store->set("deleted", 1);
+  for (const std::string& statement :
+       {"DELETE FROM " + table + " WHERE key = 'deleted'",
+        "INSERT INTO " + table + " (key, value) VALUES ('inserted', '\"raw\"')"}) {
+    const std::string key = statement.starts_with("DELETE") ? "deleted" : "inserted";
+    SCOPED_TRACE(statement);
+    Sql raw(dsn());
+    raw.exec("BEGIN; SET LOCAL session_replication_role = replica; " + statement);
+    int64_t revision = 0;
+    std::string error;
+    std::thread writer([&] {
+      try {
+        revision = store->set(key, 2);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    });
+    // The set waits for the uncommitted trigger-less change's row; then that change commits.
+    Sql watch(dsn());
+    const bool waited = wait_until(
+        [&] { return watch.scalar("SELECT count(*) FROM pg_locks WHERE NOT granted") != "0"; });
+    raw.exec("COMMIT");
+    writer.join();
+    ASSERT_TRUE(waited) << "the set never waited for the trigger-less change";
+    ASSERT_EQ(error, "");
+    EXPECT_EQ(table_content(dsn(), table).at(key), json(2));
+    EXPECT_EQ(store->get_int(key), 2);
+    ASSERT_TRUE(store->get_entry(key));
+    EXPECT_EQ(store->get_entry(key)->revision, revision);
+  }
+}
+
 TEST(SafeChanges, a_counter_incremented_by_cas_from_four_threads_on_two_instances_is_exact) {
   const std::string table = unique_name("t_cas_counter");
   auto a = Store::open(dsn(), test_options(table));

@@ -193,7 +193,10 @@ DECLARE
 BEGIN
   PERFORM set_config('syncconfig.own', 'on', true);
   {own_lock}
-  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k;
+  -- FOR UPDATE: a write that skips the triggers (session_replication_role = replica) takes no
+  -- writer lock. Holding the row keeps such a write from deleting it between this read and the
+  -- UPDATE (which would then change nothing, and the write would report a value it never stored).
+  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k FOR UPDATE;
   has_old := FOUND;
   IF expected IS NOT NULL AND
      (CASE WHEN expected = 0 THEN has_old ELSE NOT has_old OR old_rev <> expected END) THEN
@@ -209,8 +212,11 @@ BEGIN
     UPDATE {t} t SET value = v, revision = rev, updated_at = localtimestamp WHERE t.key = k
       RETURNING t.value::text INTO val;
   ELSE
-    INSERT INTO {t} (key, value, revision, updated_at) VALUES (k, v, rev, localtimestamp)
-      RETURNING value::text INTO val;
+    -- ON CONFLICT: likewise, a trigger-less INSERT of the key may have committed since the read.
+    INSERT INTO {t} AS t (key, value, revision, updated_at) VALUES (k, v, rev, localtimestamp)
+      ON CONFLICT (key) DO UPDATE
+        SET value = EXCLUDED.value, revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
+      RETURNING t.value::text INTO val;
   END IF;
   IF lease_id <> 0 THEN
     INSERT INTO {lease_keys} AS lk (key, lease) VALUES (k, lease_id)
@@ -242,7 +248,7 @@ DECLARE
 BEGIN
   PERFORM set_config('syncconfig.own', 'on', true);
   {own_lock}
-  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k;
+  SELECT t.revision, t.value INTO old_rev, old_val FROM {t} t WHERE t.key = k FOR UPDATE;
   IF NOT FOUND THEN
     RETURN QUERY SELECT CASE WHEN expected IS NULL THEN 'absent' ELSE 'conflict' END,
                         0::bigint, NULL::text;
