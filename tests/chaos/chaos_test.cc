@@ -306,7 +306,8 @@ class Child {
       if (n > 0) {
         char buf[4096];
         ssize_t got = read(from_child_, buf, sizeof buf);
-        if (got <= 0) throw Failure(name_ + ": exited unexpectedly" + stderr_tail());
+        if (got <= 0)
+          throw Failure(name_ + ": exited unexpectedly" + exit_status() + stderr_tail());
         buffer_.append(buf, got);
       }
     }
@@ -338,6 +339,23 @@ class Child {
     close(from_child_);
     to_child_ = from_child_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  // How the process ended, once its stdout closed: " (exit code N)" or " (signal N: name)".
+  std::string exit_status() {
+    if (pid_ <= 0) return "";
+    int status = 0;
+    pid_t r = -1;
+    for (int i = 0; i < 50 && (r = waitpid(pid_, &status, WNOHANG)) == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (r != pid_) return " (still running, stdout closed)";
+    pid_ = -1;
+    if (WIFEXITED(status)) return " (exit code " + std::to_string(WEXITSTATUS(status)) + ")";
+    if (WIFSIGNALED(status)) {
+      return " (signal " + std::to_string(WTERMSIG(status)) + ": " + strsignal(WTERMSIG(status)) +
+             ")";
+    }
+    return "";
   }
   std::string stderr_tail() const {
     std::ifstream in(stderr_path_);
