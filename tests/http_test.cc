@@ -990,8 +990,11 @@ class RawSocket {
 
 TEST(HttpWatch, a_client_that_stops_reading_is_disconnected_and_counted) {
   HttpOptions o = watch_options();
-  o.watch_write_timeout = 500ms;
-  o.watch_max_lag_bytes = 64 << 10;
+  // Bounds the stalled client passes by far (15 MB behind, a write stuck for good) while a client
+  // that reads, on a loaded machine, keeps well within them: 64 KB, less than one event, once
+  // cut off the healthy client too.
+  o.watch_write_timeout = 2s;
+  o.watch_max_lag_bytes = 4 << 20;
   Served s(o);
   RawSocket stalled(s.port(), /*receive_buffer=*/4096);
   ASSERT_TRUE(stalled.ok());
