@@ -379,7 +379,7 @@ TEST(Fleet, remote_stores_move_to_another_server_when_one_is_killed_and_miss_not
   expect_writes_succeeded_or_were_unavailable(load);
   for (const Follower& f : on_ab) {
     EXPECT_EQ(f.store->current_server(), b.url()) << f.name;
-    EXPECT_GE(f.store->stats().reconnects, 1u) << f.name;
+    EXPECT_TRUE(wait_until([&] { return f.store->stats().reconnects >= 1; })) << f.name;
     EXPECT_TRUE(f.store->stats().connected) << f.name;
   }
   EXPECT_EQ(on_ba[0].store->current_server(), b.url());
