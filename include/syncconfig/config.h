@@ -278,6 +278,9 @@ class Config {
   // if the source cannot be reached.
   virtual void sync() = 0;
 
+  // Counters and state of this instance. A counter moves after the work it counts is done: a
+  // catch-up's or reload's changes can be visible in the cache (and in callbacks) a moment
+  // before catch_ups/resyncs/reconnects/history_resets count it.
   virtual Stats stats() const = 0;
 
   // What changed after `revision`, read from the source (the table, or through the server from
