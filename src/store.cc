@@ -217,21 +217,38 @@ class Store::Impl {
     if (closed_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
   }
 
+  // Whether with_connection may run `f` again on a new connection after the link broke under it.
+  enum class Rerun {
+    // Only if nothing reached the server (a write: once a statement was sent, it may have
+    // committed before the link broke — under synchronous replication a commit waiting for the
+    // standby is durable and visible although unacknowledged — and a second run would commit
+    // it twice, or report a compare-and-set that succeeded as a conflict).
+    kIfUnsent,
+    kAlways,  // Reads: running them twice changes nothing.
+  };
+
   // Runs f(connection) with a pooled connection. A connection that broke under the call (server
-  // restart, terminated session) is replaced once: re-running an upsert is harmless, and a
-  // re-run remove() reports what it then finds.
+  // restart, terminated session) is replaced once, as `rerun` allows; otherwise a write whose
+  // link broke after it was sent fails with kUnavailable saying its outcome is unknown.
   template <class F>
-  auto with_connection(Deadline deadline, F&& f) {
+  auto with_connection(Deadline deadline, F&& f, Rerun rerun = Rerun::kIfUnsent) {
     for (int attempt = 0;; ++attempt) {
       auto conn = pool_.acquire(deadline);
+      const uint64_t sent_before = conn->statements_sent();
       try {
         return f(*conn);
       } catch (const Error& e) {
-        if (attempt == 0 && e.code() == ErrorCode::kUnavailable && !conn->ok() &&
+        if (e.code() != ErrorCode::kUnavailable || conn->ok()) throw;
+        const bool unsent = conn->statements_sent() == sent_before;
+        if (attempt == 0 && (unsent || rerun == Rerun::kAlways) &&
             internal::Clock::now() < deadline) {
           continue;
         }
-        throw;
+        if (unsent || rerun == Rerun::kAlways) throw;
+        throw Error(ErrorCode::kUnavailable,
+                    e.message() +
+                        " (the link broke after the write was sent: it may have committed; read "
+                        "the key to know)");
       }
     }
   }
@@ -423,9 +440,12 @@ class Store::Impl {
     internal::validate_key(key);
     Deadline deadline = deadline_after(options_.db_timeout);
     try {
-      internal::Result r = with_connection(deadline, [&](internal::Connection& conn) {
-        return conn.exec_prepared("syncconfig_entry", sql_.select_entry, {key}, deadline);
-      });
+      internal::Result r = with_connection(
+          deadline,
+          [&](internal::Connection& conn) {
+            return conn.exec_prepared("syncconfig_entry", sql_.select_entry, {key}, deadline);
+          },
+          Rerun::kAlways);
       if (r.rows() == 0) return std::nullopt;
       KeyEntry e;
       e.value = *to_json(key, std::string(r.text(0, 0)));
@@ -462,10 +482,14 @@ class Store::Impl {
     Deadline deadline = deadline_after(options_.load_timeout);
     internal::TableChanges read;
     try {
-      read = with_connection(deadline, [&](internal::Connection& conn) {
-        return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false, deadline,
-                                            /*with_txids=*/true);
-      });
+      read = with_connection(
+          deadline,
+          [&](internal::Connection& conn) {
+            return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false,
+                                                deadline,
+                                                /*with_txids=*/true);
+          },
+          Rerun::kAlways);
     } catch (const Error& e) {
       throw with_context(e, fmt::format("changes_since({}) failed", revision));
     }
@@ -726,10 +750,13 @@ std::vector<HistoryRecord> Store::Impl::history(const Config::HistoryQuery& q) {
   const std::string before = std::to_string(q.before), limit = std::to_string(q.limit);
   internal::Result r;
   try {
-    r = with_connection(deadline, [&](internal::Connection& conn) {
-      return conn.exec(q.prefix ? sql_.history_prefix : sql_.history, {q.key, before, limit},
-                       deadline);
-    });
+    r = with_connection(
+        deadline,
+        [&](internal::Connection& conn) {
+          return conn.exec(q.prefix ? sql_.history_prefix : sql_.history, {q.key, before, limit},
+                           deadline);
+        },
+        Rerun::kAlways);
   } catch (const Error& e) {
     throw with_context(e, fmt::format("history({}) failed", quoted(std::string_view(q.key))));
   }
@@ -776,10 +803,13 @@ Snapshot Store::Impl::snapshot_at(int64_t revision, std::string_view prefix) {
   Deadline deadline = deadline_after(options_.load_timeout);
   internal::PastState st;
   try {
-    st = with_connection(deadline, [&](internal::Connection& conn) {
-      return internal::read_state_at(conn, sql_, revision, prefix, /*with_current=*/false,
-                                     deadline);
-    });
+    st = with_connection(
+        deadline,
+        [&](internal::Connection& conn) {
+          return internal::read_state_at(conn, sql_, revision, prefix, /*with_current=*/false,
+                                         deadline);
+        },
+        Rerun::kAlways);
   } catch (const Error& e) {
     throw with_context(e, fmt::format("snapshot_at({}) failed", revision));
   }
@@ -805,9 +835,13 @@ TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t re
   Deadline deadline = deadline_after(options_.load_timeout);
   internal::PastState st;
   try {
-    st = with_connection(deadline, [&](internal::Connection& conn) {
-      return internal::read_state_at(conn, sql_, revision, target, /*with_current=*/true, deadline);
-    });
+    st = with_connection(
+        deadline,
+        [&](internal::Connection& conn) {
+          return internal::read_state_at(conn, sql_, revision, target, /*with_current=*/true,
+                                         deadline);
+        },
+        Rerun::kAlways);
   } catch (const Error& e) {
     throw with_context(e, fmt::format("rollback to {} failed", revision));
   }
@@ -887,9 +921,10 @@ bool Store::Impl::revoke_lease(int64_t lease) {
     });
     if (gone.rows() == 0) return false;
     // Its keys go now (the sweeper would delete them too: they belong to no lease).
-    internal::Result keys = with_connection(deadline, [&](internal::Connection& conn) {
-      return conn.exec(sql_.lease_keys_of, {id}, deadline);
-    });
+    internal::Result keys = with_connection(
+        deadline,
+        [&](internal::Connection& conn) { return conn.exec(sql_.lease_keys_of, {id}, deadline); },
+        Rerun::kAlways);
     WriteOptions why;
     why.comment = fmt::format("lease {} revoked", lease);
     for (int i = 0; i < keys.rows(); ++i) {

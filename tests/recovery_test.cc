@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "test_support.h"
@@ -288,6 +289,66 @@ TEST(Recovery, a_truncate_that_is_the_first_change_while_away_is_caught_up_witho
   const Stats after = b->stats();
   EXPECT_EQ(after.resyncs, before.resyncs) << "a catch-up was expected, not a full reload";
   EXPECT_EQ(after.crc_mismatches, before.crc_mismatches);
+}
+
+// Under synchronous replication a commit waits for the standby after it is durable (and
+// visible) on the primary: a session ended while it waits (a fast shutdown, a terminated
+// backend) has committed. A write whose link broke after it was sent must therefore not be run
+// again: a set would commit twice, and a compare-and-set would report its own write as a
+// conflict (found by the chaos test on a primary with a synchronous standby). Here every commit
+// waits for a standby that does not exist, on a server of this test's own.
+TEST(Recovery, a_write_whose_link_breaks_after_it_was_sent_is_not_run_again) {
+  EmbeddedPostgres pg;
+  pg.start();
+  Options o = test_options(unique_name("t_sent"));
+  o.db_timeout = 20s;
+  auto store = Store::open(pg.dsn(), o);
+  Sql sql(pg.dsn());
+  for (const bool conditional : {false, true}) {
+    SCOPED_TRACE(conditional ? "set_if" : "set");
+    const std::string key = conditional ? "cas" : "plain";
+    sql.exec("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    sql.exec("SELECT pg_reload_conf()");
+    std::optional<Error> failure;
+    CasResult outcome;
+    std::thread writer([&] {
+      try {
+        if (conditional) {
+          outcome = store->set_if(key, 1, 0);
+        } else {
+          outcome.revision = store->set(key, 1);
+          outcome.succeeded = true;
+        }
+      } catch (const Error& e) {
+        failure = e;
+      }
+    });
+    std::string pid;
+    const bool waiting = wait_until([&] {
+      pid = sql.scalar(
+          "SELECT coalesce(min(pid)::text, '') FROM pg_stat_activity WHERE wait_event = "
+          "'SyncRep'");
+      return !pid.empty();
+    });
+    if (waiting) sql.exec("SELECT pg_terminate_backend(" + pid + ")");
+    // The standby is back: a second run (the bug) would commit at once.
+    sql.exec("ALTER SYSTEM RESET synchronous_standby_names");
+    sql.exec("SELECT pg_reload_conf()");
+    writer.join();
+    ASSERT_TRUE(waiting) << "the write never waited for the standby";
+    // Committed once, and the caller is told that the outcome is unknown (not a success, not a
+    // conflict).
+    EXPECT_EQ(
+        sql.scalar("SELECT count(*) FROM " + o.table_name + "_changes WHERE key = '" + key + "'"),
+        "1");
+    ASSERT_TRUE(failure) << "reported " << (outcome.succeeded ? "success" : "a conflict")
+                         << " at revision " << outcome.revision;
+    EXPECT_EQ(failure->code(), ErrorCode::kUnavailable) << failure->what();
+    EXPECT_NE(std::string(failure->what()).find("may have committed"), std::string::npos)
+        << failure->what();
+    // The store reaches the committed value as usual.
+    EXPECT_TRUE(wait_until([&] { return store->get(key) == json(1); }));
+  }
 }
 
 TEST(Recovery, a_server_restart_is_survived_by_listeners_and_writers) {

@@ -12,7 +12,9 @@ enum class ErrorCode {
   // The caller passed something unusable (bad key, bad value, bad option). Retrying the same
   // call cannot help.
   kInvalidArgument,
-  // The database could not be reached or the connection broke. Retrying later can help.
+  // The database could not be reached or the connection broke. Retrying later can help. For a
+  // write whose connection broke after the write was sent (the message says so) the outcome is
+  // unknown, as with kTimeout: it is never re-run by the library, which could commit it twice.
   kUnavailable,
   // The database did not answer within Options::db_timeout. Retrying later can help; for a write
   // the outcome is unknown (it may or may not have committed).

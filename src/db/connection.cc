@@ -275,6 +275,7 @@ Result Connection::exec(std::string_view sql, const Params& params, Deadline dea
                         c.values.data(), c.lengths.data(), nullptr, 0) == 0) {
     fail_link("sending query");
   }
+  ++sent_;
   wait_for_result(deadline, "query");
   return collect("query");
 }
@@ -288,6 +289,7 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
     if (PQsendPrepare(conn_, name, query.c_str(), static_cast<int>(params.size()), nullptr) == 0) {
       fail_link("sending query");
     }
+    ++sent_;
     wait_for_result(deadline, "preparing a statement");
     collect("preparing a statement");
     prepared_.insert(name);
@@ -297,6 +299,7 @@ Result Connection::exec_prepared(const char* name, std::string_view sql, const P
                           c.lengths.data(), nullptr, 0) == 0) {
     fail_link("sending query");
   }
+  ++sent_;
   wait_for_result(deadline, "query");
   return collect("query");
 }
@@ -313,6 +316,7 @@ void Connection::exec_rows(std::string_view sql, Deadline deadline,
   if (!ok()) throw Error(ErrorCode::kUnavailable, "database connection is closed");
   std::string query(sql);
   if (PQsendQuery(conn_, query.c_str()) == 0) fail_link("sending query");
+  ++sent_;
   if (PQsetSingleRowMode(conn_) == 0) fail_link("entering single-row mode");
   for (;;) {
     wait_for_result(deadline, "query");
@@ -339,6 +343,7 @@ void Connection::exec_script(std::string_view sql, Deadline deadline) {
   if (PQsendQuery(conn_, query.c_str()) == 0) {
     fail_link("sending query");
   }
+  ++sent_;
   wait_for_result(deadline, "query");
   collect("query");
 }

@@ -86,6 +86,10 @@ class Connection {
   // Checks without blocking whether the server ended the session while the connection sat idle
   // (e.g. the server restarted); closes it if so. Only for connections that do not LISTEN.
   bool probe();
+  // Statements handed to the server so far (counted once libpq accepted them for sending). A
+  // call that failed with this unchanged never reached the server; otherwise the server may have
+  // run it, and committed, before the link broke.
+  uint64_t statements_sent() const { return sent_; }
   int socket() const;
   void set_interrupt_fd(int fd) { interrupt_fd_ = fd; }
   // The server process serving this connection as the connection reported it at start-up (kept
@@ -129,6 +133,7 @@ class Connection {
   bool named_statements_ = true;
   bool per_transaction_ = false;
   std::unordered_set<std::string> prepared_;
+  uint64_t sent_ = 0;
 };
 
 // The DSN with any password removed, for logs and error messages.
