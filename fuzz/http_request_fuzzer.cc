@@ -150,6 +150,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (auto id = detail::parse_event_id(query)) {
       check(std::to_string(*id) == query || query.starts_with('0'));
     }
+    // A resume point prints back as an id that parses to the same point.
+    if (auto point = detail::parse_resume_point(query)) {
+      check(point->revision >= 0 && (!point->anchor || point->anchor->revision <= point->revision));
+      auto again =
+          detail::parse_resume_point(detail::format_event_id(point->revision, point->anchor));
+      check(again && again->revision == point->revision && again->anchor == point->anchor);
+    }
   }
 
   std::variant<detail::Route, detail::Refusal> parsed;

@@ -375,6 +375,35 @@ TEST(AccessControl, the_access_log_names_the_token_and_never_shows_its_secret) {
   EXPECT_EQ(log.find(secret.substr(4)), std::string::npos) << log;
 }
 
+// The rate limit is per token: one token over it gets 429, another token (from the same
+// address) is not held back.
+TEST(AccessControl, the_rate_limit_is_per_token) {
+  HttpOptions o;
+  o.rate_limit = 2;
+  o.rate_limit_burst = 4;
+  Server server(unique_name("t_acl_rate"), unique_name("t_acl_rate_tokens"), o);
+  const std::string busy = auth::create_token(server.tokens(), "busy", rules({"=read"}));
+  const std::string quiet = auth::create_token(server.tokens(), "quiet", rules({"=read"}));
+  auto c = client_for(server.port());
+  // Both tokens are seen (each probe costs one request of its bucket).
+  ASSERT_TRUE(wait_until([&] {
+    auto r = c->Get("/settings", bearer(busy));
+    return r && r->status == 200;
+  }));
+  ASSERT_TRUE(wait_until([&] {
+    auto r = c->Get("/settings", bearer(quiet));
+    return r && r->status == 200;
+  }));
+  int limited = 0;
+  for (int i = 0; i < 10; ++i) limited += c->Get("/settings", bearer(busy))->status == 429;
+  EXPECT_GE(limited, 5);
+  auto other = c->Get("/settings", bearer(quiet));
+  EXPECT_EQ(other->status, 200) << other->body;
+  auto refused = c->Get("/settings", bearer(busy));
+  EXPECT_EQ(refused->status, 429);
+  EXPECT_NE(refused->body.find("token busy"), std::string::npos) << refused->body;
+}
+
 TEST(AccessControl, a_shared_token_and_named_tokens_together_are_refused) {
   auto store = Store::open(dsn(), test_options(unique_name("t_acl_both")));
   auto tokens = Store::open(dsn(), token_options(unique_name("t_acl_both_tokens")));

@@ -387,10 +387,11 @@ TEST(BadInput,
     std::string message;  // The whole message, or a part of it when `exact` is false.
     bool exact;
   };
-  const std::string not_a_revision =
-      "since must be an event id (a revision: a non-negative integer)";
-  const std::string not_an_id =
-      "Last-Event-ID must be an event id (a revision: a non-negative integer)";
+  const std::string id_forms =
+      " must be an event id of this service: R, R.hhhhhhhh or R.A.hhhhhhhh (revisions A <= R, "
+      "non-negative integers; hhhhhhhh 8 hex digits)";
+  const std::string not_a_revision = "since" + id_forms;
+  const std::string not_an_id = "Last-Event-ID" + id_forms;
   const std::string not_utf8 = "cannot start any key: invalid key: it is not valid UTF-8";
   const std::string with_nul =
       "prefix \"a\\u0000b\" cannot start any key: invalid key: it contains a NUL byte";
@@ -405,6 +406,11 @@ TEST(BadInput,
       {"Last-Event-ID not a number", "/watch", "garbage", 400, not_an_id, true},
       {"Last-Event-ID negative", "/watch", "-5", 400, not_an_id, true},
       {"Last-Event-ID past int64", "/watch", "9223372036854775808", 400, not_an_id, true},
+      {"Last-Event-ID with a short fingerprint", "/watch", "12.abc", 400, not_an_id, true},
+      {"Last-Event-ID anchored above its revision", "/watch", "12.13.0123abcd", 400, not_an_id,
+       true},
+      {"since with a fingerprint that is not hex", "/watch?since=12.0123abcg", nullptr, 400,
+       not_a_revision, true},
       {"prefix with invalid UTF-8 on /watch", "/watch?prefix=%FF", nullptr, 400, not_utf8, false},
       {"prefix with invalid UTF-8 on /settings", "/settings?prefix=bad%FF", nullptr, 400, not_utf8,
        false},

@@ -66,6 +66,19 @@ TEST(ServiceConfig, a_serve_section_turns_on_named_tokens) {
   EXPECT_EQ(not_bool.field(), "auth");
 }
 
+TEST(ServiceConfig, a_serve_section_sets_the_rate_limit) {
+  EXPECT_EQ(parse(with_store_params("")).rate_limit, 0);
+  ServiceConfig c =
+      parse("serve:\n  rate_limit: 200\n  rate_limit_burst: 50\n" + with_store_params(""));
+  EXPECT_EQ(c.rate_limit, 200);
+  EXPECT_EQ(c.rate_limit_burst, 50);
+  ConfigError negative = error_of("serve:\n  rate_limit: -1\n" + with_store_params(""));
+  EXPECT_EQ(negative.field(), "rate_limit");
+  ConfigError too_big = error_of("serve:\n  rate_limit_burst: 2000000\n" + with_store_params(""));
+  EXPECT_EQ(too_big.field(), "rate_limit_burst");
+  EXPECT_NE(std::string(too_big.what()).find("out of range"), std::string::npos) << too_big.what();
+}
+
 TEST(ServiceConfig, the_reference_readme_example_parses) {
   ServiceConfig c = load_service_config(SYNCCONFIG_CONFIG_TEST_DATA "/reference.yaml");
   ASSERT_EQ(c.pools.size(), 1u);

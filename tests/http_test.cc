@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "http/http_server.h"
+#include "http/request.h"
 #include "http/store_feed.h"
 #include "http_support.h"
 #include "test_support.h"
@@ -675,7 +676,7 @@ TEST(HttpWatch, a_snapshot_says_the_revision_a_watch_continues_after) {
   WatchClient w(s.port(), "/watch?since=" + revision);
   ASSERT_TRUE(w.wait_until_change("b"));
   EXPECT_EQ(w.events()[0].event, "ready");
-  EXPECT_EQ(w.events()[0].id, revision);
+  EXPECT_EQ(id_of(w.events()[0]), std::stoll(revision));
   // The snapshot is complete to its revision and may hold a later change too (this instance's
   // own write, before the listener confirmed that nothing older was in flight): such a change
   // comes again, with the value the snapshot had. Nothing the snapshot lacked is skipped.
@@ -915,6 +916,98 @@ TEST(HttpWatch, a_recreated_table_resets_open_streams) {
   EXPECT_EQ(json::parse(reset->data).at("settings"), (json{{"new", 2}}));
 }
 
+// Event ids carry an anchor: the revision and a fingerprint of the newest change the server had
+// released (docs/protocol.md, "Resume tokens"). A server checks it before resuming: against its
+// memory, or against the change log when its memory does not reach back.
+TEST(HttpWatch, a_resume_token_is_checked_against_the_history_and_a_mismatch_is_a_history_reset) {
+  Served s(watch_options());
+  std::string token;
+  {
+    WatchClient w(s.port(), "/watch");
+    ASSERT_TRUE(w.wait_for_events(1));
+    s.store().set("a", 1);
+    s.store().set("b", 2);
+    ASSERT_TRUE(w.wait_until_change("b"));
+    token = w.changes().back().id;
+  }
+  std::optional<service::detail::ResumePoint> point = service::detail::parse_resume_point(token);
+  ASSERT_TRUE(point && point->anchor) << token;
+  EXPECT_EQ(point->anchor->revision, point->revision);  // A change's id is anchored at itself.
+  EXPECT_EQ(point->anchor->fingerprint, service::detail::change_fingerprint("b", json(2)));
+  // The same revision naming another change: what a client of a diverged history holds.
+  const std::string other = service::detail::format_event_id(
+      point->revision,
+      service::detail::ResumeAnchor{point->revision, point->anchor->fingerprint ^ 1u});
+  s.store().set("c", 3);
+  const json everything = {{"a", 1}, {"b", 2}, {"c", 3}};
+
+  auto later_store = Store::open(dsn(), test_options(s.table()));
+  HttpOptions o = watch_options();
+  o.port = 0;
+  HttpServer later({{"main", later_store.get()}}, o);  // Nothing of the past in memory.
+  later.start();
+  for (int port : {s.port(), later.port()}) {
+    SCOPED_TRACE(port == s.port() ? "from memory" : "from the change log");
+    {
+      WatchClient w(port, "/watch", {{"Last-Event-ID", token}});
+      ASSERT_TRUE(w.wait_until_change("c"));
+      EXPECT_EQ(w.events()[0].event, "ready");
+      EXPECT_EQ(id_of(w.events()[0]), point->revision);
+      ASSERT_EQ(w.changes().size(), 1u);
+    }
+    {
+      WatchClient w(port, "/watch", {{"Last-Event-ID", other}});
+      ASSERT_TRUE(w.wait_for_events(1));
+      EXPECT_EQ(w.events()[0].event, "reset");
+      const json d = json::parse(w.events()[0].data);
+      EXPECT_TRUE(d.at("history_reset").get<bool>()) << d;
+      EXPECT_EQ(d.at("settings"), everything);
+    }
+  }
+  // Ready (and progress) events are anchored too: at the newest change at or below them.
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));
+  std::optional<service::detail::ResumePoint> ready =
+      service::detail::parse_resume_point(w.events()[0].id);
+  ASSERT_TRUE(ready && ready->anchor) << w.events()[0].id;
+  EXPECT_EQ(ready->anchor->fingerprint, service::detail::change_fingerprint("c", json(3)));
+}
+
+// The case a revision number cannot tell: the table was recreated (or a failover lost commits)
+// and its new history has since passed the revision the client holds.
+TEST(HttpWatch, a_token_of_a_recreated_table_resets_even_once_the_new_table_passed_its_revision) {
+  std::string table;
+  std::string token;
+  {
+    Served s(watch_options());
+    table = s.table();
+    WatchClient w(s.port(), "/watch");
+    ASSERT_TRUE(w.wait_for_events(1));
+    s.store().set("old", 1);
+    s.store().set("old", 2);
+    ASSERT_TRUE(w.wait_for_events(3));
+    token = w.events()[2].id;
+  }
+  ASSERT_TRUE(service::detail::parse_resume_point(token)->anchor) << token;
+  Sql(dsn()).exec("DROP TABLE " + table + " CASCADE; DROP TABLE " + table +
+                  "_changes; DROP SEQUENCE " + table + "_revision_seq");
+  Served fresh(watch_options(), "t_http", table);
+  for (int i = 0; i < 10; ++i) fresh.store().set("new" + std::to_string(i % 3), i);
+  const int64_t revision = service::detail::parse_resume_point(token)->revision;
+  ASSERT_GT(fresh.store().stats().revision, revision);
+
+  WatchClient w(fresh.port(), "/watch", {{"Last-Event-ID", token}});
+  ASSERT_TRUE(w.wait_for_events(1));
+  EXPECT_EQ(w.events()[0].event, "reset");
+  const json d = json::parse(w.events()[0].data);
+  EXPECT_TRUE(d.at("history_reset").get<bool>()) << d;
+  EXPECT_EQ(d.at("settings"), (json{{"new0", 9}, {"new1", 7}, {"new2", 8}}));
+  // By its number alone the same point resumes (what clients without the anchor get).
+  WatchClient by_number(fresh.port(), "/watch", {{"Last-Event-ID", std::to_string(revision)}});
+  ASSERT_TRUE(by_number.wait_for_events(1));
+  EXPECT_EQ(by_number.events()[0].event, "ready");
+}
+
 TEST(HttpWatch, idle_streams_get_progress_events_and_keepalive_comments) {
   HttpOptions o;
   o.watch_progress_interval = 100ms;
@@ -1059,9 +1152,90 @@ TEST(HttpServerLimits, a_header_over_the_limit_is_431_and_an_idle_connection_is_
   auto r = s.http().Get("/health", {{"X-Big", std::string(4000, 'a')}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 431);
+  // Kept alive after a request, then idle: closed after idle_timeout.
   RawSocket idle(s.port());
   ASSERT_TRUE(idle.ok());
+  ASSERT_TRUE(idle.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
   EXPECT_TRUE(wait_until([&] { return idle.closed_by_peer(); }, 5s));
+  // A new connection that never sends a request is closed after header_timeout (10 s here),
+  // not kept for idle_timeout: checked with a short one in the connection-flood test below.
+}
+
+// A flood of connections that send nothing (or half a request) takes every connection slot: the
+// excess is answered 503 and closed at once, idle ones are cut off after header_timeout, and
+// streams already open keep receiving changes all along. Once the flood stops, new clients are
+// served again.
+TEST(HttpServerLimits, a_connection_flood_does_not_starve_open_watchers_and_passes) {
+  HttpOptions o = watch_options();
+  o.max_connections = 64;
+  o.header_timeout = 2s;
+  Served s(o);
+  WatchClient watcher(s.port(), "/watch");
+  ASSERT_TRUE(watcher.wait_for_events(1));
+  std::vector<std::unique_ptr<RawSocket>> flood;
+  for (int i = 0; i < 300; ++i) {
+    flood.push_back(std::make_unique<RawSocket>(s.port()));
+    if (i % 2 == 0) flood.back()->send("GET /settings HTTP/1.1\r\nHost: x\r\n");  // Half a request.
+  }
+  // The excess was refused: some of the flood's sockets are closed by the server at once.
+  EXPECT_TRUE(wait_until([&] {
+    int closed = 0;
+    for (auto& f : flood) closed += f->closed_by_peer();
+    return closed >= 300 - 64;
+  }));
+  // While the slots are taken, the open stream gets every change.
+  for (int i = 0; i < 20; ++i) s.store().set("during-flood", i);
+  EXPECT_TRUE(watcher.wait_for_events(21));
+  // header_timeout later every flood connection is gone (a new connection must send its first
+  // request within it, like the rest of a request's head), and new clients get answers.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (auto& f : flood) {
+          if (!f->closed_by_peer()) return false;
+        }
+        return true;
+      },
+      10s));
+  flood.clear();
+  EXPECT_TRUE(wait_until([&] {
+    auto h = s.http().Get("/health");
+    return h && h->status == 200;
+  }));
+}
+
+// Without named tokens a client is its address (here every client: 127.0.0.1).
+TEST(HttpServerLimits, a_client_over_the_rate_limit_gets_429_with_retry_after_but_health_answers) {
+  HttpOptions o;
+  o.rate_limit = 2;  // Slow enough that a loaded machine cannot refill it during the loop.
+  o.rate_limit_burst = 5;
+  Served s(o);
+  s.store().set("k", 1);
+  int ok = 0, limited = 0;
+  std::string retry_after, error;
+  for (int i = 0; i < 12; ++i) {
+    auto r = s.http().Get("/settings/k");
+    ASSERT_TRUE(r);
+    if (r->status == 200) ++ok;
+    if (r->status == 429) {
+      ++limited;
+      retry_after = r->get_header_value("Retry-After");
+      error = body_of(r).at("error").get<std::string>();
+    }
+  }
+  EXPECT_GE(ok, 5);
+  EXPECT_LT(ok, 12);
+  EXPECT_EQ(ok + limited, 12);
+  EXPECT_EQ(retry_after, "1");
+  EXPECT_NE(error.find("address 127.0.0.1 is over the rate limit"), std::string::npos) << error;
+  // Liveness probes are never refused for someone else's load.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(s.http().Get("/health")->status, 200);
+  auto m = s.http().Get("/metrics");
+  if (m->status == 200) {
+    EXPECT_NE(m->body.find("syncconfig_http_rate_limited_total " + std::to_string(limited)),
+              std::string::npos);
+  }
+  // The bucket refills at its rate.
+  EXPECT_TRUE(wait_until([&] { return s.http().Get("/settings/k")->status == 200; }));
 }
 
 TEST(HttpWatch, stop_returns_promptly_and_ends_open_streams) {

@@ -130,9 +130,8 @@ TEST_F(RemoteStoreTest, opens_with_the_servers_data_and_the_same_checksum) {
   // The server's snapshot may predate its listener's last notification (the store applied its
   // own writes at once): the stream brings the remote store to the same revision.
   const int64_t last = store_->set("last", 1);
-  EXPECT_TRUE(wait_until([&] {
-    return remote->stats().revision >= last && store_->stats().revision >= last;
-  }));
+  EXPECT_TRUE(wait_until(
+      [&] { return remote->stats().revision >= last && store_->stats().revision >= last; }));
   EXPECT_EQ(remote->stats().revision, store_->stats().revision);
 }
 
@@ -301,6 +300,32 @@ TEST_F(RemoteStoreTest, moves_to_the_next_server_and_resumes_without_a_gap) {
   EXPECT_TRUE(log.strictly_increasing());
   EXPECT_GT(ok, 0);
   EXPECT_GE(remote->stats().reconnects, 1u);
+}
+
+// What a client sees after a failover to a database that lacked commits it had seen, and that
+// has since handed out the same revisions for other changes: another history under the same
+// revisions. The second server here serves another table whose revisions have passed the
+// remote store's; resuming by number alone would keep the first history's keys and skip the
+// second's first changes. The event id's anchor makes the server reset the store instead.
+TEST_F(RemoteStoreTest, resuming_on_a_server_with_another_history_resets_to_that_history) {
+  auto remote = RemoteStore::open({url_of(*server_)}, quick_options());
+  store_->set("first", 1);
+  store_->set("first", 2);
+  const int64_t seen = store_->stats().revision;
+  ASSERT_TRUE(wait_until([&] { return remote->stats().revision >= seen; }));
+
+  auto other = Store::open(dsn(), test_options(unique_name("t_remote_other")));
+  for (int i = 0; i < 3; ++i) other->set("early" + std::to_string(i), i);
+  for (int i = 0; i < 5; ++i) other->set("late", i);
+  ASSERT_GT(other->stats().revision, seen);
+  // The first server goes away and the second takes its address.
+  const int port = server_->port();
+  server_->stop();
+  server_.reset();
+  auto second = serve(*other, port);
+  ASSERT_TRUE(wait_until([&] { return remote->stats().history_resets >= 1; }, 15s));
+  ASSERT_TRUE(wait_until([&] { return remote->get_all() == other->get_all(); }));
+  EXPECT_FALSE(remote->get("first"));
 }
 
 TEST_F(RemoteStoreTest, a_relay_over_a_remote_store_serves_the_same_api) {

@@ -72,6 +72,8 @@ struct ServeArgs {
   std::string tls_key;           // reloads them.
   std::string upstream_ca_file;  // https upstreams: their CA file (default: the system's).
   bool auth = false;             // Named tokens (docs/access-control.md).
+  int64_t rate_limit = 0;        // HttpOptions::rate_limit (0: the config file's, else none).
+  int64_t rate_limit_burst = 0;  // HttpOptions::rate_limit_burst (likewise).
 };
 
 enum class TokenCommand { kCreate, kList, kRevoke };

@@ -109,6 +109,17 @@ int main(int argc, char** argv) {
                       "Enforce named tokens ('syncconfig token create'): each request's token "
                       "and its rules per key prefix decide what it may read and write "
                       "(docs/access-control.md); not with --token");
+  serve_cmd
+      ->add_option("--rate-limit", serve.rate_limit,
+                   "Requests per second each token (or, without --auth, each client address) "
+                   "may make; more get 429 with Retry-After; GET /health is never limited "
+                   "(default: none)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  serve_cmd
+      ->add_option("--rate-limit-burst", serve.rate_limit_burst,
+                   "Requests a client may make at once under --rate-limit (default: one "
+                   "second's worth)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   add_log_level(serve_cmd, log_level, "info");
 
   struct OperatorCommand {

@@ -107,6 +107,8 @@ int run_serve(const ServeArgs& args) {
   raise_open_files_limit();
   ListenAddress address = parse_listen(args.listen);
   std::string token = args.token.empty() ? env("SYNCCONFIG_TOKEN").value_or("") : args.token;
+  int64_t rate_limit = args.rate_limit;  // The config file's when not given.
+  int64_t rate_limit_burst = args.rate_limit_burst;
 
   // Declaration order is teardown order, reversed: server, then stores, then the database.
   std::unique_ptr<EmbeddedPostgres> embedded;
@@ -156,6 +158,8 @@ int run_serve(const ServeArgs& args) {
       stores.emplace_back(s.name, Store::open(pools, s.pool, s.options));
     }
     if (config.auth && !args.auth) spdlog::info("serve: auth: true in {}", args.config);
+    if (rate_limit == 0) rate_limit = config.rate_limit;
+    if (rate_limit_burst == 0) rate_limit_burst = config.rate_limit_burst;
     if (args.auth || config.auth) {
       if (!token.empty()) {
         throw UsageError(
@@ -203,6 +207,13 @@ int run_serve(const ServeArgs& args) {
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
   http.tokens = registry;
+  http.rate_limit = static_cast<double>(rate_limit);
+  http.rate_limit_burst = static_cast<double>(rate_limit_burst);
+  if (rate_limit > 0) {
+    spdlog::info("rate limit: {} requests per second per {} (bursts of {})", rate_limit,
+                 registry ? "token" : "client address",
+                 rate_limit_burst > 0 ? rate_limit_burst : rate_limit);
+  }
   if (token.empty() && !registry && !is_loopback(address.host)) {
     spdlog::warn(
         "listening on {} without a token (--token or SYNCCONFIG_TOKEN): anyone who can "

@@ -139,10 +139,16 @@ class Parser {
       if (!serve.IsMap()) fail("", "serve", "expected a mapping (e.g. {auth: true})");
       for (auto it = serve.begin(); it != serve.end(); ++it) {
         std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("?");
-        if (key != "auth") fail("serve", key, "unknown setting (known: auth)");
         RawEntry serve_entry;
         serve_entry.name = "serve";
-        config.auth = to_bool(serve_entry, "auth", scalar("serve", "auth", it->second));
+        if (key == "auth") {
+          config.auth = to_bool(serve_entry, "auth", scalar("serve", "auth", it->second));
+        } else if (key == "rate_limit" || key == "rate_limit_burst") {
+          const int64_t n = to_int(serve_entry, key, scalar("serve", key, it->second), 0, 1000000);
+          (key == "rate_limit" ? config.rate_limit : config.rate_limit_burst) = n;
+        } else {
+          fail("serve", key, "unknown setting (known: auth, rate_limit, rate_limit_burst)");
+        }
       }
     }
     std::map<std::string, const RawEntry*> by_name;

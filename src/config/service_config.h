@@ -45,6 +45,10 @@ struct ServiceConfig {
   // `serve: {auth: true}` beside service-definitions: `serve --auth` (named tokens, in the
   // first store's schema). Default false.
   bool auth = false;
+  // `serve: {rate_limit: N, rate_limit_burst: M}`: `serve --rate-limit N --rate-limit-burst M`
+  // (requests per second per token or address, HttpOptions::rate_limit). Default 0: none.
+  int64_t rate_limit = 0;
+  int64_t rate_limit_burst = 0;
 };
 
 // A mistake in a service-definitions file.

@@ -26,6 +26,7 @@
 
 #include "auth/tokens.h"
 #include "http/metrics.h"
+#include "http/rate_limiter.h"
 #include "http/request.h"
 #include "http/safe_json.h"
 #include "http/store_feed.h"
@@ -236,6 +237,9 @@ class HttpServer::Impl : public detail::StreamHost {
   std::variant<detail::Route, Response> route(const http::request<http::string_body>& req);
   // The caller, or 401. With named tokens, GET /health needs none.
   std::variant<Caller, Response> check_auth(const http::request<http::string_body>& req) const;
+  // 429 when `client` (a token's name, or an address) is over HttpOptions::rate_limit.
+  std::optional<Response> check_rate(const http::request<http::string_body>& req,
+                                     const std::string& client);
   // 403 when the caller's token may not use `route` (the checks that need no body: a
   // transaction's and a rollback's are made in respond_safe, before anything is written).
   std::optional<Response> authorize(const detail::Route& route,
@@ -278,6 +282,8 @@ class HttpServer::Impl : public detail::StreamHost {
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
   net::thread_pool blocking_pool_;
+  std::unique_ptr<detail::RateLimiter> limiter_;  // Null: no rate limit.
+  std::atomic<uint64_t> rate_limited_{0};         // Requests answered 429.
   tcp::acceptor acceptor_;
   net::steady_timer progress_timer_;
   net::steady_timer keepalive_timer_;
@@ -362,7 +368,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     }
   }
 
-  // Idle until the next request's first byte; then its head within header_timeout.
+  // Idle until the next request's first byte (a new connection's first request within
+  // header_timeout: idle_timeout is for keep-alive between requests, and a flood of sockets that
+  // never send would otherwise hold their slots for that long); then its head within
+  // header_timeout.
   void wait_for_request() {
     if (closing_ || server_.stopping()) return shut();
     busy_ = false;
@@ -371,7 +380,8 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     body_limit_ = std::max(server_.options().max_body_bytes, server_.options().max_txn_bytes);
     parser_->body_limit(body_limit_);
     if (buffer_.size() > 0) return read_head();  // A pipelined request is already here.
-    lowest().expires_after(server_.options().idle_timeout);
+    lowest().expires_after(served_any_ ? server_.options().idle_timeout
+                                       : server_.options().header_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (ec) return self->shut();
@@ -427,6 +437,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   }
 
   void handle() {
+    served_any_ = true;
     lowest().expires_never();
     auto req = std::make_shared<http::request<http::string_body>>(parser_->release());
     parser_.reset();
@@ -437,6 +448,10 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     }
     auto caller = std::make_shared<Caller>(std::get<Caller>(std::move(authenticated)));
     if (caller->token) caller_name_ = caller->token->name;
+    if (auto limited = server_.check_rate(
+            *req, caller->token ? "token " + caller->token->name : "address " + peer_address())) {
+      return send(std::move(*limited), *req);
+    }
     auto routed = server_.route(*req);
     if (auto* res = std::get_if<Response>(&routed)) return send(std::move(*res), *req);
     auto route = std::make_shared<detail::Route>(std::get<detail::Route>(std::move(routed)));
@@ -458,7 +473,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
     lowest().expires_never();
-    detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes, route.since,
+    std::optional<detail::ResumePoint> since;
+    if (route.since) since = detail::ResumePoint{*route.since, route.since_anchor};
+    detail::open_watch_stream(server_, std::move(stream_), *route.feed, route.prefixes, since,
                               server_.watch_access(route, caller));
     // This session ends here; the stream owns the connection now.
   }
@@ -489,6 +506,12 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
         [self = shared_from_this(), shared](beast::error_code, std::size_t) { self->shut(); });
   }
 
+  std::string peer_address() {
+    beast::error_code ec;
+    auto endpoint = lowest().socket().remote_endpoint(ec);
+    return ec ? std::string("?") : endpoint.address().to_string();
+  }
+
   void log_access(const http::request<http::string_body>& req, int status) {
     beast::error_code ec;
     auto endpoint = lowest().socket().remote_endpoint(ec);
@@ -513,6 +536,7 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
   std::optional<http::request_parser<http::string_body>> parser_;
   std::size_t body_limit_ = 0;  // Of the request being read.
   bool busy_ = false;           // A request is being read or answered.
+  bool served_any_ = false;     // A request was read: idle_timeout applies between requests.
   std::string caller_name_;     // The request's token (named tokens), for the access log.
   bool closing_ = false;        // Close once the request in progress is answered.
 };
@@ -556,6 +580,14 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
     throw invalid("HttpOptions::blocking_threads must be at least 1");
   }
   if (options_.watch_history == 0) throw invalid("HttpOptions::watch_history must be at least 1");
+  if (!(options_.rate_limit >= 0) || !(options_.rate_limit_burst >= 0)) {
+    throw invalid("HttpOptions::rate_limit and rate_limit_burst must be 0 (none) or positive");
+  }
+  if (options_.rate_limit > 0) {
+    limiter_ = std::make_unique<detail::RateLimiter>(
+        options_.rate_limit,
+        options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit);
+  }
   if (options_.tokens && !options_.token.empty()) {
     throw invalid(
         "HttpOptions::token (a single shared token) and HttpOptions::tokens (named tokens, "
@@ -576,6 +608,24 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
     feeds_.push_back(std::make_unique<StoreFeed>(s.name, s.store, options_.watch_history,
                                                  options_.watch_history_bytes));
   }
+}
+
+std::optional<Response> HttpServer::Impl::check_rate(const http::request<http::string_body>& req,
+                                                     const std::string& client) {
+  if (!limiter_) return std::nullopt;
+  if (req.method() == http::verb::get && sv(req.target()).substr(0, 7) == "/health" &&
+      (req.target().size() == 7 || req.target()[7] == '?')) {
+    return std::nullopt;  // Liveness probes must not be refused for someone else's load.
+  }
+  std::chrono::milliseconds wait{0};
+  if (limiter_->admit(client, std::chrono::steady_clock::now(), &wait)) return std::nullopt;
+  rate_limited_.fetch_add(1);
+  Response res = error_response(
+      429, fmt::format("too many requests: {} is over the rate limit ({} per second)", client,
+                       options_.rate_limit));
+  res.set(http::field::retry_after,
+          std::to_string(std::max<int64_t>(1, (wait.count() + 999) / 1000)));
+  return res;
 }
 
 std::variant<Caller, Response> HttpServer::Impl::check_auth(
@@ -713,13 +763,10 @@ std::variant<detail::Route, Response> HttpServer::Impl::route(
     // Last-Event-ID (what EventSource sends when reconnecting) wins over ?since=.
     auto last_id = req.find("Last-Event-ID");
     if (last_id != req.end()) {
-      std::optional<uint64_t> id = detail::parse_event_id(sv(last_id->value()));
-      if (!id || *id > static_cast<uint64_t>(INT64_MAX)) {
-        return error_response(400,
-                              "Last-Event-ID must be an event id (a revision: a "
-                              "non-negative integer)");
-      }
-      route.since = static_cast<int64_t>(*id);
+      std::optional<detail::ResumePoint> point = detail::parse_resume_point(sv(last_id->value()));
+      if (!point) return error_response(400, detail::bad_event_id("Last-Event-ID"));
+      route.since = point->revision;
+      route.since_anchor = point->anchor;
     }
     if (stopping_.load()) return error_response(503, "the server is stopping");
   }
@@ -764,6 +811,11 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
       Response res{http::status::ok, 11};
       res.set(http::field::content_type, detail::kMetricsContentType);
       res.body() = detail::render_metrics(feeds_);
+      res.body() += fmt::format(
+          "# HELP syncconfig_http_rate_limited_total Requests answered 429 (over rate_limit).\n"
+          "# TYPE syncconfig_http_rate_limited_total counter\n"
+          "syncconfig_http_rate_limited_total {}\n",
+          rate_limited_.load());
       return res;
     }
     case Kind::kKey:

@@ -39,22 +39,29 @@
 // key is 403; a list, changes, history or watch over a prefix carries only readable keys and
 // "X-Syncconfig-Filtered: true" when the token cannot read everything under it.
 //
-// /watch: every event id is a database revision of the table, the same on every server of it:
-//   id: R / event: ready  / data: {"revision": R}     first, unless the stream starts with a reset
-//   id: R / event: change / data: {"key","value" (null if deleted),"deleted","revision": R}
-//   id: R / event: progress / data: {"revision": R}   every watch_progress_interval on a stream
+// /watch: every event id starts with a database revision of the table, the same on every server
+// of it, and carries an anchor (docs/protocol.md, "Resume tokens"): R.hhhhhhhh on a change (the
+// fingerprint of that change), R.A.hhhhhhhh elsewhere (the newest change at or below R, at A):
+//   id: R.A.h / event: ready  / data: {"revision": R}   first, unless the stream starts with a
+//   reset id: R.h   / event: change / data: {"key","value" (null if deleted),"deleted","revision":
+//   R} id: R.A.h / event: progress / data: {"revision": R} every watch_progress_interval on a
+//   stream
 //                                                     that sent nothing else: all up to R was sent
-//   id: R / event: reset  / data: {"revision": R, "newest": N, "reason", "settings": {...}}
-//                                                     replace your state (N: see /settings)
+//   id: R.A.h / event: reset  / data: {"revision": R, "newest": N, "reason", "history_reset",
+//                                      "settings": {...}}   replace your state (N: see /settings)
 //   ": keepalive" comments every watch_keepalive on a stream that sent nothing else
+// (".A.h" is left out while the server knows no change at or below R.)
 // Changes go out per key in commit order and across keys in revision order; a transaction's
 // changes are consecutive events (one per key, each with its own revision) written together.
-// Last-Event-ID (or ?since=R) resumes after R on any server of the same table: from memory,
-// else from the table (each key changed since R once, with its latest value, and every deletion,
-// in revision order). When the table cannot say what changed after R (its deletions pruned, R
-// beyond the table's newest revision, the table recreated, a TRUNCATE after R) the stream starts
-// with a reset. since/Last-Event-ID not a non-negative integer, or a prefix that no key can start
-// with: 400. A stream that falls more than watch_max_lag_bytes behind, or whose write stalls for
+// Last-Event-ID (or ?since=) resumes after R on any server of the same table: first the anchor
+// is checked against the server's memory or the change log (a change that is not there, or
+// another one at that revision: a reset with "history_reset": true — a failover lost commits or
+// the table was recreated); then from memory, else from the table (each key changed since R
+// once, with its latest value, and every deletion, in revision order). When the table cannot say
+// what changed after R (its deletions pruned, R beyond the table's newest revision, the table
+// recreated) the stream starts with a reset. A bare R is accepted and resumed unchecked.
+// since/Last-Event-ID not an event id, or a prefix that no key can start with: 400. A stream
+// that falls more than watch_max_lag_bytes behind, or whose write stalls for
 // watch_write_timeout, is closed (the client resumes by id). stop() ends open streams.
 #pragma once
 
@@ -104,10 +111,18 @@ struct HttpOptions {
   // A connection with no request in progress is closed after this long. Default 60 s.
   std::chrono::milliseconds idle_timeout = std::chrono::seconds(60);
   // From a request's first byte, its line and headers must arrive within this (slow senders
-  // hold a socket, never a thread, and not for longer). Default 10 s.
+  // hold a socket, never a thread, and not for longer); a new connection's first byte too.
+  // Default 10 s.
   std::chrono::milliseconds header_timeout = std::chrono::seconds(10);
   // The body must arrive within this after the headers. Default 30 s.
   std::chrono::milliseconds body_timeout = std::chrono::seconds(30);
+  // Requests per second each client may make on average — a client is its named token under
+  // `tokens`, else its IP address — with bursts of rate_limit_burst; more are answered 429 with
+  // Retry-After (seconds). GET /health is never limited; a /watch counts once, when it opens.
+  // Default 0: no limit.
+  double rate_limit = 0;
+  // Requests a client may make at once. Default 0: rate_limit's worth (one second).
+  double rate_limit_burst = 0;
   // Open connections at most; one more is answered 503 and closed. Default 50000 (mind the
   // process's file descriptor limit, which `serve` raises to its hard limit).
   std::size_t max_connections = 50000;

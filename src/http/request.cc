@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <limits>
 
+#include "cache/md5.h"
 #include "syncconfig/error.h"
 #include "util/validation.h"
 
@@ -75,6 +77,65 @@ std::optional<uint64_t> parse_event_id(std::string_view s) {
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
   return v;
+}
+
+uint32_t change_fingerprint(std::string_view key, const std::optional<json>& value) {
+  internal::Md5 md5;
+  md5.update(key);
+  md5.update(std::string_view("\0", 1));
+  if (value) {
+    md5.update("s");
+    md5.update(value->dump(-1, ' ', false, json::error_handler_t::replace));
+  } else {
+    md5.update("d");
+  }
+  const std::array<uint8_t, 16> d = md5.finish();
+  return uint32_t{d[0]} << 24 | uint32_t{d[1]} << 16 | uint32_t{d[2]} << 8 | uint32_t{d[3]};
+}
+
+std::string format_event_id(int64_t revision, const std::optional<ResumeAnchor>& anchor) {
+  if (!anchor) return std::to_string(revision);
+  if (anchor->revision == revision) return fmt::format("{}.{:08x}", revision, anchor->fingerprint);
+  return fmt::format("{}.{}.{:08x}", revision, anchor->revision, anchor->fingerprint);
+}
+
+std::string bad_event_id(std::string_view what) {
+  return fmt::format(
+      "{} must be an event id of this service: R, R.hhhhhhhh or R.A.hhhhhhhh (revisions A <= R, "
+      "non-negative integers; hhhhhhhh 8 hex digits)",
+      what);
+}
+
+std::optional<ResumePoint> parse_resume_point(std::string_view s) {
+  const auto revision = [](std::string_view part) -> std::optional<int64_t> {
+    std::optional<uint64_t> n = parse_event_id(part);
+    if (!n || *n > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
+    return static_cast<int64_t>(*n);
+  };
+  const auto fingerprint = [](std::string_view part) -> std::optional<uint32_t> {
+    uint32_t v = 0;
+    if (part.size() != 8) return std::nullopt;
+    auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v, 16);
+    if (ec != std::errc() || end != part.data() + part.size()) return std::nullopt;
+    return v;
+  };
+  ResumePoint out;
+  const std::size_t first = s.find('.');
+  std::optional<int64_t> r = revision(s.substr(0, first));
+  if (!r) return std::nullopt;
+  out.revision = *r;
+  if (first == std::string_view::npos) return out;
+  std::string_view rest = s.substr(first + 1);
+  const std::size_t second = rest.find('.');
+  std::optional<int64_t> a = out.revision;
+  if (second != std::string_view::npos) {
+    a = revision(rest.substr(0, second));
+    rest = rest.substr(second + 1);
+  }
+  std::optional<uint32_t> f = fingerprint(rest);
+  if (!a || !f || *a > out.revision) return std::nullopt;
+  out.anchor = ResumeAnchor{*a, *f};
+  return out;
 }
 
 std::string quoted(std::string_view s) {

@@ -51,8 +51,40 @@ std::variant<nlohmann::json, Refusal> parse_put_body(std::string_view key, std::
 // Deepest nesting of arrays/objects in a JSON text (strings skipped), stopping past `limit`.
 int json_depth(std::string_view text, int limit);
 
-// A /watch event id (Last-Event-ID, ?since=): a non-negative decimal integer, else std::nullopt.
+// A non-negative decimal integer (a revision, a lease id), else std::nullopt.
 std::optional<uint64_t> parse_event_id(std::string_view s);
+
+// The change a /watch event id vouches for (docs/protocol.md, "Resume tokens"): the newest
+// change at or below the id's revision that the sending server had released, and a 32-bit
+// fingerprint of it (key, set or deletion, value). A server that resumes the stream checks it
+// against its own history or change log: a revision number alone cannot tell a history that
+// diverged (a failover lost commits, the table was recreated) once it has passed that number.
+struct ResumeAnchor {
+  int64_t revision = 0;
+  uint32_t fingerprint = 0;
+  bool operator==(const ResumeAnchor&) const = default;
+};
+
+// Where a /watch resumes (Last-Event-ID, ?since=).
+struct ResumePoint {
+  int64_t revision = 0;
+  std::optional<ResumeAnchor> anchor;  // None: a bare revision (resumed by number, unchecked).
+};
+
+// The fingerprint of a change: the first 32 bits of MD5(key, NUL, 'd') for a deletion, of
+// MD5(key, NUL, 's', the value's compact JSON text) for a set.
+uint32_t change_fingerprint(std::string_view key, const std::optional<nlohmann::json>& value);
+
+// An event id: "R" (no anchor), "R.hhhhhhhh" (anchored at R itself: a change event) or
+// "R.A.hhhhhhhh" (anchored at A < R), the fingerprint as 8 lowercase hex digits.
+std::string format_event_id(int64_t revision, const std::optional<ResumeAnchor>& anchor);
+
+// What a refused event id is told; `what` names it ("since", "Last-Event-ID").
+std::string bad_event_id(std::string_view what);
+
+// Parses an event id in any of those forms (hex digits in either case); std::nullopt when it is
+// none of them, when a number exceeds int64, or when the anchor is above the revision.
+std::optional<ResumePoint> parse_resume_point(std::string_view s);
 
 // The condition of a PUT/DELETE from its If-Match / If-None-Match headers: std::nullopt (none),
 // a revision (If-Match: "R", R >= 1), or 0 (If-None-Match: *, only if absent). A refusal (400)

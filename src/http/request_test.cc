@@ -84,5 +84,39 @@ TEST(ParseEventId, only_plain_non_negative_integers_are_ids) {
   }
 }
 
+TEST(ResumePoint, event_ids_carry_an_anchor_that_parses_back_to_the_same_point) {
+  EXPECT_EQ(format_event_id(42, std::nullopt), "42");
+  EXPECT_EQ(format_event_id(42, ResumeAnchor{42, 0x00ab01ff}), "42.00ab01ff");
+  EXPECT_EQ(format_event_id(42, ResumeAnchor{40, 0xdeadbeef}), "42.40.deadbeef");
+  for (std::string id : {"0", "42", "42.00ab01ff", "42.40.deadbeef", "42.0.00000000"}) {
+    std::optional<ResumePoint> p = parse_resume_point(id);
+    ASSERT_TRUE(p) << id;
+    EXPECT_EQ(format_event_id(p->revision, p->anchor), id);
+  }
+  std::optional<ResumePoint> upper = parse_resume_point("7.DEADBEEF");
+  ASSERT_TRUE(upper);
+  EXPECT_EQ(upper->anchor, (ResumeAnchor{7, 0xdeadbeef}));
+}
+
+TEST(ResumePoint, malformed_ids_and_anchors_above_their_revision_are_refused) {
+  for (const char* s : {"", ".", "42.", "42..deadbeef", "42.deadbee", "42.deadbeef0", "42.xdeadbee",
+                        "42.43.deadbeef", "-1.deadbeef", "42.-1.deadbeef", "42.40.deadbeef.1",
+                        "42.40", "9223372036854775808.deadbeef", "42.+eadbeef", "42.40.-eadbeef"}) {
+    EXPECT_FALSE(parse_resume_point(s)) << s;
+  }
+}
+
+TEST(ResumePoint, the_fingerprint_tells_key_operation_and_value_apart) {
+  const uint32_t set = change_fingerprint("a", json(1));
+  EXPECT_EQ(set, change_fingerprint("a", json::parse("1")));  // Deterministic.
+  EXPECT_NE(set, change_fingerprint("b", json(1)));
+  EXPECT_NE(set, change_fingerprint("a", json(2)));
+  EXPECT_NE(set, change_fingerprint("a", std::nullopt));
+  EXPECT_NE(change_fingerprint("a", json("x")), change_fingerprint("a", json::parse("[\"x\"]")));
+  // Object members in any order are one value (as in jsonb).
+  EXPECT_EQ(change_fingerprint("k", json::parse(R"({"x":1,"y":2})")),
+            change_fingerprint("k", json::parse(R"({"y":2,"x":1})")));
+}
+
 }  // namespace
 }  // namespace syncconfig::service::detail

@@ -21,7 +21,7 @@ std::deque<WatchEventPtr>::const_iterator first_after(const std::deque<WatchEven
 
 }  // namespace
 
-std::string sse_event(int64_t id, std::string_view type, std::string_view data) {
+std::string sse_event(std::string_view id, std::string_view type, std::string_view data) {
   return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", id, type, data);
 }
 
@@ -71,7 +71,7 @@ void StoreFeed::attach() {
   if (!ready_ && s.revision >= start_revision_) {
     ready_ = true;
     std::erase_if(pending_, [&](const Change& c) { return c.revision <= s.revision; });
-    reset_history(s.revision);
+    reset_history(s.revision, /*same_history=*/false);
     wake_all(lock);
   }
 }
@@ -95,8 +95,10 @@ WatchEventPtr StoreFeed::make_event(const Change& change) const {
   // A transaction's events are consecutive; all but the last say more of it follows.
   if (!change.unit_end) data["more"] = true;
   if (change.expired) data["expired"] = true;
-  event->chunk = chunk(sse_event(change.revision, "change",
-                                 data.dump(-1, ' ', false, json::error_handler_t::replace)));
+  event->fingerprint = change_fingerprint(change.key, change.value);
+  event->chunk = chunk(
+      sse_event(format_event_id(change.revision, ResumeAnchor{change.revision, event->fingerprint}),
+                "change", data.dump(-1, ' ', false, json::error_handler_t::replace)));
   return event;
 }
 
@@ -127,13 +129,13 @@ void StoreFeed::on_progress(const Progress& progress) {
     }
     ready_ = true;
     std::erase_if(pending_, [&](const Change& c) { return c.revision <= start_revision_; });
-    reset_history(start_revision_);
+    reset_history(start_revision_, /*same_history=*/false);
     // Released below as usual.
   }
   if (progress.reset || reset_pending_) {
     // Whatever was below the new position is in the store's snapshot, which a reset sends.
     std::erase_if(pending_, [&](const Change& c) { return c.revision <= progress.revision; });
-    reset_history(progress.revision);
+    reset_history(progress.revision, /*same_history=*/!progress.reset);
     ++generation_;
     if (progress.reset) history_generation_ = generation_;
     wake_all(lock);
@@ -174,7 +176,12 @@ void StoreFeed::on_progress(const Progress& progress) {
   wake_all(lock);
 }
 
-void StoreFeed::reset_history(int64_t position) {
+void StoreFeed::reset_history(int64_t position, bool same_history) {
+  if (!same_history) {
+    floor_anchor_.reset();
+  } else if (!history_.empty()) {
+    floor_anchor_ = ResumeAnchor{history_.back()->revision, history_.back()->fingerprint};
+  }
   history_.clear();
   history_bytes_ = 0;
   position_ = position;
@@ -186,6 +193,7 @@ void StoreFeed::trim() {
   while (!history_.empty() && (history_.size() > max_events_ || history_bytes_ > max_bytes_)) {
     history_bytes_ -= history_.front()->chunk.size();
     history_start_ = history_.front()->revision;
+    floor_anchor_ = ResumeAnchor{history_.front()->revision, history_.front()->fingerprint};
     history_.pop_front();
   }
 }
@@ -323,6 +331,55 @@ StoreFeed::ResetPoint StoreFeed::reset_point(std::string_view prefix) const {
 int64_t StoreFeed::position() const {
   std::lock_guard lock(mu_);
   return ready_ ? position_ : 0;
+}
+
+std::optional<ResumeAnchor> StoreFeed::anchor_at(int64_t revision) const {
+  std::lock_guard lock(mu_);
+  auto it = first_after(history_, revision);
+  if (it != history_.begin()) {
+    const WatchEvent& e = **std::prev(it);
+    return ResumeAnchor{e.revision, e.fingerprint};
+  }
+  // Nothing in the history at or below it: the newest change released before the history.
+  if (floor_anchor_ && floor_anchor_->revision <= revision) return floor_anchor_;
+  return std::nullopt;
+}
+
+StoreFeed::AnchorCheck StoreFeed::check_anchor(const ResumeAnchor& anchor) const {
+  std::lock_guard lock(mu_);
+  auto it = first_after(history_, anchor.revision);
+  const WatchEvent* at = it == history_.begin() ? nullptr : std::prev(it)->get();
+  if (at && at->revision == anchor.revision) {
+    return at->fingerprint == anchor.fingerprint ? AnchorCheck::kMatch : AnchorCheck::kMismatch;
+  }
+  if (floor_anchor_ && floor_anchor_->revision == anchor.revision) {
+    return floor_anchor_->fingerprint == anchor.fingerprint ? AnchorCheck::kMatch
+                                                            : AnchorCheck::kMismatch;
+  }
+  return AnchorCheck::kUnknown;
+}
+
+std::optional<std::string> StoreFeed::verify_anchor(const ResumeAnchor& anchor) const {
+  // The newest record at or below the anchor's revision, of any key: the PK index read backwards.
+  std::vector<HistoryRecord> records =
+      store_->history(Config::HistoryQuery{"", /*prefix=*/true, 1, anchor.revision + 1});
+  if (records.empty() || records.front().revision != anchor.revision) {
+    return fmt::format(
+        "revision {}, the last change the client saw, is not in this table's change log (lost "
+        "in a failover, from a table since recreated, or pruned)",
+        anchor.revision);
+  }
+  const HistoryRecord& r = records.front();
+  const bool deleted = r.op != "set";
+  const uint32_t fingerprint =
+      change_fingerprint(r.key, deleted ? std::nullopt : std::optional<json>(r.value));
+  if (fingerprint != anchor.fingerprint) {
+    return fmt::format(
+        "revision {} names another change in this table's change log than the one the client "
+        "saw (its history diverged: a failover lost commits, or the table was recreated)",
+        anchor.revision);
+  }
+  return std::nullopt;
 }
 
 void StoreFeed::close() {

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "http/request.h"
 #include "syncconfig/store.h"
 
 namespace syncconfig::service::detail {
@@ -48,11 +49,12 @@ struct WatchEvent {
   std::string chunk;
   // Bytes of history up to and including this event (for a stream's lag in bytes).
   int64_t offset = 0;
+  uint32_t fingerprint = 0;  // change_fingerprint() of the change: its event id's anchor.
 };
 using WatchEventPtr = std::shared_ptr<const WatchEvent>;
 
 // The SSE text of an event: "id: <id>\nevent: <type>\ndata: <data>\n\n".
-std::string sse_event(int64_t id, std::string_view type, std::string_view data);
+std::string sse_event(std::string_view id, std::string_view type, std::string_view data);
 // `payload` as one chunk of a chunked body: "<hex size>\r\n<payload>\r\n".
 std::string chunk(std::string_view payload);
 
@@ -162,6 +164,20 @@ class StoreFeed {
   // The position (0 before the feed is ready).
   int64_t position() const;
 
+  // The anchor of an event id at `revision` (a position a stream reached): the newest change at
+  // or below it that this feed released, if it still knows one.
+  std::optional<ResumeAnchor> anchor_at(int64_t revision) const;
+  // Checks a resuming client's anchor against the history in memory: the change released at
+  // its revision has the same fingerprint (kMatch) or not (kMismatch: the client followed
+  // another history), or the history does not hold that revision (kUnknown: ask the table).
+  enum class AnchorCheck { kMatch, kMismatch, kUnknown };
+  AnchorCheck check_anchor(const ResumeAnchor& anchor) const;
+  // Checks it against the change log (Config::history, one indexed read; blocks on the
+  // database): std::nullopt when the log's record at the anchor's revision is that change, else
+  // why not (no record there: lost in a failover, a recreated table, or pruned; another change).
+  // Throws what Config::history throws.
+  std::optional<std::string> verify_anchor(const ResumeAnchor& anchor) const;
+
   // Ends every stream: read() answers kClosed, parked wakers are called. Idempotent.
   void close();
 
@@ -175,8 +191,10 @@ class StoreFeed {
 
  private:
   void wake_all(std::unique_lock<std::mutex>& lock);  // Releases the lock.
-  void reset_history(int64_t position);               // Requires mu_.
-  void trim();                                        // Requires mu_.
+  // Requires mu_. `same_history`: the store repaired its cache but its revisions still name the
+  // same changes (the newest anchor stays valid).
+  void reset_history(int64_t position, bool same_history);
+  void trim();  // Requires mu_.
   WatchEventPtr make_event(const Change& change) const;
 
   const std::string name_;
@@ -200,6 +218,9 @@ class StoreFeed {
   bool closed_ = false;
   std::vector<Change> pending_;        // Changes above position_, not yet released.
   std::deque<WatchEventPtr> history_;  // In revision order.
+  // The newest change released below the history (trimmed, or before a reset that was not a
+  // history reset): anchors ids at positions the history no longer reaches.
+  std::optional<ResumeAnchor> floor_anchor_;
   std::size_t history_bytes_ = 0;
   std::vector<Waker> wakers_;
 };

@@ -188,10 +188,15 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
         if (v < 1 || v > 10000) return Refusal{400, "limit must be 1..10000", {}};
         route.limit = static_cast<std::size_t>(v);
       }
+    } else if (name == "since" && route.kind == Route::Kind::kWatch) {
+      std::optional<ResumePoint> point = parse_resume_point(value);
+      if (!point) return Refusal{400, bad_event_id("since"), {}};
+      route.since = point->revision;
+      route.since_anchor = point->anchor;
     } else if (name == "since" && route.kind != Route::Kind::kList) {
       std::optional<uint64_t> id = parse_event_id(value);
       if (!id || *id > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return Refusal{400, "since must be an event id (a revision: a non-negative integer)", {}};
+        return Refusal{400, "since must be a revision (a non-negative integer)", {}};
       }
       route.since = static_cast<int64_t>(*id);
     }

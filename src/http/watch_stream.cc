@@ -43,7 +43,7 @@ class Stream final : public WatchStream,
   using std::enable_shared_from_this<Stream<S>>::shared_from_this;
 
   Stream(StreamHost& server, S stream, StoreFeed& feed, std::vector<std::string> prefixes,
-         std::optional<int64_t> since, std::shared_ptr<const WatchAccess> access)
+         std::optional<ResumePoint> since, std::shared_ptr<const WatchAccess> access)
       : server_(server),
         stream_(std::move(stream)),
         feed_(feed),
@@ -92,8 +92,8 @@ class Stream final : public WatchStream,
       }
       // Move the cursor over what this stream's prefixes filtered out, then say where it is.
       if (self->pump()) return;  // It had changes to send instead.
-      std::string event =
-          sse_event(self->cursor_, "progress", dump(json{{"revision", self->cursor_}}));
+      std::string event = sse_event(self->event_id(self->cursor_), "progress",
+                                    dump(json{{"revision", self->cursor_}}));
       self->write(chunk(event), [](Stream& s) { s.pump(); });
     });
   }
@@ -150,6 +150,17 @@ class Stream final : public WatchStream,
                      });
   }
 
+  // The id of a ready/progress/reset event at `position`, anchored at this server's newest
+  // change at or below it (or, resuming there, at the client's own verified anchor).
+  std::string event_id(int64_t position) const {
+    std::optional<ResumeAnchor> anchor = feed_.anchor_at(position);
+    if (!anchor && since_ && since_->anchor && anchor_verified_ &&
+        since_->anchor->revision <= position) {
+      anchor = since_->anchor;
+    }
+    return format_event_id(position, anchor);
+  }
+
   // Where the stream starts: now, after `since` from memory, or from the table.
   void open() {
     StoreFeed::Start start = feed_.start(waker());
@@ -159,7 +170,38 @@ class Stream final : public WatchStream,
     }
     generation_ = start.generation;
     if (!since_) return send_ready(start.position);
-    const int64_t since = *since_;
+    // First the anchor: does this server's history have the change the client saw last?
+    if (since_->anchor && !anchor_verified_) {
+      switch (feed_.check_anchor(*since_->anchor)) {
+        case StoreFeed::AnchorCheck::kMatch:
+          anchor_verified_ = true;
+          break;
+        case StoreFeed::AnchorCheck::kMismatch:
+          return reset(fmt::format("revision {}, the last change the client saw, names another "
+                                   "change on this server (its history diverged)",
+                                   since_->anchor->revision),
+                       /*history_reset=*/true);
+        case StoreFeed::AnchorCheck::kUnknown:
+          server_.run_blocking([self = shared_from_this()] {
+            std::optional<std::string> problem;
+            bool diverged = true;
+            try {
+              problem = self->feed_.verify_anchor(*self->since_->anchor);
+            } catch (const Error& e) {
+              problem = e.what();
+              diverged = false;
+            }
+            net::post(self->stream_.get_executor(), [self, problem, diverged] {
+              if (self->closed_) return;
+              if (problem) return self->reset(*problem, diverged);
+              self->anchor_verified_ = true;
+              self->open();
+            });
+          });
+          return;
+      }
+    }
+    const int64_t since = since_->revision;
     // Needs the table: a cursor older than the history, or ahead of this server (the client was
     // on a server that is further along, or this is a history the table does not have).
     if (since == start.position) return send_ready(since);  // Exactly here: nothing to check.
@@ -188,7 +230,7 @@ class Stream final : public WatchStream,
     opened_ = true;
     json data = {{"revision", position}};
     if (access_ && access_->filtered) data["filtered"] = true;
-    std::string event = sse_event(position, "ready", dump(data));
+    std::string event = sse_event(event_id(position), "ready", dump(data));
     write(chunk(event), [](Stream& s) { s.pump(); });
   }
 
@@ -276,7 +318,9 @@ class Stream final : public WatchStream,
                    {"history_reset", history_reset},
                    {"settings", settings_object(point.settings)}};
       if (self->access_ && self->access_->filtered) data["filtered"] = true;
-      std::string event = sse_event(point.position, "reset", dump(data));
+      std::string event =
+          sse_event(format_event_id(point.position, self->feed_.anchor_at(point.position)), "reset",
+                    dump(data));
       net::post(self->stream_.get_executor(), [self, point, event = std::move(event)] {
         if (self->closed_) return;
         self->cursor_ = point.position;
@@ -386,7 +430,8 @@ class Stream final : public WatchStream,
   S stream_;
   StoreFeed& feed_;
   const std::vector<std::string> prefixes_;
-  const std::optional<int64_t> since_;
+  const std::optional<ResumePoint> since_;
+  bool anchor_verified_ = false;  // since_'s anchor names a change of this server's history.
   const std::shared_ptr<const WatchAccess> access_;  // nullptr: no access control.
   int64_t cursor_ = 0;
   uint64_t generation_ = 0;
@@ -411,7 +456,7 @@ class Stream final : public WatchStream,
 
 template <class S>
 void open_watch_stream(StreamHost& host, S stream, StoreFeed& feed,
-                       std::vector<std::string> prefixes, std::optional<int64_t> since,
+                       std::vector<std::string> prefixes, std::optional<ResumePoint> since,
                        std::shared_ptr<const WatchAccess> access) {
   auto s = std::make_shared<Stream<S>>(host, std::move(stream), feed, std::move(prefixes), since,
                                        std::move(access));
@@ -419,10 +464,10 @@ void open_watch_stream(StreamHost& host, S stream, StoreFeed& feed,
 }
 
 template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
-                                             std::vector<std::string>, std::optional<int64_t>,
+                                             std::vector<std::string>, std::optional<ResumePoint>,
                                              std::shared_ptr<const WatchAccess>);
 template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
-                                           std::vector<std::string>, std::optional<int64_t>,
+                                           std::vector<std::string>, std::optional<ResumePoint>,
                                            std::shared_ptr<const WatchAccess>);
 
 }  // namespace syncconfig::service::detail

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "http/http_server.h"
+#include "http/request.h"
 #include "http/store_feed.h"
 
 namespace syncconfig::service::detail {
@@ -61,19 +62,22 @@ struct WatchAccess {
 
 // Takes over `stream` (a request for /watch was just read from it): sends the response head,
 // then the opening event (ready, or a reset), then changes. `since`: the resume point
-// (Last-Event-ID or ?since=), if any. The stream registers itself with `host`. For PlainStream
-// and TlsStream (a TLS stream's handshake is done). `access`: the caller's read rules under
+// (Last-Event-ID or ?since=), if any; its anchor, when it has one, is checked against this
+// server's history or the change log first (a mismatch is a reset with history_reset). The stream
+// registers itself with `host`. For PlainStream and TlsStream (a TLS stream's handshake is done).
+// `access`: the caller's read rules under
 // --auth (null: every key).
 template <class Stream>
 void open_watch_stream(StreamHost& host, Stream stream, StoreFeed& feed,
-                       std::vector<std::string> prefixes, std::optional<int64_t> since,
+                       std::vector<std::string> prefixes, std::optional<ResumePoint> since,
                        std::shared_ptr<const WatchAccess> access = nullptr);
 extern template void open_watch_stream<PlainStream>(StreamHost&, PlainStream, StoreFeed&,
                                                     std::vector<std::string>,
-                                                    std::optional<int64_t>,
+                                                    std::optional<ResumePoint>,
                                                     std::shared_ptr<const WatchAccess>);
 extern template void open_watch_stream<TlsStream>(StreamHost&, TlsStream, StoreFeed&,
-                                                  std::vector<std::string>, std::optional<int64_t>,
+                                                  std::vector<std::string>,
+                                                  std::optional<ResumePoint>,
                                                   std::shared_ptr<const WatchAccess>);
 
 }  // namespace syncconfig::service::detail

@@ -748,7 +748,12 @@ class RemoteStore::Impl {
     }
     std::string target = base_ + "/watch";
     if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
-    const http::Headers headers = {{"Last-Event-ID", std::to_string(cache_.watermark())}};
+    // The id of the event that brought the cache to its watermark carries an anchor (a
+    // fingerprint of the last change the server had released): the server checks it, so a
+    // history that diverged (a failover) resets this store even once it has passed this number.
+    const int64_t watermark = cache_.watermark();
+    const http::Headers headers = {
+        {"Last-Event-ID", resume_revision_ == watermark ? resume_id_ : std::to_string(watermark)}};
     unit_.clear();
     unit_events_ = 0;
     bool ready = false;
@@ -819,6 +824,7 @@ class RemoteStore::Impl {
       apply_unit();
       // The stream is in revision order: everything up to this event has come.
       cache_.advance_watermark(revision);
+      note_resume_point(e, revision);
     } else if (e.type == "reset") {
       // The server could not resume exactly: its settings replace ours (and any unit begun).
       unit_.clear();
@@ -836,6 +842,7 @@ class RemoteStore::Impl {
       if (data.contains("newest") && data["newest"].is_number_integer()) {
         cache_.note_applied(data["newest"].get<int64_t>());
       }
+      note_resume_point(e, revision);
       counters_.resyncs.fetch_add(1);
       if (history_reset) counters_.history_resets.fetch_add(1);
       logger_->info("syncconfig: remote store reset by {} at revision {} ({}); {} keys changed",
@@ -845,7 +852,19 @@ class RemoteStore::Impl {
       // position moving on ends the unit.
       apply_unit();
       cache_.advance_watermark(revision);
+      note_resume_point(e, revision);
     }
+  }
+
+  // Remembers the id of the event that brought the cache to `revision`, to resume with.
+  void note_resume_point(const http::SseEvent& e, int64_t revision) {
+    if (cache_.watermark() != revision) return;
+    // An id of this service: the revision, then optionally ".anchor" (never anything else).
+    const std::string number = std::to_string(revision);
+    const bool ours =
+        e.id.starts_with(number) && (e.id.size() == number.size() || e.id[number.size()] == '.');
+    resume_revision_ = revision;
+    resume_id_ = ours ? e.id : number;
   }
 
   void apply_unit() {
@@ -861,6 +880,9 @@ class RemoteStore::Impl {
   // stream breaks (resuming from the watermark sends it again).
   std::vector<internal::CacheChange> unit_;
   std::size_t unit_events_ = 0;
+  // The id of the last event that set the watermark, and that watermark (follower thread only).
+  int64_t resume_revision_ = -1;
+  std::string resume_id_;
 
   static constexpr std::chrono::milliseconds kPendingWriteWait{1000};
   std::mutex pending_mu_;
