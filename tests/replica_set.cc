@@ -93,6 +93,9 @@ std::map<std::string, std::string> server_settings() {
       {"hot_standby", "on"},
       {"wal_keep_size", "256"},  // MB: a standby never falls behind the WAL kept for it here.
       {"synchronous_commit", "on"},
+      // A standby whose primary went away (restart, failover) retries streaming after this long;
+      // the default 5 s would stall every synchronous commit that long after each restart.
+      {"wal_retrieve_retry_interval", "100ms"},
       // The data directories are thrown away: durability across an OS crash only costs time. A
       // server crash (immediate shutdown) still recovers from the WAL in the page cache.
       {"fsync", "off"},
@@ -128,9 +131,18 @@ ReplicaSet::ReplicaSet(bool synchronous) : synchronous_(synchronous) {
 
 ReplicaSet::~ReplicaSet() { tear_down(); }
 
+void ReplicaSet::save_server_log(const fs::path& data_dir) {
+  if (log_dir_.empty() || data_dir.empty()) return;
+  std::error_code ec;
+  fs::copy_file(data_dir / "server.log", log_dir_ / (data_dir.filename().string() + ".server.log"),
+                fs::copy_options::overwrite_existing, ec);
+}
+
 void ReplicaSet::tear_down() {
   for (Node& node : nodes_) {
+    const fs::path dir = node.server ? node.server->data_dir() : fs::path();
     node.server.reset();  // Stops the server (immediate if fast fails); keeps its data directory.
+    save_server_log(dir);
     if (node.reservation >= 0) close(node.reservation);
     node.reservation = -1;
   }
@@ -237,6 +249,7 @@ void ReplicaSet::rebuild_standby() {
   const int node = 1 - primary_;
   const fs::path old_dir = nodes_[node].server ? nodes_[node].server->data_dir() : fs::path();
   nodes_[node].server.reset();  // Stops it if it still runs.
+  save_server_log(old_dir);
   if (!old_dir.empty()) {
     std::error_code ec;
     fs::remove_all(old_dir, ec);

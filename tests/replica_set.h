@@ -59,6 +59,11 @@ class ReplicaSet {
   void wait_streaming();
   // Waits until the standby has replayed everything the primary has written so far.
   void wait_replayed();
+  // From now on, each data directory's server.log is copied into `dir` (as
+  // node<i>-<generation>.server.log) before the directory is removed, so that a failed test
+  // can be read against both servers' logs. A standby's log starts with a copy of its primary's
+  // (pg_basebackup copies the file).
+  void keep_server_logs_in(const std::filesystem::path& dir) { log_dir_ = dir; }
 
  private:
   struct Node {
@@ -70,6 +75,7 @@ class ReplicaSet {
   std::filesystem::path next_data_dir(int node);
   void make_standby_of_primary(int node);
   void set_synchronous(bool on);
+  void save_server_log(const std::filesystem::path& data_dir);
   // Stops both servers and removes every data directory (destructor, failed constructor).
   void tear_down();
 
@@ -77,6 +83,7 @@ class ReplicaSet {
   std::filesystem::path root_;
   std::array<Node, 2> nodes_;
   int primary_ = 0;
+  std::filesystem::path log_dir_;
 };
 
 }  // namespace syncconfig::testing

@@ -17,7 +17,7 @@
 //   {"t":"set","k","w","ok","code","error","after"}  a set: acknowledged or the error, and what
 //   get()
 //                                     returned right after an acknowledged one
-//   {"t":"rm","k","ok","existed","code","error"}
+//   {"t":"rm","k","ok","existed","r","code","error"}  r: the deletion's revision (0: absent)
 //   {"t":"dump","round","drained","cache":{key:wid},"stats":{...}}
 // A value is {"w": WRITE_ID, "p": PADDING}; WRITE_ID is unique over the whole run
 // ("i<instance>.<incarnation>.<n>"), so the checker maps every observed value to one write.
@@ -257,7 +257,10 @@ class Instance {
   void do_remove(const std::string& key) {
     json line = {{"t", "rm"}, {"k", key}};
     try {
-      line["existed"] = store_->remove(key);
+      // remove() is erase(key).revision != 0; the revision lets the checker find the deletion.
+      const int64_t revision = store_->erase(key).revision;
+      line["existed"] = revision != 0;
+      line["r"] = revision;
       line["ok"] = true;
     } catch (const syncconfig::Error& e) {
       line["ok"] = false;
@@ -292,6 +295,7 @@ class Instance {
                   {"catch_ups", s.catch_ups},
                   {"reconnects", s.reconnects},
                   {"crc_mismatches", s.crc_mismatches},
+                  {"history_resets", s.history_resets},
                   {"notifications_applied", s.notifications_applied},
                   {"notifications_ignored", s.notifications_ignored},
                   {"callback_errors", s.callback_errors}};

@@ -238,7 +238,28 @@ void Checker::check_acks(const std::vector<InstanceLog>& logs, const TableState&
       const std::string type = line.value("t", "");
       auto where = [&] { return fmt::format("{} line {}", log.name, n + 1); };
       if (type == "rm") {
-        (line.value("ok", false) ? figures_.removes_ok : figures_.removes_failed)++;
+        const bool ok = line.value("ok", false);
+        (ok ? figures_.removes_ok : figures_.removes_failed)++;
+        const int64_t r = line.value("r", int64_t{0});
+        if (!ok || r == 0) continue;  // Failed, or found no key: nothing to look for.
+        // An acknowledged deletion: a normal deletion of the key at its revision committed, and
+        // the key is absent from the final table unless something later was committed to it.
+        const std::string key = line["k"];
+        const std::vector<std::size_t>* ops = &truncates_;
+        if (auto it = normal_by_key_.find(key); it != normal_by_key_.end()) ops = &it->second;
+        const bool committed = std::any_of(ops->begin(), ops->end(), [&](std::size_t i) {
+          return audit_[i].op == 'd' && *audit_[i].revision == r;
+        });
+        if (!committed) {
+          violation(fmt::format("{}: acknowledged remove of {} (revision {}) never committed",
+                                where(), key, r));
+        } else if (auto t = final_table.find(key);
+                   t != final_table.end() && !overwritten_after(key, r, /*deletions_only=*/false)) {
+          violation(
+              fmt::format("{}: acknowledged remove of {} (revision {}) lost: the table holds {} "
+                          "and nothing later was committed to the key",
+                          where(), key, r, t->second));
+        }
         continue;
       }
       if (type != "set") continue;
@@ -293,12 +314,22 @@ void Checker::check_acks(const std::vector<InstanceLog>& logs, const TableState&
 }
 
 void Checker::check_heartbeats(const InstanceLog& log, const std::set<int>& trigger_less_rounds) {
-  uint64_t previous = 0;  // A new incarnation's counters start at 0.
+  uint64_t previous = 0, previous_resets = 0;  // A new incarnation's counters start at 0.
   for (std::size_t n = 0; n < log.lines.size(); ++n) {
     const json& line = log.lines[n];
     if (line.value("t", "") != "dump") continue;
     const int round = line["round"];
-    const uint64_t now = line.value("stats", json::object()).value("crc_mismatches", uint64_t{0});
+    const json stats = line.value("stats", json::object());
+    const uint64_t resets = stats.value("history_resets", uint64_t{0});
+    if (resets > previous_resets) {
+      figures_.history_resets += resets - previous_resets;
+      violation(fmt::format(
+          "{} line {}: round {}: the store reset its history {} time(s) (history_resets {} -> "
+          "{}), though no commit was lost: a failover under synchronous replication keeps them all",
+          log.name, n + 1, round, resets - previous_resets, previous_resets, resets));
+    }
+    previous_resets = resets;
+    const uint64_t now = stats.value("crc_mismatches", uint64_t{0});
     const uint64_t found = now >= previous ? now - previous : 0;
     previous = now;
     if (trigger_less_rounds.contains(round)) {
@@ -347,19 +378,22 @@ json cb(const std::string& k, std::optional<std::string> w, int64_t r) {
 json set_ok(const std::string& k, const std::string& w, std::optional<std::string> after) {
   return {{"t", "set"}, {"k", k}, {"w", w}, {"ok", true}, {"after", after ? json(*after) : json()}};
 }
-json dump(int round, json cache, uint64_t crc_mismatches = 0) {
+json rm_ok(const std::string& k, int64_t r) {
+  return {{"t", "rm"}, {"k", k}, {"ok", true}, {"existed", r != 0}, {"r", r}};
+}
+json dump(int round, json cache, uint64_t crc_mismatches = 0, uint64_t history_resets = 0) {
   return {{"t", "dump"},
           {"round", round},
           {"drained", true},
           {"cache", cache},
-          {"stats", {{"crc_mismatches", crc_mismatches}}}};
+          {"stats", {{"crc_mismatches", crc_mismatches}, {"history_resets", history_resets}}}};
 }
 
 std::vector<AuditOp> history() {
   return {put("a", "w1", 1), put("b", "w2", 2),         put("a", "w3", 3),
           del("b", 4),       replica_put("a", "r1", 4), put("a", "w5", 5),
           put("b", "w6", 6), replica_del("b", 6),       trunc(7),
-          put("a", "w8", 8)};
+          put("a", "w8", 8), put("c", "w9", 9),         del("c", 10)};
 }
 
 struct Case {
@@ -388,6 +422,9 @@ int self_test() {
         cb("a", std::nullopt, 7),
         cb("a", "w8", 8),
         set_ok("a", "w8", "w8"),
+        rm_ok("b", 4),
+        rm_ok("c", 10),
+        rm_ok("c", 0),  // Found nothing to delete.
         // Heartbeat differences in round 1, which had a replica-mode write, are expected; round
         // 2 found none.
         dump(1, {{"a", "w8"}}, 2),
@@ -426,6 +463,21 @@ int self_test() {
        TableState{{"a", "w5"}},
        true,
        "lost"},
+      {"an acknowledged remove that never committed",
+       {rm_ok("a", 8)},
+       final_table,
+       true,
+       "remove of a (revision 8) never committed"},
+      {"an acknowledged remove lost from the table",
+       {rm_ok("c", 10)},
+       TableState{{"a", "w8"}, {"c", "w9"}},
+       true,
+       "remove of c (revision 10) lost"},
+      {"a history reset (nothing was lost)",
+       {{{"t", "base"}, {"cache", json::object()}}, cb("a", "w8", 8), dump(1, {{"a", "w8"}}, 0, 1)},
+       final_table,
+       true,
+       "reset its history"},
       {"get() after set() returning an older value",
        {set_ok("a", "w5", "w3")},
        final_table,

@@ -43,6 +43,9 @@ struct Figures {
   // rounds that had a replica-mode write (expected) and in the others (each one a violation).
   uint64_t heartbeat_diffs_excused = 0, heartbeat_diffs_unexcused = 0;
   uint64_t heartbeat_rounds_checked = 0;  // Instance-rounds with no replica-mode write.
+  // Stats::history_resets: a store found the table's history different from the one it
+  // followed. No commit is ever lost here (synchronous replication), so each is a violation.
+  uint64_t history_resets = 0;
   // Callbacks with origin "resync" at the revision of a change made while every listener was
   // cut off (instance incarnation, revision): the catch-up, not a notification, applied it.
   uint64_t away_changes_caught_up = 0;
@@ -55,12 +58,14 @@ class Checker {
   // Every check over one incarnation's log. `tables` holds each round's table state (by round
   // number), for the dumps.
   void check_instance(const InstanceLog& log, const std::map<int, TableState>& tables);
-  // Acknowledged writes not lost, against the table's final state.
+  // Acknowledged writes (set, and remove with its revision) committed and not lost, against the
+  // table's final state.
   void check_acks(const std::vector<InstanceLog>& logs, const TableState& final_table);
   // The heartbeat finds nothing to repair in a round without a replica-mode write: every other
   // change is notified, or read by a catch-up. A round's count is the growth of crc_mismatches
   // from the incarnation's previous dump (or its start) to the round's dump, which is taken
-  // after every instance converged. `trigger_less_rounds`: the rounds that had one.
+  // after every instance converged. `trigger_less_rounds`: the rounds that had one. Also: the
+  // store never reset its history (Stats::history_resets stays 0).
   void check_heartbeats(const InstanceLog& log, const std::set<int>& trigger_less_rounds);
   // Counts (into figures) the callbacks with origin "resync" at one of `revisions`.
   void count_caught_up(const InstanceLog& log, const std::set<int64_t>& revisions);
