@@ -72,14 +72,20 @@ def connect(port):
     return s
 
 
-def slowloris(port, seconds=30):
+def attackers(port, first_bytes, count=40):
+    """`count` connections that each sent `first_bytes`, and a started prober."""
     conns = []
-    for _ in range(40):
+    for _ in range(count):
         s = connect(port)
-        s.sendall(b"GET /health HTTP/1.1\r\n")
+        s.sendall(first_bytes)
         conns.append(s)
     prober = Prober(port)
     prober.start()
+    return conns, prober
+
+
+def slowloris(port, seconds=30):
+    conns, prober = attackers(port, b"GET /health HTTP/1.1\r\n")
     end, closed = time.monotonic() + seconds, 0
     while time.monotonic() < end:
         for s in list(conns):
@@ -98,13 +104,8 @@ def slowloris(port, seconds=30):
 
 
 def half_sent(port, seconds=15):
-    conns = []
-    for _ in range(40):
-        s = connect(port)
-        s.sendall(b"PUT /settings/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"")
-        conns.append(s)
-    prober = Prober(port)
-    prober.start()
+    conns, prober = attackers(
+        port, b"PUT /settings/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\"")
     time.sleep(seconds)
     prober.stop.set()
     prober.join()

@@ -79,18 +79,25 @@ std::optional<uint64_t> parse_event_id(std::string_view s) {
   return v;
 }
 
-uint32_t change_fingerprint(std::string_view key, const std::optional<json>& value) {
+uint32_t change_fingerprint_of_text(std::string_view key,
+                                    std::optional<std::string_view> value_text) {
   internal::Md5 md5;
   md5.update(key);
   md5.update(std::string_view("\0", 1));
-  if (value) {
+  if (value_text) {
     md5.update("s");
-    md5.update(value->dump(-1, ' ', false, json::error_handler_t::replace));
+    md5.update(*value_text);
   } else {
     md5.update("d");
   }
   const std::array<uint8_t, 16> d = md5.finish();
   return uint32_t{d[0]} << 24 | uint32_t{d[1]} << 16 | uint32_t{d[2]} << 8 | uint32_t{d[3]};
+}
+
+uint32_t change_fingerprint(std::string_view key, const std::optional<json>& value) {
+  if (!value) return change_fingerprint_of_text(key, std::nullopt);
+  return change_fingerprint_of_text(key, std::optional<std::string_view>(value->dump(
+                                             -1, ' ', false, json::error_handler_t::replace)));
 }
 
 std::string format_event_id(int64_t revision, const std::optional<ResumeAnchor>& anchor) {

@@ -74,6 +74,9 @@ struct ResumePoint {
 // The fingerprint of a change: the first 32 bits of MD5(key, NUL, 'd') for a deletion, of
 // MD5(key, NUL, 's', the value's compact JSON text) for a set.
 uint32_t change_fingerprint(std::string_view key, const std::optional<nlohmann::json>& value);
+// The same from the value's compact JSON text (`value.dump()`), when the caller has it already.
+uint32_t change_fingerprint_of_text(std::string_view key,
+                                    std::optional<std::string_view> value_text);
 
 // An event id: "R" (no anchor), "R.hhhhhhhh" (anchored at R itself: a change event) or
 // "R.A.hhhhhhhh" (anchored at A < R), the fingerprint as 8 lowercase hex digits.

@@ -86,19 +86,23 @@ WatchEventPtr StoreFeed::make_event(const Change& change) const {
   auto event = std::make_shared<WatchEvent>();
   event->revision = change.revision;
   event->key = change.key;
-  json data = {
-      {"key", change.key},
-      {"value", change.value ? *change.value : json(nullptr)},
-      {"deleted", !change.value.has_value()},
-      {"revision", change.revision},
+  // The value is serialized once, for the event and its fingerprint. The members are written in
+  // the order a JSON object of them dumps in (sorted by name).
+  const auto text = [](const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
   };
+  const std::string value_text = change.value ? text(*change.value) : std::string("null");
+  event->fingerprint = change_fingerprint_of_text(
+      change.key, change.value ? std::optional<std::string_view>(value_text) : std::nullopt);
+  std::string data = change.value ? "{\"deleted\":false," : "{\"deleted\":true,";
+  if (change.expired) data += "\"expired\":true,";
+  data += "\"key\":" + text(json(change.key)) + ",";
   // A transaction's events are consecutive; all but the last say more of it follows.
-  if (!change.unit_end) data["more"] = true;
-  if (change.expired) data["expired"] = true;
-  event->fingerprint = change_fingerprint(change.key, change.value);
+  if (!change.unit_end) data += "\"more\":true,";
+  data += fmt::format("\"revision\":{},\"value\":{}}}", change.revision, value_text);
   event->chunk = chunk(
       sse_event(format_event_id(change.revision, ResumeAnchor{change.revision, event->fingerprint}),
-                "change", data.dump(-1, ' ', false, json::error_handler_t::replace)));
+                "change", data));
   return event;
 }
 
