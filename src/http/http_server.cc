@@ -284,6 +284,9 @@ class HttpServer::Impl : public detail::StreamHost {
   net::thread_pool blocking_pool_;
   std::unique_ptr<detail::RateLimiter> limiter_;  // Null: no rate limit.
   std::atomic<uint64_t> rate_limited_{0};         // Requests answered 429.
+  // The acceptor and the two timers are not thread-safe and the loop runs on several threads:
+  // every handler that touches them runs on this strand.
+  net::strand<net::io_context::executor_type> control_;
   tcp::acceptor acceptor_;
   net::steady_timer progress_timer_;
   net::steady_timer keepalive_timer_;
@@ -548,9 +551,10 @@ HttpServer::Impl::Impl(std::vector<ServedStore> stores, HttpOptions options)
       log_(options_.logger ? options_.logger : spdlog::default_logger()),
       ioc_(static_cast<int>(std::max<std::size_t>(options_.io_threads, 1))),
       blocking_pool_(std::max<std::size_t>(options_.blocking_threads, 1)),
-      acceptor_(ioc_),
-      progress_timer_(ioc_),
-      keepalive_timer_(ioc_) {
+      control_(net::make_strand(ioc_)),
+      acceptor_(control_),
+      progress_timer_(control_),
+      keepalive_timer_(control_) {
   auto invalid = [](const std::string& what) {
     return Error(ErrorCode::kInvalidArgument, "HttpServer: " + what);
   };
@@ -1184,7 +1188,7 @@ void HttpServer::Impl::accept() {
     } else if (ec == net::error::no_descriptors) {
       // Out of file descriptors: let connections close before accepting again.
       log_->warn("http: accept failed: {}", ec.message());
-      auto timer = std::make_shared<net::steady_timer>(ioc_, std::chrono::milliseconds(100));
+      auto timer = std::make_shared<net::steady_timer>(control_, std::chrono::milliseconds(100));
       timer->async_wait([this, timer](beast::error_code) { accept(); });
       return;
     }
@@ -1233,7 +1237,7 @@ void HttpServer::Impl::start() {
   port_.store(acceptor_.local_endpoint().port());
   for (auto& f : feeds_) f->attach();
   work_.emplace(ioc_.get_executor());
-  net::post(ioc_, [this] {
+  net::post(control_, [this] {
     accept();
     tick(progress_timer_, options_.watch_progress_interval, /*progress=*/true);
     tick(keepalive_timer_, options_.watch_keepalive, /*progress=*/false);
@@ -1262,7 +1266,7 @@ void HttpServer::Impl::stop() {
   stopped_ = true;
   stopping_.store(true);
   if (started_) {
-    net::post(ioc_, [this] {
+    net::post(control_, [this] {
       beast::error_code ec;
       acceptor_.close(ec);
       progress_timer_.cancel();
