@@ -13,6 +13,7 @@ packages=(
   libcpp-httplib-dev             # tests only: an HTTP client independent of the server's stack
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev      # scripts/fuzz.sh: libFuzzer with ASan+UBSan
+  chromium chromium-driver python3-selenium  # tests only: the console's end-to-end test
 )
 missing=()
 for p in "${packages[@]}"; do

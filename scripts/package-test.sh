@@ -164,6 +164,38 @@ rc=$?
 set -e
 [ "$rc" -eq 3 ] || { cat "$work/serve.log"; fail "serve with the sample config exited $rc, expected 3"; }
 
+step "the installed binary serves the web console offline, built in (GET /ui/app.js)"
+# On its embedded PostgreSQL (as root it runs the server as the postgres user, who must be able
+# to reach the data directory).
+ui_dir="$(mktemp -d /tmp/syncconfig-package-ui.XXXXXX)"
+chmod 755 "$ui_dir"
+/usr/bin/syncconfig serve --data-dir "$ui_dir/pg" --listen 127.0.0.1:0 >"$ui_dir/serve.log" 2>&1 &
+ui_pid=$!
+ui_port=""
+for _ in $(seq 1 120); do
+  ui_port=$(sed -n 's|.*web console at http://127.0.0.1:\([0-9]*\)/ui/.*|\1|p' "$ui_dir/serve.log")
+  [ -n "$ui_port" ] && break
+  kill -0 "$ui_pid" 2>/dev/null || break
+  sleep 0.5
+done
+ui_ok=0
+if [ -n "$ui_port" ] && python3 - "$ui_port" "$src/src/ui/app.js" <<'PY'
+import sys, urllib.request
+port, source = sys.argv[1], sys.argv[2]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/app.js", timeout=10) as r:
+    served = r.read()
+sys.exit(0 if served == open(source, "rb").read() else 1)
+PY
+then ui_ok=1; fi
+kill "$ui_pid" 2>/dev/null || true
+wait "$ui_pid" 2>/dev/null || true
+if ((!ui_ok)); then
+  cat "$ui_dir/serve.log"
+  rm -rf "$ui_dir"
+  fail "the installed syncconfig does not serve src/ui/app.js at /ui/app.js"
+fi
+rm -rf "$ui_dir"
+
 step "consumer against the package (/usr): find_package and pkg-config"
 consumer_cmake "$work/consumer-system"
 PKG_CONFIG_PATH="" consumer_pkgconfig "$work/consumer_pc_system"

@@ -463,7 +463,7 @@ class Store::Impl {
   std::vector<HistoryRecord> history(const Config::HistoryQuery& q);
   Snapshot snapshot_at(int64_t revision, std::string_view prefix);
   TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
-                     std::string_view comment);
+                     const WriteOptions& options);
   Lease grant_lease(std::chrono::seconds ttl);
   std::optional<Lease> keep_alive(int64_t lease);
   bool revoke_lease(int64_t lease);
@@ -821,7 +821,7 @@ Snapshot Store::Impl::snapshot_at(int64_t revision, std::string_view prefix) {
 }
 
 TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t revision,
-                                std::string_view comment) {
+                                const WriteOptions& options) {
   check_writable();
   if (prefix) {
     validate_prefix(target, 0);
@@ -853,7 +853,8 @@ TxnResult Store::Impl::rollback(std::string_view target, bool prefix, int64_t re
   }
   Transaction txn;
   txn.comment =
-      comment.empty() ? fmt::format("rollback to revision {}", revision) : std::string(comment);
+      options.comment.empty() ? fmt::format("rollback to revision {}", revision) : options.comment;
+  txn.actor = options.actor;
   if (prefix) {
     txn.require_unchanged(std::string(target), st.snapshot_revision);
   } else {
@@ -1000,8 +1001,8 @@ Snapshot Store::snapshot_at(int64_t revision, std::string_view prefix) const {
   return impl_->snapshot_at(revision, prefix);
 }
 TxnResult Store::rollback(std::string_view target, bool prefix, int64_t revision,
-                          std::string_view comment) {
-  return impl_->rollback(target, prefix, revision, comment);
+                          const WriteOptions& options) {
+  return impl_->rollback(target, prefix, revision, options);
 }
 Lease Store::grant_lease(std::chrono::seconds ttl) { return impl_->grant_lease(ttl); }
 std::optional<Lease> Store::keep_alive(int64_t lease) { return impl_->keep_alive(lease); }

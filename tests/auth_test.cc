@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -198,6 +199,29 @@ TEST_F(AccessMatrix, every_route_answers_each_token_as_its_rules_say) {
   }
 }
 
+TEST_F(AccessMatrix, whoami_names_the_callers_token_and_rules_and_the_console_needs_none) {
+  auto me = request("carved", "GET", "/whoami");
+  ASSERT_TRUE(me);
+  ASSERT_EQ(me->status, 200) << me->body;
+  json body = json::parse(me->body);
+  EXPECT_EQ(body.at("auth"), true);
+  EXPECT_EQ(body.at("name"), "carved");
+  std::set<std::pair<std::string, std::string>> got;
+  for (const auto& r : body.at("rules")) {
+    got.insert({r.at("prefix").get<std::string>(), r.at("access").get<std::string>()});
+  }
+  EXPECT_EQ(got, (std::set<std::pair<std::string, std::string>>{{"app/", "write"},
+                                                                {"app/secret/", "deny"}}));
+  EXPECT_EQ(body.at("stores").size(), 1u);
+  EXPECT_EQ(get("missing", "/whoami"), 401);
+  EXPECT_EQ(get("revoked", "/whoami"), 401);
+  // The console's page loads without a token (it then asks for one); its files hold no data.
+  for (const char* path : {"/ui", "/ui/", "/ui/app.js", "/ui/app.css"}) {
+    EXPECT_EQ(get("missing", path), 200) << path;
+  }
+  EXPECT_EQ(get("missing", "/ui/../settings/app/x"), 404);
+}
+
 TEST_F(AccessMatrix, a_list_over_a_prefix_returns_only_readable_keys_and_says_it_was_filtered) {
   auto carved = request("carved", "GET", "/settings?prefix=app/");
   ASSERT_EQ(carved->status, 200);
@@ -263,6 +287,15 @@ TEST_F(AccessMatrix, a_write_is_recorded_in_the_history_under_the_tokens_name) {
                         "42", "application/json");
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(server_->store().history("app/x")[0].actor, "token:writer");
+  // A rollback is a write like any other: the console's "restore" is attributed to its token.
+  auto back = client_->Post("/rollback", bearer(secrets_.at("writer")),
+                            json({{"key", "app/x"}, {"to", first_}, {"comment", "undo"}}).dump(),
+                            "application/json");
+  ASSERT_EQ(back->status, 200) << back->body;
+  HistoryRecord restored = server_->store().history("app/x")[0];
+  EXPECT_EQ(restored.actor, "token:writer");
+  EXPECT_EQ(restored.comment, "undo");
+  EXPECT_EQ(restored.value, json(1));
 }
 
 // A /watch stream read on its own thread.

@@ -455,6 +455,45 @@ TEST(HttpLog, the_access_log_names_method_path_and_status_never_bodies_or_tokens
 // ---------------------------------------------------------------------------------------------
 // Health and metrics
 
+// ---------------------------------------------------------------------------------------------
+// The web console's files
+
+TEST(HttpConsole, the_console_is_served_at_ui_with_headers_that_confine_it) {
+  Served s;
+  auto page = s.http().Get("/ui/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_TRUE(page->body.find("app.js") != std::string::npos) << page->body.substr(0, 200);
+  EXPECT_TRUE(page->get_header_value("Content-Security-Policy").starts_with("default-src 'self'"));
+  EXPECT_EQ(page->get_header_value("X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(s.http().Get("/ui")->body, page->body);
+  EXPECT_EQ(s.http().Get("/ui/index.html")->body, page->body);
+  auto script = s.http().Get("/ui/app.js");
+  ASSERT_TRUE(script);
+  EXPECT_EQ(script->status, 200);
+  EXPECT_EQ(script->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+  EXPECT_GT(script->body.size(), 1000u);
+  EXPECT_EQ(s.http().Get("/ui/app.css")->get_header_value("Content-Type"),
+            "text/css; charset=utf-8");
+  EXPECT_EQ(s.http().Get("/ui/secret.txt")->status, 404);
+  auto post = s.http().Post("/ui/", "x", "text/plain");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+}
+
+TEST(HttpConsole, whoami_without_named_tokens_says_the_caller_may_do_everything) {
+  Served s;
+  auto r = s.http().Get("/whoami");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  json body = body_of(r);
+  EXPECT_EQ(body.at("auth"), false);
+  EXPECT_TRUE(body.at("name").is_null());
+  EXPECT_EQ(body.at("rules"), json::parse(R"([{"prefix":"","access":"admin"}])"));
+  EXPECT_EQ(body.at("stores"), json::array({"main"}));
+}
+
 TEST(HttpHealth, health_reports_the_store_crc_count_and_revision) {
   Served s;
   s.store().set("a", 1);

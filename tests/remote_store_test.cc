@@ -404,6 +404,11 @@ TEST_F(RemoteStoreTest, a_transaction_reaches_another_remote_store_as_one_unit) 
   done = true;
   watcher.join();
   EXPECT_EQ(torn.load(), 0);
+  // Callbacks run on the dispatcher thread, after the cache has the values.
+  EXPECT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return seen.size() >= 300u;
+  }));
   std::lock_guard lock(mu);
   ASSERT_EQ(seen.size(), 300u);
   for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].unit_end, i % 10 == 9) << i;
@@ -429,8 +434,10 @@ TEST_F(RemoteStoreTest, history_state_at_rollback_and_leases_read_through_the_se
   EXPECT_EQ(h[0].previous_value, "good");
   EXPECT_LT(std::chrono::system_clock::now() - h[0].changed_at, 60s);
   EXPECT_EQ(remote->snapshot_at(good).values.at("h"), "good");
-  ASSERT_TRUE(remote->rollback("h", false, good, "back"));
+  ASSERT_TRUE(remote->rollback("h", false, good, WriteOptions{"back", "carol", 0}));
   EXPECT_EQ(remote->get("h"), "good");
+  EXPECT_EQ(remote->history("h")[0].actor, "http:carol");
+  EXPECT_EQ(remote->history("h")[0].comment, "back");
   try {
     remote->snapshot_at(good + 100000);
     ADD_FAILURE() << "answered";

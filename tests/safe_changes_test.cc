@@ -383,8 +383,10 @@ TEST(SafeChanges, rollback_of_a_key_is_a_new_guarded_change) {
   // To a revision where the key did not exist: deleted.
   const int64_t before_new = store->set("other", 1);
   store->set("new", 1);
-  ASSERT_TRUE(store->rollback("new", false, before_new, "drop it"));
+  ASSERT_TRUE(store->rollback("new", false, before_new, WriteOptions{"drop it", "ops:alice", 0}));
   EXPECT_FALSE(store->get("new"));
+  EXPECT_EQ(store->history("new")[0].actor, "ops:alice");
+  EXPECT_EQ(store->history("new")[0].comment, "drop it");
 }
 
 TEST(SafeChanges, pruned_history_is_refused_with_out_of_range) {

@@ -201,8 +201,17 @@ class Config {
   // `revision`, as a new transaction with its own revision and `comment` (history is never
   // rewritten), guarded by the state it was computed from: a concurrent change makes it fail
   // like a transaction's guard, and nothing is written. Throws kOutOfRange as snapshot_at.
+  // `options.comment` and `options.actor` are recorded in the history (a default comment names
+  // the revision); `options.lease` is not used.
   virtual TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
-                             std::string_view comment) = 0;
+                             const WriteOptions& options) = 0;
+  // The same, with a comment and the store's own identity as the actor.
+  TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
+                     std::string_view comment = {}) {
+    WriteOptions options;
+    options.comment = std::string(comment);
+    return rollback(target, prefix, revision, options);
+  }
 
   // --- Leases (history.h) ---
 

@@ -64,8 +64,9 @@ class Store final : public Config {
   using Config::history;
   std::vector<HistoryRecord> history(const HistoryQuery& query) const override;
   Snapshot snapshot_at(int64_t revision, std::string_view prefix = {}) const override;
+  using Config::rollback;
   TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
-                     std::string_view comment) override;
+                     const WriteOptions& options) override;
   Lease grant_lease(std::chrono::seconds ttl) override;
   std::optional<Lease> keep_alive(int64_t lease) override;
   bool revoke_lease(int64_t lease) override;

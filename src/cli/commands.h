@@ -74,6 +74,7 @@ struct ServeArgs {
   bool auth = false;             // Named tokens (docs/access-control.md).
   int64_t rate_limit = 0;        // HttpOptions::rate_limit (0: the config file's, else none).
   int64_t rate_limit_burst = 0;  // HttpOptions::rate_limit_burst (likewise).
+  std::string ui_dir;            // HttpOptions::ui_dir ("": the console built in).
 };
 
 enum class TokenCommand { kCreate, kList, kRevoke };

@@ -120,6 +120,12 @@ int main(int argc, char** argv) {
                    "Requests a client may make at once under --rate-limit (default: one "
                    "second's worth)")
       ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
+  serve_cmd
+      ->add_option("--ui-dir", serve.ui_dir,
+                   "Serve the web console (/ui) from this directory's index.html, app.js and "
+                   "app.css, read at each request, instead of the files built in (for working "
+                   "on the console)")
+      ->check(CLI::ExistingDirectory);
   add_log_level(serve_cmd, log_level, "info");
 
   struct OperatorCommand {

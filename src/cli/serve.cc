@@ -207,6 +207,7 @@ int run_serve(const ServeArgs& args) {
   http.tls_cert_file = tls_cert;
   http.tls_key_file = tls_key;
   http.tokens = registry;
+  http.ui_dir = args.ui_dir;
   http.rate_limit = static_cast<double>(rate_limit);
   http.rate_limit_burst = static_cast<double>(rate_limit_burst);
   if (rate_limit > 0) {

@@ -32,6 +32,7 @@
 #include "http/store_feed.h"
 #include "http/target.h"
 #include "http/watch_stream.h"
+#include "ui/ui_assets.h"
 
 namespace syncconfig::service {
 
@@ -224,7 +225,10 @@ class HttpServer::Impl : public detail::StreamHost {
   // The answer to an ordinary request (not /watch), or std::nullopt when `route` needs the
   // blocking pool (the caller then calls respond_blocking there).
   std::optional<Response> respond_now(const detail::Route& route,
-                                      const http::request<http::string_body>& req);
+                                      const http::request<http::string_body>& req,
+                                      const Caller& caller);
+  // GET /ui...: the console's file, built in or read from HttpOptions::ui_dir.
+  Response respond_ui(const std::string& file) const;
   Response respond_blocking(const detail::Route& route, const http::request<http::string_body>& req,
                             const Caller& caller);
   // The safe-changes routes (entries, txn, history, rollback, leases); std::nullopt for others.
@@ -462,7 +466,9 @@ class Session : public Connection, public std::enable_shared_from_this<Session<S
       return send(std::move(*refused), *req);
     }
     if (route->kind == detail::Route::Kind::kWatch) return start_watch(*route, *req, *caller);
-    if (auto res = server_.respond_now(*route, *req)) return send(std::move(*res), *req);
+    if (auto res = server_.respond_now(*route, *req, *caller)) {
+      return send(std::move(*res), *req);
+    }
     server_.run_blocking([self = shared_from_this(), route, req, caller] {
       Response res = self->server_.respond_blocking(*route, *req, *caller);
       net::post(self->stream_.get_executor(),
@@ -640,9 +646,13 @@ std::variant<Caller, Response> HttpServer::Impl::check_auth(
     return res;
   };
   auto [first, last] = req.equal_range(http::field::authorization);
+  std::string_view path = sv(req.target());
+  path = path.substr(0, path.find('?'));
+  // The console's files hold no data: the page loads, then asks for a token to read any.
+  if ((path == "/ui" || path.starts_with("/ui/")) && req.method() == http::verb::get) {
+    return Caller{};
+  }
   if (options_.tokens) {
-    std::string_view path = sv(req.target());
-    path = path.substr(0, path.find('?'));
     if (path == "/health" && req.method() == http::verb::get) return Caller{};  // Open.
     if (first == last || std::next(first) != last) return unauthorized("unauthorized: no token");
     std::string_view value = sv(first->value());
@@ -683,6 +693,8 @@ std::optional<Response> HttpServer::Impl::authorize(const detail::Route& route,
   };
   switch (route.kind) {
     case Kind::kHealth:
+    case Kind::kUi:
+    case Kind::kWhoami:   // The caller's own token: any active token.
     case Kind::kMetrics:  // Counts and revisions, no key or value: any active token.
     case Kind::kTxn:      // Checked key by key once its body is parsed (respond_safe).
     case Kind::kRollback:
@@ -760,7 +772,9 @@ std::variant<detail::Route, Response> HttpServer::Impl::route(
     return res;
   }
   detail::Route route = std::get<detail::Route>(std::move(parsed));
-  if (route.kind != detail::Route::Kind::kHealth && route.kind != detail::Route::Kind::kMetrics) {
+  using Kind = detail::Route::Kind;
+  if (route.kind != Kind::kHealth && route.kind != Kind::kMetrics && route.kind != Kind::kUi &&
+      route.kind != Kind::kWhoami) {
     route.feed = feeds_[route.store_index].get();
   }
   if (route.kind == detail::Route::Kind::kWatch) {
@@ -777,10 +791,49 @@ std::variant<detail::Route, Response> HttpServer::Impl::route(
   return route;
 }
 
+Response HttpServer::Impl::respond_ui(const std::string& file) const {
+  Response res{http::status::ok, 11};
+  if (options_.ui_dir.empty()) {
+    std::optional<detail::UiAsset> asset = detail::builtin_ui_asset(file);
+    if (!asset) return error_response(404, fmt::format("no console file '{}'", file));
+    res.body() = asset->body;
+  } else {
+    // Development: the files as they are now (a small blocking read on the event loop).
+    std::ifstream in(options_.ui_dir + "/" + file, std::ios::binary);
+    if (!in) {
+      return error_response(404, fmt::format("no console file '{}' in ui_dir", file));
+    }
+    res.body().assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  res.set(http::field::content_type, std::string(detail::ui_content_type(file)));
+  res.set(http::field::cache_control, "no-cache");
+  // The page runs only its own script and talks only to this server.
+  res.set("Content-Security-Policy",
+          "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+          "form-action 'none'");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Referrer-Policy", "no-referrer");
+  return res;
+}
+
 std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route,
-                                                      const http::request<http::string_body>& req) {
+                                                      const http::request<http::string_body>& req,
+                                                      const Caller& caller) {
   using Kind = detail::Route::Kind;
   switch (route.kind) {
+    case Kind::kUi:
+      return respond_ui(route.key);
+    case Kind::kWhoami: {
+      json stores = json::array();
+      for (const auto& f : feeds_) stores.push_back(f->name());
+      // Without named tokens, whoever got through may do everything.
+      json rules = caller.token ? auth::rules_to_json(caller.token->rules.rules())
+                                : json::array({{{"prefix", ""}, {"access", "admin"}}});
+      return json_response(200, {{"auth", options_.tokens != nullptr},
+                                 {"name", caller.token ? json(caller.token->name) : json(nullptr)},
+                                 {"rules", std::move(rules)},
+                                 {"stores", std::move(stores)}});
+    }
     case Kind::kHealth: {
       // healthy: every store follows its source; stale: one serves its snapshot file (reads
       // work, writes are refused); degraded: one has lost its source. 200 only when healthy.
@@ -798,7 +851,10 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
                       {"crc", s.crc},
                       {"count", s.keys},
                       {"connected", s.connected},
-                      {"revision", s.revision}};
+                      {"revision", s.revision},
+                      // Clients following this store through this server: RemoteStores,
+                      // relays, consoles.
+                      {"watch_streams", f->open_streams.load()}};
         if (s.stale_as_of) entry["stale_as_of_unix"] = to_unix_seconds(*s.stale_as_of);
         stores[f->name()] = std::move(entry);
         if (!first) first = s;
@@ -954,8 +1010,11 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
           return forbidden(fmt::format("may not write key {}", detail::quoted(what)));
         }
       }
+      WriteOptions recorded;
+      recorded.comment = std::move(comment);
+      recorded.actor = actor_of(req, caller);  // As for every other write through the server.
       return txn_response(
-          store.rollback(target->get<std::string>(), whole_prefix, to->get<int64_t>(), comment));
+          store.rollback(target->get<std::string>(), whole_prefix, to->get<int64_t>(), recorded));
     }
     case Kind::kLeases: {
       auto parsed = object_body(req);
@@ -1258,6 +1317,8 @@ void HttpServer::Impl::start() {
   started_ = true;
   log_->info("http: serving {} store(s) on {}://{}:{}", feeds_.size(),
              tls_context() ? "https" : "http", options_.host, port());
+  log_->info("http: web console at {}://{}:{}/ui/{}", tls_context() ? "https" : "http",
+             options_.host, port(), options_.ui_dir.empty() ? "" : " (files from ui_dir)");
 }
 
 void HttpServer::Impl::stop() {

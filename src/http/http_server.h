@@ -147,6 +147,10 @@ struct HttpOptions {
   // again.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The web console (GET /ui): empty (the default) serves the files built into the binary; a
+  // directory serves its index.html, app.js and app.css as they are at each request (for
+  // working on the console without rebuilding).
+  std::string ui_dir;
   // Logger for the access log (debug level) and errors. Default (nullptr): spdlog's default.
   std::shared_ptr<spdlog::logger> logger;
 };

@@ -73,6 +73,23 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     route.kind = path == "/health" ? Route::Kind::kHealth : Route::Kind::kMetrics;
     return route;
   }
+  if (path == "/ui" || path.starts_with("/ui/")) {
+    // The console's three files; the page itself at /ui and /ui/.
+    std::string_view file = std::string_view(path).substr(std::min<std::size_t>(path.size(), 4));
+    if (file.empty() || file == "index.html") file = "index.html";
+    if (file != "index.html" && file != "app.js" && file != "app.css") {
+      return not_found(method, path);
+    }
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kUi;
+    route.key = std::string(file);
+    return route;
+  }
+  if (path == "/whoami") {
+    if (!get) return not_allowed(method, path, "GET");
+    route.kind = Route::Kind::kWhoami;
+    return route;
+  }
   if (path == "/tokens") {
     if (!get && method != "POST") return not_allowed(method, path, "GET, POST");
     route.kind = Route::Kind::kTokens;

@@ -31,11 +31,13 @@ struct Route {
     kLeases,    // POST /leases
     kLease,     // POST /leases/{id}/keepalive, DELETE /leases/{id}
     kTokens,    // GET /tokens, POST /tokens, DELETE /tokens/{name} (key: the name)
+    kWhoami,    // GET /whoami: the caller's token, its rules, the stores
+    kUi,        // GET /ui, /ui/, /ui/app.js, /ui/app.css (key: the file's name); open
   };
   Kind kind = Kind::kHealth;
   std::size_t store_index = 0;        // Index into the served stores (0: the default).
   StoreFeed* feed = nullptr;          // Filled in by the server.
-  std::string key;                    // kKey: percent-decoded once.
+  std::string key;                    // kKey: percent-decoded once. kUi: the file.
   std::vector<std::string> prefixes;  // kList, kChanges (at most one), kWatch; empty: every key.
   std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win);
                                       // kChanges: required.

@@ -251,9 +251,11 @@ class RemoteStore::Impl {
 
   // POST /txn and /rollback: 200 committed, 409 a failed guard; applied here as one unit from
   // the request itself when committed (its events follow, changing nothing).
-  TxnResult post_txn(const std::string& route, const json& body, const std::string& what) {
+  TxnResult post_txn(const std::string& route, const json& body, const std::string& what,
+                     const http::Headers& headers = {}) {
     check_not_stale();
-    http::Response r = send("POST", base_ + route, body.dump(), what);
+    http::Response r =
+        send("POST", base_ + route, body.dump(), what, std::nullopt, nullptr, headers);
     if (r.status != 200 && r.status != 409) {
       throw Error(code_for_status(r.status), what + ": " + server_error(r));
     }
@@ -292,10 +294,12 @@ class RemoteStore::Impl {
   }
 
   TxnResult rollback(std::string_view target, bool prefix, int64_t revision,
-                     std::string_view comment) {
+                     const WriteOptions& options) {
     json body = {{prefix ? "prefix" : "key", std::string(target)}, {"to", revision}};
-    if (!comment.empty()) body["comment"] = std::string(comment);
-    return post_txn("/rollback", body, fmt::format("rollback to {}", revision));
+    if (!options.comment.empty()) body["comment"] = options.comment;
+    http::Headers headers;
+    if (!options.actor.empty()) headers.emplace_back("X-Syncconfig-Actor", options.actor);
+    return post_txn("/rollback", body, fmt::format("rollback to {}", revision), headers);
   }
 
   // A GET of the source; 404 gives std::nullopt.
@@ -979,8 +983,8 @@ Snapshot RemoteStore::snapshot_at(int64_t revision, std::string_view prefix) con
   return impl_->snapshot_at(revision, prefix);
 }
 TxnResult RemoteStore::rollback(std::string_view target, bool prefix, int64_t revision,
-                                std::string_view comment) {
-  return impl_->rollback(target, prefix, revision, comment);
+                                const WriteOptions& options) {
+  return impl_->rollback(target, prefix, revision, options);
 }
 Lease RemoteStore::grant_lease(std::chrono::seconds ttl) { return impl_->grant_lease(ttl); }
 std::optional<Lease> RemoteStore::keep_alive(int64_t lease) { return impl_->keep_alive(lease); }
