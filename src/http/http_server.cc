@@ -649,7 +649,7 @@ std::variant<Caller, Response> HttpServer::Impl::check_auth(
   std::string_view path = sv(req.target());
   path = path.substr(0, path.find('?'));
   // The console's files hold no data: the page loads, then asks for a token to read any.
-  if ((path == "/ui" || path.starts_with("/ui/")) && req.method() == http::verb::get) {
+  if (detail::is_console_path(path) && req.method() == http::verb::get) {
     return Caller{};
   }
   if (options_.tokens) {

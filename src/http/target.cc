@@ -59,6 +59,8 @@ std::string percent_decode(std::string_view s, bool plus_is_space) {
   return out;
 }
 
+bool is_console_path(std::string_view path) { return path == "/ui" || path.starts_with("/ui/"); }
+
 std::variant<Route, Refusal> parse_target(std::string_view target, std::string_view method,
                                           const std::vector<std::string>& stores) {
   std::string_view raw_path = target.substr(0, target.find('?'));
@@ -73,7 +75,7 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
     route.kind = path == "/health" ? Route::Kind::kHealth : Route::Kind::kMetrics;
     return route;
   }
-  if (path == "/ui" || path.starts_with("/ui/")) {
+  if (is_console_path(path)) {
     // The console's three files; the page itself at /ui and /ui/.
     std::string_view file = std::string_view(path).substr(std::min<std::size_t>(path.size(), 4));
     if (file.empty() || file == "index.html") file = "index.html";

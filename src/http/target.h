@@ -52,6 +52,10 @@ struct Route {
 // escape is kept as it is.
 std::string percent_decode(std::string_view s, bool plus_is_space);
 
+// Whether `path` (no query) names the web console's files: /ui and everything under /ui/.
+// They are open (no token) and routed to Route::Kind::kUi, or 404 for a file it does not have.
+bool is_console_path(std::string_view path);
+
 // The route of `method` on `target` among stores named `stores` (the first is the default).
 // Refusals: 404 unknown route or store, 405 (with `allow`) a method the route does not take,
 // 400 a bad query: `since` not a revision, a `prefix` no key can start with, `prefix` twice on
