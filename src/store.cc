@@ -15,6 +15,7 @@
 #include "db/table_sql.h"
 #include "sync/counters.h"
 #include "sync/dispatcher.h"
+#include "sync/payload_signature.h"
 #include "sync/store_state.h"
 #include "sync/sync_worker.h"
 #include "sync/table_reader.h"
@@ -96,30 +97,40 @@ void validate_options(const Options& o) {
 // one transaction that concurrent starters take turns on. When they are in place already, it
 // changes nothing: an instance then needs no more than read/write rights on the table.
 void ensure_schema(internal::Connection& conn, const internal::TableSql& sql,
-                   const std::string& channel, Deadline deadline) {
+                   const std::string& channel, Deadline deadline, spdlog::logger& logger) {
   internal::Result found = conn.exec(sql.installed, {sql.qualified_table}, deadline);
+  bool upgrade_only = false;
   if (found.rows() == 1 && found.text(0, 1) == internal::kProtocolVersion) {
     if (found.text(0, 0) != channel) refuse_channel(sql, channel, found.text(0, 0));
-    return;
+    if (conn.exec(sql.signing_installed, {}, deadline).text(0, 0) == "t") return;
+    // Protocol 2 from before signed payloads: add the key and the functions that sign. A role
+    // that may not (it does not own the objects) runs without; nothing depends on it.
+    upgrade_only = true;
   }
   conn.exec_script("BEGIN", deadline);
   try {
     conn.exec(sql.setup_lock, {}, deadline);
     conn.exec_script(sql.setup, deadline);
+    const internal::PayloadKey key = internal::make_payload_key();
+    conn.exec(sql.insert_key, {internal::to_hex(key.ipad), internal::to_hex(key.opad)}, deadline);
     internal::Result r = conn.exec(sql.installed, {sql.qualified_table}, deadline);
     if (r.rows() == 1 && r.text(0, 0) != channel) refuse_channel(sql, channel, r.text(0, 0));
     if (r.rows() == 0 || r.text(0, 1) != internal::kProtocolVersion) {
       conn.exec_script(sql.create_triggers, deadline);
     }
     conn.exec_script("COMMIT", deadline);
-  } catch (...) {
+  } catch (const Error& e) {
     if (conn.ok()) {
       try {
         conn.exec_script("ROLLBACK", deadline);
       } catch (const Error&) {
       }
     }
-    throw;
+    if (!upgrade_only || !conn.ok()) throw;
+    logger.warn(
+        "syncconfig: could not add payload signing to {} ({}); payloads stay unsigned, and every "
+        "instance verifies them by a read of the change log",
+        sql.qualified_table, e.message());
   }
 }
 
@@ -156,7 +167,7 @@ class Store::Impl {
     try {
       Deadline deadline = deadline_after(options_.db_timeout);
       conn = internal::open_listener(ctx, deadline);
-      ensure_schema(*conn, sql_, options_.channel, deadline);
+      ensure_schema(*conn, sql_, options_.channel, deadline, *logger_);
       internal::load_all(*conn, sql_, cache_, /*initial=*/true,
                          deadline_after(options_.load_timeout));
     } catch (const Error& e) {
@@ -165,7 +176,7 @@ class Store::Impl {
       // The first connection that succeeds sets the table up if it is missing, then catches up
       // from the file's revision.
       ctx.on_connect = [this](internal::Connection& c, Deadline d) {
-        ensure_schema(c, sql_, options_.channel, d);
+        ensure_schema(c, sql_, options_.channel, d, *logger_);
       };
     }
     worker_ = std::make_unique<internal::SyncWorker>(std::move(ctx), std::move(conn));

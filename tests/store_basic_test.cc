@@ -331,6 +331,17 @@ TEST(StoreBasic, once_set_up_a_role_with_only_read_write_grants_can_run_an_insta
   EXPECT_TRUE(wait_until([&] { return !owner->contains("k"); }));
   store->sync();
   EXPECT_EQ(store->get_all(), owner->get_all());
+  // Without SELECT on the payload key its writes go out unsigned and it verifies every payload
+  // by a read; granted it, both sign and check signatures (docs/protocol.md, "Signed payloads").
+  EXPECT_EQ(store->stats().notifications_signed, 0u);
+  sql.exec("GRANT SELECT ON " + table + "_sc_key TO " + role);
+  const uint64_t owner_signed = owner->stats().notifications_signed;
+  int i = 0;
+  EXPECT_TRUE(wait_until([&] {
+    store->set("n", ++i);  // The owner writes nothing meanwhile: what it counts is these.
+    return owner->stats().notifications_signed > owner_signed &&
+           store->stats().notifications_signed > 0;
+  }));
 }
 
 TEST(StoreBasic, a_second_channel_for_the_same_table_is_refused) {

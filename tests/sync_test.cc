@@ -374,6 +374,115 @@ TEST(Sync, forged_notifications_change_no_cache_and_do_not_move_the_watermark) {
   EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
 }
 
+// Signed payloads (docs/protocol.md, "Signed payloads"): the library's own writes reach another
+// instance without a read of the change log; plain SQL writes are still verified by the read.
+TEST(Sync, the_librarys_own_changes_are_applied_on_their_signature_plain_sql_by_a_read) {
+  Pair p;
+  Sql sql(dsn());
+  const uint64_t before = p.b->stats().notifications_signed;
+  p.a->set("one", 1);
+  p.a->set("big", std::string(9000, 'x'));  // Too large for the payload: read.
+  p.a->remove("one");
+  Transaction txn;
+  txn.set("t1", 1);
+  txn.set("t2", 2);
+  ASSERT_TRUE(p.a->commit(txn));
+  sql.exec("INSERT INTO " + p.table + " (key, value) VALUES ('plain', '1')");
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("plain") && p.b->contains("t2"); }));
+  EXPECT_FALSE(p.b->contains("one"));
+  EXPECT_EQ(p.b->get_string("big").size(), 9000u);
+  // set "one", remove "one", and the transaction's two sets; not "big", not "plain".
+  EXPECT_EQ(p.b->stats().notifications_signed - before, 4u);
+  EXPECT_EQ(p.b->stats().notifications_forged, 0u);
+  EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
+}
+
+// Takes `payload` (a signed one) and changes what it claims without re-signing it.
+std::string tampered(const std::string& payload, int64_t revision, const json& value) {
+  const std::size_t field = payload.rfind(", \"m\" : \"");
+  EXPECT_NE(field, std::string::npos) << payload;
+  json j = json::parse(payload);
+  j["r"] = revision;
+  j["val"] = value.dump();
+  const std::string signature = j["m"].get<std::string>();
+  j.erase("m");
+  std::string text = j.dump();
+  return text.substr(0, text.size() - 1) + ", \"m\" : \"" + signature + "\"}";
+}
+
+TEST(Sync, a_signature_that_does_not_check_is_verified_by_a_read_and_forgeries_still_fail) {
+  Pair p;
+  Sql sql(dsn()), listener(dsn());
+  const std::string channel = p.table + "_ch";
+  listener.exec("LISTEN " + channel);
+  p.a->set("flag", "real");
+  std::vector<std::string> seen = listener.notifications(5s);
+  ASSERT_EQ(seen.size(), 1u);
+  const std::string genuine = seen[0];
+  ASSERT_NE(genuine.find("\"m\" : \""), std::string::npos) << genuine;
+  p.a->set("flag", "newer");
+  ASSERT_TRUE(wait_until([&] { return p.b->get_string("flag") == "newer"; }));
+  const uint64_t forged_before = p.b->stats().notifications_forged;
+  const uint64_t signed_before = p.b->stats().notifications_signed;
+  const int64_t next = last_revision(sql, p.table) + 1;
+  auto notify = [&](const std::string& text) {
+    sql.exec("SELECT pg_notify('" + channel + "', $$" + text + "$$)");
+  };
+  // The genuine payload replayed (its revision is behind B), the same signature over another
+  // value at a revision no commit made, and a made-up signature.
+  notify(genuine);
+  notify(tampered(genuine, next, json("forged")));
+  json made_up = json::parse(payload("u", next + 1, "flag", json("made up")));
+  std::string text = made_up.dump();
+  notify(text.substr(0, text.size() - 1) + ", \"m\" : \"" + std::string(32, '0') + "\"}");
+  // Another table's genuine signed payload, at a revision beyond B's: the other key does not
+  // check, and B's change log has no such record.
+  {
+    const std::string other = unique_name("t_other");
+    std::unique_ptr<Store> c = Store::open(dsn(), test_options(other));
+    Sql other_listener(dsn());
+    other_listener.exec("LISTEN " + other + "_ch");
+    sql.exec("SELECT setval('" + other + "_revision_seq', " + std::to_string(next + 100) + ")");
+    c->set("flag", "from another table");
+    std::vector<std::string> theirs = other_listener.notifications(5s);
+    ASSERT_EQ(theirs.size(), 1u);
+    notify(theirs[0]);
+  }
+  p.a->set("after", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->get_int("after") == 1; }));
+  EXPECT_EQ(p.b->get_string("flag"), "newer");
+  Stats stats = p.b->stats();
+  EXPECT_EQ(stats.notifications_forged - forged_before, 3u);
+  EXPECT_EQ(stats.notifications_signed - signed_before, 1u);  // "after" alone.
+  EXPECT_LE(stats.revision, last_revision(sql, p.table));
+  EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
+}
+
+TEST(Sync, a_table_installed_before_signing_gets_a_key_and_instances_follow_a_new_key) {
+  Pair p;
+  Sql sql(dsn());
+  // As protocol 2 was before signed payloads: no key table, the functions notify unsigned.
+  sql.exec("DROP TABLE " + p.table + "_sc_key");
+  p.a->set("unsigned", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("unsigned"); }));
+  // An instance starting now adds the key (a new one: B holds none, A holds the dropped one).
+  std::unique_ptr<Store> c = Store::open(dsn(), test_options(p.table));
+  EXPECT_EQ(sql.scalar("SELECT count(*) FROM " + p.table + "_sc_key"), "1");
+  // Every instance applies the new key's payloads: a signature that does not check under the
+  // key it holds is verified by the read, which also makes it read the key again.
+  // (Looking again at most once a second: keep writing until both do.)
+  int i = 0;
+  ASSERT_TRUE(wait_until([&] {
+    c->set("signed", ++i);
+    return p.a->stats().notifications_signed > 0 && p.b->stats().notifications_signed > 0;
+  }));
+  ASSERT_TRUE(
+      wait_until([&] { return p.a->get_int("signed") == i && p.b->get_int("signed") == i; }));
+  EXPECT_EQ(p.a->stats().notifications_forged, 0u);
+  EXPECT_EQ(p.a->get_all(), table_content(dsn(), p.table));
+  EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
+}
+
 TEST(Sync, many_instances_in_one_process_all_receive_a_change) {
   std::string table = unique_name("t_many");
   std::vector<std::unique_ptr<Store>> stores;

@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include <poll.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -79,6 +81,21 @@ std::string Sql::scalar(const std::string& sql) {
 }
 
 int Sql::backend_pid() { return PQbackendPID(conn_); }
+
+std::vector<std::string> Sql::notifications(std::chrono::milliseconds timeout) {
+  std::vector<std::string> out;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    PQconsumeInput(conn_);
+    while (PGnotify* n = PQnotifies(conn_)) {
+      out.emplace_back(n->extra);
+      PQfreemem(n);
+    }
+    if (!out.empty() || std::chrono::steady_clock::now() >= deadline) return out;
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    ::poll(&p, 1, 10);
+  }
+}
 
 std::map<std::string, nlohmann::json> table_content(const std::string& dsn,
                                                     const std::string& table) {

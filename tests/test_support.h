@@ -51,6 +51,9 @@ class Sql {
   // First column of the first row, or "<null>" / "<none>".
   std::string scalar(const std::string& sql);
   int backend_pid();
+  // Payloads that arrived for a LISTEN this connection ran, in order; waits up to `timeout` for
+  // the first one, then takes whatever else has arrived.
+  std::vector<std::string> notifications(std::chrono::milliseconds timeout);
 
  private:
   PGconn* conn_;

@@ -124,6 +124,10 @@ struct Stats {
   // log, or names another change there (forged by a session that may NOTIFY the channel, or
   // meant for another table). Dropped; also counted in notifications_ignored.
   uint64_t notifications_forged = 0;
+  // Store: notifications applied on the strength of their signature (the library's own writes,
+  // signed with the table's key), without a read of the change log. The others applied were
+  // verified by that read (plain SQL writes, values too large for the payload, unsigned payloads).
+  uint64_t notifications_signed = 0;
   uint64_t resyncs = 0;         // Full reloads from the table (or server).
   uint64_t catch_ups = 0;       // Incremental catch-ups (after reconnect, heartbeat).
   uint64_t crc_mismatches = 0;  // Heartbeats that found the cache differs from the table.

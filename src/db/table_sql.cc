@@ -41,6 +41,26 @@ TableSql::TableSql(const std::string& schema, const std::string& table,
   const std::string fn_put = s + "." + quote_ident(table + "_sc_put");
   const std::string fn_del = s + "." + quote_ident(table + "_sc_del");
   const std::string fn_txn = s + "." + quote_ident(table + "_sc_txn");
+  const std::string keys = s + "." + quote_ident(table + "_sc_key");
+  // The library's functions sign their payloads when the key table exists and the calling role
+  // may read it (docs/protocol.md, "Signed payloads"); otherwise they notify unsigned, and every
+  // instance verifies those by a read.
+  const std::string read_key = fmt::format(
+      "IF to_regclass('{0}') IS NOT NULL THEN\n"
+      "    IF has_table_privilege(to_regclass('{0}'), 'SELECT') THEN\n"
+      "      SELECT sk.ipad, sk.opad INTO sc_ipad, sc_opad FROM {0} sk WHERE sk.id = 1;\n"
+      "    END IF;\n"
+      "  END IF;",
+      keys);
+  // HMAC-SHA-256 of the payload's text (ipad/opad: the key XOR 0x36/0x5c, 64 bytes each),
+  // truncated to 128 bits, appended as the payload's last field "m".
+  const auto sign = [](const std::string& p) {
+    return fmt::format(
+        "CASE WHEN sc_ipad IS NULL THEN {0} ELSE left({0}, -1) || ', \"m\" : \"' || "
+        "left(encode(sha256(sc_opad || sha256(sc_ipad || convert_to({0}, 'UTF8'))), 'hex'), 32) "
+        "|| '\"}}' END",
+        p);
+  };
   const std::string own_lock = fmt::format(
       "PERFORM pg_advisory_xact_lock({}, '{}'::regclass::oid::integer);", kWriterLockClass, t);
   // Who a foreign write is recorded as: SET syncconfig.actor, else application_name/user.
@@ -97,6 +117,15 @@ CREATE INDEX IF NOT EXISTS {idx_lease_keys} ON {lease_keys} (lease);
 CREATE TABLE IF NOT EXISTS {sweeps} (
   id INT PRIMARY KEY CHECK (id = 1),
   swept_at TIMESTAMPTZ NOT NULL);
+
+-- The key that signs the library's payloads (HMAC-SHA-256; ipad/opad: the key XOR 0x36/0x5c).
+-- Only roles granted SELECT may read it: a session that cannot read it cannot forge a payload
+-- that an instance applies without checking it against the change log.
+CREATE TABLE IF NOT EXISTS {keys} (
+  id INT PRIMARY KEY CHECK (id = 1),
+  ipad BYTEA NOT NULL,
+  opad BYTEA NOT NULL);
+REVOKE ALL ON {keys} FROM PUBLIC;
 
 -- Every foreign writing statement (plain SQL) takes the table's writer lock before it touches a
 -- row, and every row draws its revision under it, so revisions follow commit order (a plain
@@ -190,6 +219,8 @@ DECLARE
   has_old boolean;
   xid bigint := txid_current();
   payload text;
+  sc_ipad bytea;
+  sc_opad bytea;
 BEGIN
   PERFORM set_config('syncconfig.own', 'on', true);
   {own_lock}
@@ -228,11 +259,13 @@ BEGIN
     VALUES (rev, k, 'set', v, old_val, old_rev, {own_actor}, note, xid);
   payload := json_build_object('sc', 1, 'op', 'u', 'r', rev, 'x', xid, 't', {now_us}, 'e', 1,
                                'k', k, 'val', val)::text;
-  IF octet_length(payload) >= 8000 THEN
+  -- 8000 bytes is NOTIFY's limit; the signature adds 43.
+  IF octet_length(payload) >= 7950 THEN
     payload := json_build_object('sc', 1, 'op', 'u', 'r', rev, 'x', xid, 't', {now_us}, 'e', 1,
                                  'k', k)::text;
   END IF;
-  PERFORM pg_notify('{channel}', payload);
+  {read_key}
+  PERFORM pg_notify('{channel}', {sign_payload});
   status := 'ok';
   RETURN NEXT;
 END $fn$;
@@ -245,6 +278,9 @@ DECLARE
   old_rev bigint;
   old_val jsonb;
   xid bigint := txid_current();
+  payload text;
+  sc_ipad bytea;
+  sc_opad bytea;
 BEGIN
   PERFORM set_config('syncconfig.own', 'on', true);
   {own_lock}
@@ -263,9 +299,11 @@ BEGIN
   DELETE FROM {lease_keys} lk WHERE lk.key = k;
   INSERT INTO {log} (revision, key, op, prev_value, prev_revision, actor, comment, txid)
     VALUES (rev, k, why, old_val, old_rev, {own_actor}, note, xid);
-  PERFORM pg_notify('{channel}', json_build_object(
+  payload := json_build_object(
     'sc', 1, 'op', CASE WHEN why = 'expire' THEN 'x' ELSE 'd' END, 'r', rev, 'x', xid,
-    't', {now_us}, 'e', 1, 'k', k)::text);
+    't', {now_us}, 'e', 1, 'k', k)::text;
+  {read_key}
+  PERFORM pg_notify('{channel}', {sign_payload});
   status := 'ok';
   RETURN NEXT;
 END $fn$;
@@ -295,6 +333,8 @@ DECLARE
   olds jsonb[];
   old_revs bigint[];
   idxs int[];
+  sc_ipad bytea;
+  sc_opad bytea;
 BEGIN
   PERFORM set_config('syncconfig.own', 'on', true);
   {own_lock}
@@ -357,8 +397,10 @@ BEGIN
       SELECT first_rev + u.ord - 1, u.k, CASE WHEN u.s THEN 'set' ELSE 'delete' END,
              CASE WHEN u.s THEN u.v END, u.o, u.r, actor, note, xid
       FROM unnest(ks, vs, sets, olds, old_revs) WITH ORDINALITY u(k, v, s, o, r, ord);
-    PERFORM pg_notify('{channel}', CASE WHEN octet_length(p.full_payload) < 8000
-                                        THEN p.full_payload ELSE p.short_payload END)
+    {read_key}
+    PERFORM pg_notify('{channel}', {sign_txn_payload})
+      FROM (SELECT CASE WHEN octet_length(p.full_payload) < 7950
+                        THEN p.full_payload ELSE p.short_payload END AS payload
       FROM (SELECT json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
                      'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
                      'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k,
@@ -366,7 +408,7 @@ BEGIN
                    json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
                      'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
                      'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k)::text AS short_payload
-            FROM unnest(ks, vs, sets) WITH ORDINALITY u(k, v, s, ord) ORDER BY u.ord) p;
+            FROM unnest(ks, vs, sets) WITH ORDINALITY u(k, v, s, ord) ORDER BY u.ord) p) q;
   END IF;
   RETURN QUERY
     SELECT 'op'::text, u.i, u.k, first_rev + u.ord - 1, CASE WHEN u.s THEN u.v::text END
@@ -385,7 +427,17 @@ END $fn$;
       fmt::arg("fn_put", fn_put), fmt::arg("fn_del", fn_del), fmt::arg("fn_txn", fn_txn),
       fmt::arg("lock", lock), fmt::arg("own_lock", own_lock), fmt::arg("seq_literal", seq_literal),
       fmt::arg("channel", channel), fmt::arg("foreign_actor", foreign_actor),
-      fmt::arg("own_actor", own_actor), fmt::arg("now_us", now_us));
+      fmt::arg("own_actor", own_actor), fmt::arg("now_us", now_us), fmt::arg("keys", keys),
+      fmt::arg("read_key", read_key), fmt::arg("sign_payload", sign("payload")),
+      fmt::arg("sign_txn_payload", sign("q.payload")));
+
+  insert_key = fmt::format(
+      "INSERT INTO {} (id, ipad, opad) VALUES (1, decode($1, 'hex'), decode($2, 'hex')) "
+      "ON CONFLICT (id) DO NOTHING",
+      keys);
+  select_key =
+      fmt::format("SELECT encode(ipad, 'hex'), encode(opad, 'hex') FROM {} WHERE id = 1", keys);
+  signing_installed = fmt::format("SELECT to_regclass('{}') IS NOT NULL", keys);
 
   installed =
       "SELECT split_part(encode(t.tgargs, 'escape'), '\\000', 1), "

@@ -8,6 +8,7 @@
 //   S.T_changes            the change log: every change with its value before and after, actor,
 //                          comment; the history, and the deletions a catch-up reads
 //   S.T_leases, S.T_lease_keys   leases and the keys attached to them
+//   S.T_sc_key             the key that signs the library's payloads (readable by granted roles)
 //   triggers syncconfig_lock / _stamp / _notify / _truncate, for foreign (plain SQL) writes
 //   functions S.T_sc_put / _sc_del / _sc_txn: the library's own writes, in one round trip
 #pragma once
@@ -29,6 +30,10 @@ struct TableSql {
   std::string setup_lock;       // SELECT pg_advisory_xact_lock(...) serializing setups.
   std::string installed;        // $1 = qualified table: channel, protocol version (no row if none)
   std::string create_triggers;  // Drops and creates the triggers for `channel`.
+  // Payload signing, added to protocol 2 without a version change (old instances ignore "m").
+  std::string signing_installed;  // -> whether the key table exists
+  std::string insert_key;         // $1 ipad hex, $2 opad hex (kept if a key exists)
+  std::string select_key;         // -> ipad hex, opad hex (no row: no key)
 
   std::string put;  // $1 key, $2 json text, $3 expected revision or NULL, $4 lease (0 none),
                     // $5 actor, $6 comment -> status, rev, val (see the function)

@@ -90,6 +90,9 @@ std::string render_metrics(const std::vector<std::unique_ptr<StoreFeed>>& feeds)
       {"syncconfig_notifications_forged_total", "counter",
        "Notifications dropped because no commit made them (not in the change log).",
        [&](const Sample& s) { return u(s.stats.notifications_forged); }},
+      {"syncconfig_notifications_signed_total", "counter",
+       "Notifications applied on their valid signature, without a read of the change log.",
+       [&](const Sample& s) { return u(s.stats.notifications_signed); }},
       {"syncconfig_history_resets_total", "counter",
        "Reset reloads: the source's history was not the one followed (a failover that lost "
        "commits, a recreated table).",

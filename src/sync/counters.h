@@ -12,6 +12,7 @@ struct Counters {
   std::atomic<uint64_t> notifications_applied{0};
   std::atomic<uint64_t> notifications_ignored{0};
   std::atomic<uint64_t> notifications_forged{0};
+  std::atomic<uint64_t> notifications_signed{0};
   std::atomic<uint64_t> resyncs{0};
   std::atomic<uint64_t> catch_ups{0};
   std::atomic<uint64_t> crc_mismatches{0};

@@ -34,6 +34,7 @@ std::optional<Notice> parse_notice(std::string_view payload, std::string* why) {
   if (auto e = j.find("e"); e != j.end() && e->is_number_integer()) {
     n.ends_transaction = e->get<int64_t>() == 1;
   }
+  if (j.contains("m")) n.signature = split_signature(payload);
   const auto& o = op->get_ref<const std::string&>();
   if (o == "t") {
     n.op = Notice::Op::kTruncate;

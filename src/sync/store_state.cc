@@ -49,6 +49,7 @@ Stats read_stats(const Cache& cache, const Counters& counters) {
   s.notifications_applied = counters.notifications_applied.load();
   s.notifications_ignored = counters.notifications_ignored.load();
   s.notifications_forged = counters.notifications_forged.load();
+  s.notifications_signed = counters.notifications_signed.load();
   s.resyncs = counters.resyncs.load();
   s.catch_ups = counters.catch_ups.load();
   s.crc_mismatches = counters.crc_mismatches.load();

@@ -154,6 +154,7 @@ bool SyncWorker::try_connect() {
   try {
     Deadline deadline = deadline_after(ctx_.options.db_timeout);
     conn_ = open_listener(ctx_, deadline, stop_fd_);
+    key_loaded_ = false;
     if (ctx_.on_connect) ctx_.on_connect(*conn_, deadline);
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
     // A catch-up may turn into a full reload: give it the longer bound. After a lost connection
@@ -285,30 +286,100 @@ bool matches(const Notice& notice, const LogRecord& record) {
   return false;
 }
 
+// The record a signed notification stands for: the signature says the library's own function
+// wrote this payload in the transaction that committed the change.
+LogRecord record_of(const Notice& notice) {
+  LogRecord rec;
+  switch (notice.op) {
+    case Notice::Op::kUpsert:
+      rec.key = notice.key;
+      rec.op = "set";
+      rec.value_text = notice.value_text;
+      break;
+    case Notice::Op::kDelete:
+      rec.key = notice.key;
+      rec.op = notice.expired ? "expire" : "delete";
+      break;
+    case Notice::Op::kTruncate:
+      rec.op = "truncate";
+      break;
+  }
+  return rec;
+}
+
 }  // namespace
+
+void SyncWorker::load_key() {
+  key_loaded_ = true;
+  key_checked_at_ = steady_clock::now();
+  key_.reset();
+  const Deadline deadline = deadline_after(ctx_.options.db_timeout);
+  try {
+    if (conn_->exec(ctx_.sql->signing_installed, {}, deadline).text(0, 0) != "t") return;
+    Result r = conn_->exec(ctx_.sql->select_key, {}, deadline);
+    if (r.rows() == 1) key_ = payload_key_from_hex(r.text(0, 0), r.text(0, 1));
+  } catch (const Error& e) {
+    if (!conn_->ok()) throw;
+    // Most likely a role without SELECT on the key: the read verifies every payload instead.
+    ctx_.logger->info("syncconfig: payloads of {} are verified by a read ({})",
+                      ctx_.sql->qualified_table, e.message());
+  }
+}
 
 void SyncWorker::apply_ready() {
   if (ready_.empty() || !conn_) return;
+  if (!key_loaded_) load_key();
   std::vector<std::vector<Pending>> groups;
   groups.swap(ready_);
+  std::unordered_map<int64_t, LogRecord> records;
   std::string revisions = "{";
+  std::size_t signed_count = 0;
+  // Revisions whose signature did not check: if the read confirms one, the table has another key.
+  std::vector<int64_t> unchecked;
   for (const auto& group : groups) {
     for (const Pending& p : group) {
+      const Notice& n = p.notice;
+      // An upsert's value must be in the payload (not too large, not too deep) to be taken
+      // from it; a signature that does not check is no verdict (another key, since the table
+      // was recreated?): the read decides.
+      if (key_ && n.signature && (n.op != Notice::Op::kUpsert || n.value_text) &&
+          signature_matches(*key_, n.signature->signed_text, n.signature->signature)) {
+        records.emplace(n.revision, record_of(n));
+        ++signed_count;
+        continue;
+      }
+      if (n.signature) unchecked.push_back(n.revision);
       if (revisions.size() > 1) revisions += ',';
-      revisions += std::to_string(p.notice.revision);
+      revisions += std::to_string(n.revision);
     }
   }
   revisions += '}';
-  Result r =
-      conn_->exec(ctx_.sql->records_at, {revisions}, deadline_after(ctx_.options.db_timeout));
-  std::unordered_map<int64_t, LogRecord> records;
-  records.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) {
-    LogRecord rec;
-    if (!r.is_null(i, 1)) rec.key = std::string(r.text(i, 1));
-    rec.op = std::string(r.text(i, 2));
-    if (!r.is_null(i, 3)) rec.value_text = std::string(r.text(i, 3));
-    records.emplace(r.int64(i, 0), std::move(rec));
+  if (revisions.size() > 2) {
+    Result r = conn_->exec_prepared("syncconfig_records_at", ctx_.sql->records_at, {revisions},
+                                    deadline_after(ctx_.options.db_timeout));
+    records.reserve(records.size() + static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) {
+      LogRecord rec;
+      if (!r.is_null(i, 1)) rec.key = std::string(r.text(i, 1));
+      rec.op = std::string(r.text(i, 2));
+      if (!r.is_null(i, 3)) rec.value_text = std::string(r.text(i, 3));
+      records.emplace(r.int64(i, 0), std::move(rec));
+    }
+  }
+  if (signed_count > 0) ctx_.counters->notifications_signed.fetch_add(signed_count);
+  // Signed with a key this instance does not hold (none was readable when it looked, or the key
+  // table was recreated): once a read confirms such a change, look again, at most once a second
+  // (a role that may not read the key would otherwise ask on every drain).
+  if (!unchecked.empty() && steady_clock::now() - key_checked_at_ >= std::chrono::seconds(1)) {
+    for (const auto& group : groups) {
+      for (const Pending& p : group) {
+        auto it = records.find(p.notice.revision);
+        if (it != records.end() && matches(p.notice, it->second) &&
+            std::find(unchecked.begin(), unchecked.end(), p.notice.revision) != unchecked.end()) {
+          key_loaded_ = false;  // A genuine change signed with another key: read it again.
+        }
+      }
+    }
   }
   for (auto& group : groups) {
     std::vector<CacheChange> changes;

@@ -24,6 +24,7 @@
 #include "db/table_sql.h"
 #include "sync/counters.h"
 #include "sync/payload.h"
+#include "sync/payload_signature.h"
 #include "syncconfig/options.h"
 #include "util/backoff.h"
 
@@ -103,8 +104,9 @@ class SyncWorker {
   // moves past it. An open group has group_max_revision_ > 0.
   //
   // A payload is a claim, not the data: any session may NOTIFY the channel. A complete group
-  // waits in ready_ until the drain ends; then apply_ready() reads the change log's records at
-  // every waiting revision in one query and applies each group from its records. A notification
+  // waits in ready_ until the drain ends; then apply_ready() applies each group: a notification
+  // signed with the table's key (sync/payload_signature.h) as it is, every other one from the
+  // change log's record at its revision, read for all of them in one query. A notification
   // whose revision has no record, or another key or operation there, is dropped as forged
   // (Stats::notifications_forged), and only verified revisions move the watermark.
   struct Pending {
@@ -120,6 +122,12 @@ class SyncWorker {
   std::vector<Pending> group_;
   std::vector<std::vector<Pending>> ready_;
   uint64_t forged_logged_ = 0;
+  // The table's payload key, read once per connection (std::nullopt: none, or not readable by
+  // this role: every payload is then verified by a read). key_loaded_ is reset on reconnect.
+  void load_key();
+  std::optional<PayloadKey> key_;
+  bool key_loaded_ = false;
+  std::chrono::steady_clock::time_point key_checked_at_;
 
   std::chrono::steady_clock::time_point next_heartbeat_;
   std::chrono::steady_clock::time_point next_reconnect_;
