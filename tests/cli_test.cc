@@ -608,6 +608,41 @@ TEST(Cli, serve_over_tls_answers_the_cli_with_a_ca_file_and_reloads_its_certific
   EXPECT_EQ(serve.wait(15s), std::optional<int>(0)) << serve.err();
 }
 
+TEST(Cli, serve_takes_its_tls_certificate_and_key_from_the_config_file) {
+  testing::Pki pki;
+  const std::string ca = pki.ca("ca_file");
+  testing::Leaf leaf = pki.leaf("ca_file", "from_file", "DNS:localhost,IP:127.0.0.1", 3);
+  TempDir dir;
+  const std::string table = unique_name("t_cli_tls_file");
+  const std::string file = dir.write("tls.yaml",
+                                     "serve:\n"
+                                     "  tls_cert: " +
+                                         leaf.cert +
+                                         "\n"
+                                         "  tls_key: " +
+                                         leaf.key +
+                                         "\n"
+                                         "service-definitions:\n"
+                                         "  db:\n"
+                                         "    type: dbpool_pg\n"
+                                         "    params: {dsn: \"${TEST_DSN}\"}\n"
+                                         "  cfg:\n"
+                                         "    type: sync_config_pg\n"
+                                         "    params: {dbpool_name: db, table_name: " +
+                                         table + ", channel: " + table + "_ch}\n");
+  Child serve({"serve", "--config", file, "--listen", "127.0.0.1:0"}, {{"TEST_DSN", dsn()}});
+  const int port = listening_port(serve);
+  ASSERT_GT(port, 0) << serve.err();
+  const std::string url = "https://127.0.0.1:" + std::to_string(port);
+  ASSERT_EQ(run({"set", "tls.file", "7", "--server", url, "--ca-file", ca}).exit_code, 0);
+  RunResult r = run({"get", "tls.file", "--server", url, "--ca-file", ca});
+  EXPECT_EQ(r.exit_code, 0) << r;
+  EXPECT_EQ(r.out, "7\n");
+  EXPECT_NE(serve.err().find("TLS certificate " + leaf.cert), std::string::npos) << serve.err();
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(15s), std::optional<int>(0)) << serve.err();
+}
+
 TEST(Cli, server_with_dsn_config_or_table_is_a_usage_error) {
   RunResult r = run({"list", "--server", "http://127.0.0.1:1", "--dsn", dsn()});
   EXPECT_EQ(r.exit_code, 2) << r;

@@ -79,6 +79,24 @@ TEST(ServiceConfig, a_serve_section_sets_the_rate_limit) {
   EXPECT_NE(std::string(too_big.what()).find("out of range"), std::string::npos) << too_big.what();
 }
 
+TEST(ServiceConfig, a_serve_section_names_the_tls_certificate_and_key_together) {
+  EXPECT_EQ(parse(with_store_params("")).tls_cert, "");
+  ServiceConfig c = parse(
+      "serve:\n  tls_cert: /etc/syncconfig/cert.pem\n"
+      "  tls_key: /etc/syncconfig/key.pem\n" +
+      with_store_params(""));
+  EXPECT_EQ(c.tls_cert, "/etc/syncconfig/cert.pem");
+  EXPECT_EQ(c.tls_key, "/etc/syncconfig/key.pem");
+  ConfigError alone = error_of("serve:\n  tls_cert: /c.pem\n" + with_store_params(""));
+  EXPECT_EQ(alone.field(), "tls_cert");
+  EXPECT_NE(std::string(alone.what()).find("needs tls_key"), std::string::npos) << alone.what();
+  ConfigError empty = error_of("serve:\n  tls_key: ''\n" + with_store_params(""));
+  EXPECT_EQ(empty.field(), "tls_key");
+  ConfigError unknown = error_of("serve:\n  tls_ca: /x\n" + with_store_params(""));
+  EXPECT_NE(std::string(unknown.what()).find("tls_cert, tls_key"), std::string::npos)
+      << unknown.what();
+}
+
 TEST(ServiceConfig, the_reference_readme_example_parses) {
   ServiceConfig c = load_service_config(SYNCCONFIG_CONFIG_TEST_DATA "/reference.yaml");
   ASSERT_EQ(c.pools.size(), 1u);

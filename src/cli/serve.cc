@@ -91,16 +91,16 @@ void raise_open_files_limit() {
 }
 
 int run_serve(const ServeArgs& args) {
-  // The environment stands in for each flag (the systemd unit's /etc/default/syncconfig).
-  const std::string tls_cert =
+  // The environment stands in for each flag (the systemd unit's /etc/default/syncconfig); the
+  // config file's serve: {tls_cert, tls_key} come last (read below, with the file).
+  std::string tls_cert =
       !args.tls_cert.empty() ? args.tls_cert : env("SYNCCONFIG_TLS_CERT").value_or("");
-  const std::string tls_key =
+  std::string tls_key =
       !args.tls_key.empty() ? args.tls_key : env("SYNCCONFIG_TLS_KEY").value_or("");
   if (tls_cert.empty() != tls_key.empty()) {
     throw UsageError(tls_cert.empty() ? "--tls-key (SYNCCONFIG_TLS_KEY) needs --tls-cert"
                                       : "--tls-cert (SYNCCONFIG_TLS_CERT) needs --tls-key");
   }
-  const bool tls = !tls_cert.empty();
   // First, so that a signal arriving during startup shuts down cleanly after it. SIGHUP
   // reloads the TLS certificate (on this thread, below); it never stops the server.
   StopSignal stop(/*with_reload=*/true);
@@ -160,6 +160,12 @@ int run_serve(const ServeArgs& args) {
     if (config.auth && !args.auth) spdlog::info("serve: auth: true in {}", args.config);
     if (rate_limit == 0) rate_limit = config.rate_limit;
     if (rate_limit_burst == 0) rate_limit_burst = config.rate_limit_burst;
+    if (tls_cert.empty() && !config.tls_cert.empty()) {
+      spdlog::info("serve: TLS certificate {} and key {} from {}", config.tls_cert, config.tls_key,
+                   args.config);
+      tls_cert = config.tls_cert;
+      tls_key = config.tls_key;
+    }
     if (args.auth || config.auth) {
       if (!token.empty()) {
         throw UsageError(
@@ -195,6 +201,7 @@ int run_serve(const ServeArgs& args) {
       token_store = Store::open(dsn, auth::token_store_options("public"));
     }
   }
+  const bool tls = !tls_cert.empty();
   std::shared_ptr<auth::TokenRegistry> registry;
   if (token_store) registry = std::make_shared<auth::TokenRegistry>(*token_store);
 

@@ -146,9 +146,18 @@ class Parser {
         } else if (key == "rate_limit" || key == "rate_limit_burst") {
           const int64_t n = to_int(serve_entry, key, scalar("serve", key, it->second), 0, 1000000);
           (key == "rate_limit" ? config.rate_limit : config.rate_limit_burst) = n;
+        } else if (key == "tls_cert" || key == "tls_key") {
+          std::string path = scalar("serve", key, it->second);
+          if (path.empty()) fail("serve", key, "is empty (leave it out for plain HTTP)");
+          (key == "tls_cert" ? config.tls_cert : config.tls_key) = std::move(path);
         } else {
-          fail("serve", key, "unknown setting (known: auth, rate_limit, rate_limit_burst)");
+          fail("serve", key,
+               "unknown setting (known: auth, rate_limit, rate_limit_burst, tls_cert, tls_key)");
         }
+      }
+      if (config.tls_cert.empty() != config.tls_key.empty()) {
+        fail("serve", config.tls_cert.empty() ? "tls_key" : "tls_cert",
+             config.tls_cert.empty() ? "needs tls_cert beside it" : "needs tls_key beside it");
       }
     }
     std::map<std::string, const RawEntry*> by_name;

@@ -49,6 +49,10 @@ struct ServiceConfig {
   // (requests per second per token or address, HttpOptions::rate_limit). Default 0: none.
   int64_t rate_limit = 0;
   int64_t rate_limit_burst = 0;
+  // `serve: {tls_cert: PATH, tls_key: PATH}`: `serve --tls-cert PATH --tls-key PATH` (both or
+  // neither; paths as written, like snapshot_file). Default empty: plain HTTP.
+  std::string tls_cert;
+  std::string tls_key;
 };
 
 // A mistake in a service-definitions file.
