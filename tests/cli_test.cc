@@ -1865,6 +1865,66 @@ TEST(CliTokens, a_server_with_auth_enforces_tokens_made_on_the_database_or_throu
   EXPECT_EQ(gone.exit_code, 1) << gone;
 }
 
+// With a snapshot file, the tokens are kept beside it (FILE.tokens): a server with --auth starts
+// and authenticates while the database is down.
+TEST(CliTokens, a_server_with_auth_starts_from_its_snapshot_files_while_the_database_is_down) {
+  const std::string schema = unique_name("t_cli_auth_snap");
+  TempDir dir;
+  const std::string snapshot = (dir.path() / "cfg.snap").string();
+  const std::string file = dir.write("auth.yaml", "serve:\n"
+                                                  "  auth: true\n"
+                                                  "service-definitions:\n"
+                                                  "  db:\n"
+                                                  "    type: dbpool_pg\n"
+                                                  "    params: {dsn: \"${TEST_DSN}\", schema: " +
+                                                      schema +
+                                                      "}\n"
+                                                      "  cfg:\n"
+                                                      "    type: sync_config_pg\n"
+                                                      "    params: {dbpool_name: db, table_name: "
+                                                      "cfg, channel: " +
+                                                      schema + ", snapshot_file: " + snapshot +
+                                                      "}\n");
+  const std::vector<std::string> args = {"serve", "--config", file, "--listen", "127.0.0.1:0"};
+  std::string secret;
+  {
+    Child serve(args, {{"TEST_DSN", dsn()}});
+    const int port = listening_port(serve);
+    ASSERT_GT(port, 0) << serve.err();
+    RunResult made =
+        run({"token", "create", "reader", "--allow", "=read", "--dsn", dsn(), "--schema", schema});
+    ASSERT_EQ(made.exit_code, 0) << made;
+    secret = lines_of(made.out).back();
+    httplib::Client client("127.0.0.1", port);
+    ASSERT_TRUE(wait_until([&] {
+      auto r = client.Get("/settings", {{"Authorization", "Bearer " + secret}});
+      return r && r->status == 200;
+    }));
+    serve.signal(SIGTERM);  // Both files are written as it stops.
+    ASSERT_EQ(serve.wait(30s), std::optional<int>(0)) << serve.err();
+  }
+  ASSERT_TRUE(std::filesystem::exists(snapshot + ".tokens"));
+  EXPECT_EQ(std::filesystem::status(snapshot + ".tokens").permissions() &
+                (std::filesystem::perms::group_all | std::filesystem::perms::others_all),
+            std::filesystem::perms::none);
+  // Nothing listens on port 1: the database is down.
+  Child serve(args, {{"TEST_DSN", "postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=1"}});
+  const int port = listening_port(serve);
+  ASSERT_GT(port, 0) << "serve --auth did not start from its snapshot files: " << serve.err();
+  httplib::Client client("127.0.0.1", port);
+  auto with = client.Get("/settings", {{"Authorization", "Bearer " + secret}});
+  ASSERT_TRUE(with);
+  EXPECT_EQ(with->status, 200) << with->body;
+  auto without = client.Get("/settings");
+  ASSERT_TRUE(without);
+  EXPECT_EQ(without->status, 401);
+  auto wrong = client.Get("/settings", {{"Authorization", "Bearer sct_not_a_token"}});
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(30s), std::optional<int>(0)) << serve.err();
+}
+
 TEST(CliTokens, serve_refuses_auth_together_with_a_shared_token) {
   RunResult r = run({"serve", "--dsn", dsn(), "--auth", "--token", "x", "--listen", "127.0.0.1:0"});
   EXPECT_EQ(r.exit_code, 2) << r;

@@ -76,6 +76,15 @@ const char* signal_name(int signo) {
   }
 }
 
+// The token table's store. Beside a store's snapshot file, the tokens get one of their own
+// (FILE.tokens: hashes and rules, mode 0600), so that a server with --auth can start, and
+// authenticate, while the database is down, as the store it serves can.
+Options token_options(const std::string& schema, const std::string& store_snapshot_file) {
+  Options o = auth::token_store_options(schema);
+  if (!store_snapshot_file.empty()) o.snapshot_file = store_snapshot_file + ".tokens";
+  return o;
+}
+
 }  // namespace
 
 // Every /watch stream is a socket: take the file descriptors the system allows (the soft limit
@@ -176,7 +185,8 @@ int run_serve(const ServeArgs& args) {
       const service::StoreEntry& first = config.stores.front();
       spdlog::info("--auth: named tokens in {}.{} on pool '{}'", first.options.schema,
                    auth::kTokenTable, first.pool);
-      token_store = Store::open(pools, first.pool, auth::token_store_options(first.options.schema));
+      token_store = Store::open(pools, first.pool,
+                                token_options(first.options.schema, first.options.snapshot_file));
     }
   } else {
     std::string dsn = args.dsn.empty() ? env("SYNCCONFIG_DSN").value_or("") : args.dsn;
@@ -198,7 +208,7 @@ int run_serve(const ServeArgs& args) {
     stores.emplace_back("default", Store::open(dsn, std::move(options)));
     if (args.auth) {
       spdlog::info("--auth: named tokens in public.{}", auth::kTokenTable);
-      token_store = Store::open(dsn, auth::token_store_options("public"));
+      token_store = Store::open(dsn, token_options("public", args.snapshot_file));
     }
   }
   const bool tls = !tls_cert.empty();
