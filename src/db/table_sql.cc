@@ -437,7 +437,10 @@ END $fn$;
       keys);
   select_key =
       fmt::format("SELECT encode(ipad, 'hex'), encode(opad, 'hex') FROM {} WHERE id = 1", keys);
-  signing_installed = fmt::format("SELECT to_regclass('{}') IS NOT NULL", keys);
+  signing_installed = fmt::format(
+      "SELECT to_regclass('{0}') IS NOT NULL, "
+      "coalesce(has_table_privilege(to_regclass('{0}'), 'SELECT'), false)",
+      keys);
 
   installed =
       "SELECT split_part(encode(t.tgargs, 'escape'), '\\000', 1), "

@@ -31,7 +31,7 @@ struct TableSql {
   std::string installed;        // $1 = qualified table: channel, protocol version (no row if none)
   std::string create_triggers;  // Drops and creates the triggers for `channel`.
   // Payload signing, added to protocol 2 without a version change (old instances ignore "m").
-  std::string signing_installed;  // -> whether the key table exists
+  std::string signing_installed;  // -> whether the key table exists, whether this role may read it
   std::string insert_key;         // $1 ipad hex, $2 opad hex (kept if a key exists)
   std::string select_key;         // -> ipad hex, opad hex (no row: no key)
 

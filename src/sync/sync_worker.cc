@@ -315,14 +315,26 @@ void SyncWorker::load_key() {
   key_.reset();
   const Deadline deadline = deadline_after(ctx_.options.db_timeout);
   try {
-    if (conn_->exec(ctx_.sql->signing_installed, {}, deadline).text(0, 0) != "t") return;
+    Result installed = conn_->exec(ctx_.sql->signing_installed, {}, deadline);
+    if (installed.text(0, 0) != "t") return;
+    if (installed.text(0, 1) != "t") {
+      if (!key_denied_logged_) {
+        key_denied_logged_ = true;
+        ctx_.logger->info(
+            "syncconfig: this role may not read the payload key of {} (GRANT SELECT on its "
+            "_sc_key table to sign and to check signatures): every payload is verified by a read",
+            ctx_.sql->qualified_table);
+      }
+      return;
+    }
     Result r = conn_->exec(ctx_.sql->select_key, {}, deadline);
     if (r.rows() == 1) key_ = payload_key_from_hex(r.text(0, 0), r.text(0, 1));
   } catch (const Error& e) {
     if (!conn_->ok()) throw;
-    // Most likely a role without SELECT on the key: the read verifies every payload instead.
-    ctx_.logger->info("syncconfig: payloads of {} are verified by a read ({})",
-                      ctx_.sql->qualified_table, e.message());
+    ctx_.logger->warn(
+        "syncconfig: reading the payload key of {} failed ({}); payloads are "
+        "verified by a read",
+        ctx_.sql->qualified_table, e.message());
   }
 }
 

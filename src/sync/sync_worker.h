@@ -128,6 +128,7 @@ class SyncWorker {
   std::optional<PayloadKey> key_;
   bool key_loaded_ = false;
   std::chrono::steady_clock::time_point key_checked_at_;
+  bool key_denied_logged_ = false;
 
   std::chrono::steady_clock::time_point next_heartbeat_;
   std::chrono::steady_clock::time_point next_reconnect_;
