@@ -20,6 +20,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   if (n->revision <= 0) std::abort();
+  // A signature found is 32 hex digits, and what it signs is the payload before it, closed.
+  if (n->signature) {
+    if (n->signature->signature.size() != 32 || !n->signature->signed_text.ends_with('}') ||
+        n->signature->signed_text.size() >= payload.size()) {
+      std::abort();
+    }
+  }
   if (n->op == Notice::Op::kTruncate) return 0;
   if (n->key.empty() || n->key.size() > 4 * syncconfig::internal::kMaxKeyBytes ||
       n->key.find('\0') != std::string::npos) {
