@@ -346,8 +346,9 @@ void SyncWorker::apply_ready() {
   std::unordered_map<int64_t, LogRecord> records;
   std::string revisions = "{";
   std::size_t signed_count = 0;
-  // Revisions whose signature did not check: if the read confirms one, the table has another key.
-  std::vector<int64_t> unchecked;
+  // Signed notices whose signature did not check: if the read confirms one, the table has another
+  // key than the one this instance holds (or it holds none).
+  std::vector<const Notice*> unchecked;
   for (const auto& group : groups) {
     for (const Pending& p : group) {
       const Notice& n = p.notice;
@@ -360,7 +361,7 @@ void SyncWorker::apply_ready() {
         ++signed_count;
         continue;
       }
-      if (n.signature) unchecked.push_back(n.revision);
+      if (n.signature) unchecked.push_back(&n);
       if (revisions.size() > 1) revisions += ',';
       revisions += std::to_string(n.revision);
     }
@@ -383,13 +384,11 @@ void SyncWorker::apply_ready() {
   // table was recreated): once a read confirms such a change, look again, at most once a second
   // (a role that may not read the key would otherwise ask on every drain).
   if (!unchecked.empty() && steady_clock::now() - key_checked_at_ >= std::chrono::seconds(1)) {
-    for (const auto& group : groups) {
-      for (const Pending& p : group) {
-        auto it = records.find(p.notice.revision);
-        if (it != records.end() && matches(p.notice, it->second) &&
-            std::find(unchecked.begin(), unchecked.end(), p.notice.revision) != unchecked.end()) {
-          key_loaded_ = false;  // A genuine change signed with another key: read it again.
-        }
+    for (const Notice* n : unchecked) {
+      auto it = records.find(n->revision);
+      if (it != records.end() && matches(*n, it->second)) {
+        key_loaded_ = false;  // A genuine change signed with another key: read it again.
+        break;
       }
     }
   }
