@@ -343,6 +343,18 @@ void SyncWorker::apply_ready() {
   if (!key_loaded_) load_key();
   std::vector<std::vector<Pending>> groups;
   groups.swap(ready_);
+  // A catch-up (heartbeat, sync) since these arrived may have read past them: what it read is
+  // the table's state at its snapshot, so a change at or below the watermark is in the cache or
+  // was undone since (a later TRUNCATE drops keys without a tombstone). Applying it now would
+  // bring back a value the table no longer has. handle() checked this on arrival; check again.
+  const int64_t covered = ctx_.cache->watermark();
+  for (auto& group : groups) {
+    const auto stale = std::remove_if(
+        group.begin(), group.end(), [&](const Pending& p) { return p.notice.revision <= covered; });
+    ctx_.counters->notifications_ignored.fetch_add(
+        static_cast<uint64_t>(std::distance(stale, group.end())));
+    group.erase(stale, group.end());
+  }
   std::unordered_map<int64_t, LogRecord> records;
   std::string revisions = "{";
   std::size_t signed_count = 0;
