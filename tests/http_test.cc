@@ -1012,6 +1012,70 @@ TEST(HttpWatch, a_resume_token_is_checked_against_the_history_and_a_mismatch_is_
   EXPECT_EQ(ready->anchor->fingerprint, service::detail::change_fingerprint("c", json(3)));
 }
 
+// A client that resumes from a snapshot (GET /settings, or a snapshot file written from one)
+// names the last change it holds, as an event id does, and /changes checks it.
+TEST(HttpChanges, settings_say_where_to_resume_and_changes_check_an_anchored_since) {
+  Served s(watch_options());
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));
+  s.store().set("a", 1);
+  const int64_t b = s.store().set("b", 2);
+  ASSERT_TRUE(w.wait_until_change("b"));  // The server's feed has released b.
+
+  auto settings = s.http().Get("/settings");
+  ASSERT_TRUE(settings);
+  ASSERT_EQ(settings->status, 200);
+  ASSERT_TRUE(settings->has_header("X-Syncconfig-Resume-Id"));
+  const std::string id = settings->get_header_value("X-Syncconfig-Resume-Id");
+  std::optional<service::detail::ResumePoint> point = service::detail::parse_resume_point(id);
+  ASSERT_TRUE(point && point->anchor) << id;
+  EXPECT_EQ(point->revision, b);
+  EXPECT_EQ(point->revision, std::stoll(settings->get_header_value("X-Syncconfig-Revision")));
+  EXPECT_EQ(point->anchor->fingerprint, service::detail::change_fingerprint("b", json(2)));
+
+  const int64_t c = s.store().set("c", 3);
+  auto changes = [&](const std::string& since) {
+    auto r = s.http().Get("/changes?since=" + since);
+    EXPECT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+    return json::parse(r->body);
+  };
+  const json same = changes(id);
+  EXPECT_TRUE(same.at("complete").get<bool>()) << same;
+  EXPECT_FALSE(same.value("history_reset", false));
+  ASSERT_EQ(same.at("changes").size(), 1u) << same;
+  EXPECT_EQ(same.at("changes")[0].at("key"), "c");
+  EXPECT_EQ(same.at("changes")[0].at("revision"), c);
+
+  // The same number naming another change: a client of another history.
+  const std::string other = service::detail::format_event_id(
+      point->revision,
+      service::detail::ResumeAnchor{point->anchor->revision, point->anchor->fingerprint ^ 1u});
+  // Checked in memory by this server, and in the change log by one that has no past in memory.
+  auto later_store = Store::open(dsn(), test_options(s.table()));
+  HttpOptions o = watch_options();
+  o.port = 0;
+  HttpServer later({{"main", later_store.get()}}, o);
+  later.start();
+  auto later_client = client_for(later.port());
+  for (httplib::Client* http : {&s.http(), later_client.get()}) {
+    auto r = http->Get("/changes?since=" + other);
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json diverged = json::parse(r->body);
+    EXPECT_FALSE(diverged.at("complete").get<bool>()) << diverged;
+    EXPECT_TRUE(diverged.at("history_reset").get<bool>()) << diverged;
+    EXPECT_TRUE(diverged.at("changes").empty());
+    EXPECT_NE(diverged.at("reason").get<std::string>().find(std::to_string(point->revision)),
+              std::string::npos)
+        << diverged;
+  }
+  auto bad = s.http().Get("/changes?since=" + std::to_string(b) + ".xyz");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  later.stop();
+}
+
 // The case a revision number cannot tell: the table was recreated (or a failover lost commits)
 // and its new history has since passed the revision the client holds.
 TEST(HttpWatch, a_token_of_a_recreated_table_resets_even_once_the_new_table_passed_its_revision) {

@@ -84,6 +84,11 @@ class RevisionLog {
     }
     return true;
   }
+  std::vector<int64_t> revisions(const std::string& key) const {
+    std::lock_guard lock(mu_);
+    auto it = per_key_.find(key);
+    return it == per_key_.end() ? std::vector<int64_t>{} : it->second;
+  }
   std::optional<json> last(const std::string& key) const {
     std::lock_guard lock(mu_);
     auto it = last_.find(key);
@@ -181,6 +186,28 @@ TEST_F(RemoteStoreTest, a_write_returns_its_revision_and_is_read_back_at_once) {
   ASSERT_TRUE(wait_until([&] { return !reader->contains("num"); }));
   EXPECT_EQ(writer->stats().writes, 1u);
   EXPECT_EQ(writer->stats().deletes, 1u);
+}
+
+TEST_F(RemoteStoreTest, a_write_of_the_same_value_elsewhere_reaches_callbacks_with_its_revision) {
+  // A client that keeps the revisions its callbacks give (as the console does) names them in a
+  // compare-and-set: a write that kept the value must still move them, or the next
+  // compare-and-set conflicts with a value equal to the one it started from.
+  RevisionLog seen;  // Before the store: its callbacks may run until the store is destroyed.
+  std::atomic<int64_t> revision{0};
+  auto remote = RemoteStore::open({url_of(*server_)}, quick_options());
+  remote->subscribe(seen.callback(), [&](const Progress& p) { revision = p.revision; });
+  const int64_t first = store_->set("k", "v");
+  const int64_t again = store_->set("k", "v");
+  ASSERT_GT(again, first);
+  ASSERT_TRUE(wait_until([&] { return revision.load() >= again; }));
+  EXPECT_EQ(seen.revisions("k"), (std::vector<int64_t>{first, again}));
+  EXPECT_EQ(seen.last("k"), json("v"));
+  Recorder after;
+  remote->subscribe(after.callback());
+  CasResult cas = remote->set_if("k", "w", seen.revisions("k").back());
+  ASSERT_TRUE(cas.succeeded) << "conflict at " << cas.revision;
+  ASSERT_TRUE(wait_until([&] { return after.has("k", json("w")); }));
+  EXPECT_EQ(store_->get("k"), json("w"));
 }
 
 TEST_F(RemoteStoreTest, bad_writes_get_the_error_codes_of_store) {
@@ -491,6 +518,40 @@ TEST_F(RemoteStoreTest, a_stale_start_serves_the_snapshot_file_and_catches_up) {
   EXPECT_EQ(stale->get_crc(), store_->get_crc());
   stale->set("d", 4);
   EXPECT_EQ(store_->get("d"), json(4));
+}
+
+// The snapshot file keeps the id of the last change the store saw: a server whose history is
+// another (a failover lost that change, the table was recreated) resets the store, even when
+// its revisions have passed the file's, where the bare number would take its changes on top.
+TEST_F(RemoteStoreTest, a_stale_start_from_a_file_of_another_history_resets_to_the_servers) {
+  TempDir dir;
+  RemoteOptions o = quick_options();
+  o.snapshot_file = dir.file("remote.snap");
+  o.snapshot_interval = 10ms;
+  const int port = server_->port();
+  {
+    auto remote = RemoteStore::open({url_of(*server_)}, o);
+    store_->set("first", 1);
+    const int64_t seen = store_->set("first", 2);
+    ASSERT_TRUE(wait_until([&] { return remote->stats().revision >= seen; }));
+  }  // shutdown() writes the final state, with the id of the event of "first" = 2.
+  server_->stop();
+  server_.reset();
+
+  auto other = Store::open(dsn(), test_options(unique_name("t_remote_other")));
+  for (int i = 0; i < 3; ++i) other->set("early" + std::to_string(i), i);
+  for (int i = 0; i < 5; ++i) other->set("late", i);
+  ASSERT_GT(other->set("late", 5), store_->get_entry("first")->revision);
+
+  o.open_timeout = 200ms;
+  auto stale = RemoteStore::open({"http://127.0.0.1:" + std::to_string(port)}, o);
+  ASSERT_TRUE(stale->is_stale());
+  EXPECT_EQ(stale->get("first"), json(2));
+  auto second = serve(*other, port);  // Another history at the file's address.
+  ASSERT_TRUE(wait_until([&] { return !stale->is_stale(); }));
+  ASSERT_TRUE(wait_until([&] { return stale->get_all() == other->get_all(); }));
+  EXPECT_FALSE(stale->get("first"));
+  EXPECT_GE(stale->stats().history_resets, 1u);
 }
 
 TEST_F(RemoteStoreTest, a_corrupt_foreign_or_truncated_snapshot_file_is_refused) {

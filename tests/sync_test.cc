@@ -232,19 +232,27 @@ TEST(Sync, callbacks_see_local_writes_in_order_and_may_call_the_store) {
   store->shutdown();  // The callback uses locals declared after the store.
 }
 
-TEST(Sync, a_write_that_does_not_change_the_value_fires_no_callback) {
+TEST(Sync, a_write_of_the_same_value_is_a_change_at_its_revision_delivered_once) {
   Recorder on_a, on_b;
   Pair p;
   p.a->subscribe(on_a.callback());
   p.b->subscribe(on_b.callback());
-  p.a->set("same", 1);
-  p.a->set("same", 1);
+  const int64_t first = p.a->set("same", 1);
+  const int64_t again = p.a->set("same", 1);
   p.a->set("marker", 1);
   ASSERT_TRUE(wait_until([&] { return on_b.has("marker", json(1)); }));
   ASSERT_TRUE(wait_until([&] { return on_a.has("marker", json(1)); }));
-  // Once on each instance: the second write and the echo of A's own write change nothing.
-  EXPECT_EQ(on_a.size(), 2u);
-  EXPECT_EQ(on_b.size(), 2u);
+  // Both writes on each instance, each at its own revision (a compare-and-set names the second);
+  // the echo of A's own writes changes nothing, so is not delivered again.
+  for (const Recorder* r : {&on_a, &on_b}) {
+    const std::vector<Change> changes = r->changes();
+    ASSERT_EQ(changes.size(), 3u);
+    EXPECT_EQ(changes[0].revision, first);
+    EXPECT_EQ(changes[1].revision, again);
+    EXPECT_EQ(changes[1].value, json(1));
+    EXPECT_EQ(changes[2].key, "marker");
+  }
+  EXPECT_EQ(p.a->get_crc(), p.b->get_crc());
 }
 
 TEST(Sync, a_throwing_callback_is_logged_and_the_store_keeps_working) {

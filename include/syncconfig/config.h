@@ -269,9 +269,10 @@ class Config {
   }
 
   // Calls `callback` for every change applied to this instance's cache (local writes, remote
-  // writes, changes found by a resync), per key in commit order, on the dispatcher thread. A
-  // write that leaves a value unchanged does not call it. Exceptions it throws are logged and
-  // counted. Returns an id for unsubscribe().
+  // writes, changes found by a resync), per key in commit order, on the dispatcher thread. Every
+  // write is a change, a write of the value a key already holds too (it has its own revision,
+  // which a compare-and-set must name). Exceptions it throws are logged and counted. Returns an
+  // id for unsubscribe().
   virtual SubscriptionId subscribe(Callback callback) = 0;
   // Same, and `on_progress` (may be empty) is called on the same thread, in order with the
   // changes, each time the store is complete to a new revision (see Progress). This is what a

@@ -222,10 +222,17 @@ bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin orig
   Entry* e = map_.find(incoming->key());
   if (local_write && revision <= watermark_ && e == nullptr) return false;  // See cache.h.
   if (e != nullptr && revision <= e->revision) return false;
+  // Below a revision already seen: possibly a change the cache holds already (a server's
+  // snapshot can hold changes above its revision, and their events follow: note_applied).
+  const bool maybe_replay = revision <= max_revision_;
   note_revision(revision);
   anchor(origin, revision, incoming->key(), &incoming->hash);
   if (e != nullptr && e->same_value(*incoming)) {
+    // A write of the same value is still a change at its revision (the checksums stay): a
+    // client that names revisions in a compare-and-set, or follows /watch, must learn it, as
+    // etcd's watchers and the reference service's callbacks do. Not when it may be a replay.
     e->revision = revision;
+    if (!maybe_replay) push(*e, origin, written_at);
     return true;
   }
   if (e != nullptr && e->live()) sub_sums(e->hash);
@@ -375,6 +382,8 @@ std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision,
       e->mark = 1;
       if (e->revision > snapshot_revision) continue;  // A newer local write.
       if (e->same_value(*incoming)) {
+        // Not delivered: a server's snapshot enters every key at its own revision, so a moved
+        // revision need not be a write (see upsert_locked).
         e->revision = row.revision;
         continue;
       }

@@ -125,13 +125,19 @@ TEST_F(CacheTest, an_upsert_at_the_same_revision_is_ignored) {
   EXPECT_EQ(sink_.count(), 0u);
 }
 
-TEST_F(CacheTest, an_unchanged_value_at_a_newer_revision_pushes_no_change) {
+TEST_F(CacheTest, an_unchanged_value_at_a_newer_revision_is_a_change_at_that_revision) {
   ASSERT_TRUE(upsert("a", R"({"x": [1, 2]})", 5));
   const CacheDigest before = cache_.digest();
   sink_.take();
-  upsert("a", R"({"x": [1, 2]})", 7);
-  EXPECT_EQ(sink_.count(), 0u);
+  EXPECT_TRUE(upsert("a", R"({"x": [1, 2]})", 7, ChangeOrigin::kRemote));
+  std::vector<Change> changes = sink_.take();
+  ASSERT_EQ(changes.size(), 1u) << "a client naming revisions must learn the new one";
+  EXPECT_EQ(changes[0].key, "a");
+  EXPECT_EQ(changes[0].revision, 7);
+  EXPECT_EQ(changes[0].value, json::parse(R"({"x": [1, 2]})"));
+  EXPECT_EQ(changes[0].origin, ChangeOrigin::kRemote);
   EXPECT_EQ(cache_.get("a"), json::parse(R"({"x": [1, 2]})"));
+  // The content, so the checksums, did not change.
   EXPECT_EQ(cache_.digest().count, before.count);
   EXPECT_EQ(cache_.digest().crc, before.crc);
   EXPECT_EQ(cache_.digest().md5_sum, before.md5_sum);
@@ -139,6 +145,18 @@ TEST_F(CacheTest, an_unchanged_value_at_a_newer_revision_pushes_no_change) {
   EXPECT_FALSE(upsert("a", "6", 6));
   EXPECT_EQ(cache_.get("a"), json::parse(R"({"x": [1, 2]})"));
   EXPECT_EQ(sink_.count(), 0u);
+}
+
+TEST_F(CacheTest, an_unchanged_value_below_a_revision_already_seen_is_not_delivered) {
+  // A server's snapshot at 5 that already holds the change at 8 (its events follow): the event
+  // at 8 is a replay, not a write of its own.
+  ASSERT_TRUE(upsert("a", "1", 5));
+  cache_.note_applied(8);
+  sink_.take();
+  EXPECT_TRUE(upsert("a", "1", 8));
+  EXPECT_EQ(sink_.count(), 0u);
+  EXPECT_TRUE(upsert("a", "1", 9));  // Above anything seen: a write of the same value.
+  EXPECT_EQ(sink_.count(), 1u);
 }
 
 TEST_F(CacheTest, keys_are_independent) {
@@ -535,21 +553,28 @@ TEST_F(CacheTest, replace_all_resync_applies_the_differences_and_reports_them) {
   ASSERT_TRUE(upsert("gone", "3", 3));
   sink_.take();
 
+  ASSERT_TRUE(upsert("rewritten", "4", 4));
+  sink_.take();
+
   std::vector<Row> rows;
   rows.push_back(row("same", "1", 1));
   rows.push_back(row("changed", "22", 5));
   rows.push_back(row("added", R"("new")", 6));
+  // The same value at another revision: a server's snapshot enters every key at its own
+  // revision, so this says nothing about a write. Not delivered, not a repair.
+  rows.push_back(row("rewritten", "4", 7));
   EXPECT_EQ(cache_.replace_all(std::move(rows), 10, ReplaceMode::kResync), 3u);
 
   EXPECT_EQ(cache_.get("same"), json(1));
   EXPECT_EQ(cache_.get("changed"), json(22));
   EXPECT_EQ(cache_.get("added"), json("new"));
   EXPECT_EQ(cache_.get("gone"), std::nullopt);
-  EXPECT_EQ(cache_.size(), 3u);
+  EXPECT_EQ(cache_.size(), 4u);
   EXPECT_EQ(cache_.watermark(), 10);
   EXPECT_EQ(cache_.crc(),
             static_cast<uint32_t>(hash_entry("same", "1").crc + hash_entry("changed", "22").crc +
-                                  hash_entry("added", R"("new")").crc));
+                                  hash_entry("added", R"("new")").crc +
+                                  hash_entry("rewritten", "4").crc));
 
   std::map<std::string, Change> by_key;
   for (Change& c : sink_.take()) {
@@ -558,6 +583,7 @@ TEST_F(CacheTest, replace_all_resync_applies_the_differences_and_reports_them) {
   }
   ASSERT_EQ(by_key.size(), 3u);
   EXPECT_EQ(by_key.count("same"), 0u);
+  EXPECT_EQ(by_key.count("rewritten"), 0u);
   EXPECT_EQ(by_key.at("gone").value, std::nullopt);
   EXPECT_EQ(by_key.at("changed").value, json(22));
   EXPECT_EQ(by_key.at("changed").revision, 5);

@@ -26,7 +26,8 @@ namespace {
 
 constexpr std::string_view kMagic{"SYNCCONFIG-SNAPSHOT\0", 20};
 constexpr std::string_view kEndMagic{"SNAPEND\0", 8};
-constexpr uint32_t kVersion = 2;
+constexpr uint32_t kVersion = 3;
+constexpr uint32_t kOldestReadable = 2;  // Version 2 lacks the resume id.
 constexpr std::size_t kTrailerBytes = 8 + 4 + kEndMagic.size();
 // The table's key column holds 255 characters, up to 4 bytes each (see sync/payload.cc).
 constexpr std::size_t kMaxKeyFileBytes = 4 * kMaxKeyBytes;
@@ -288,6 +289,7 @@ void write_snapshot_file(const std::string& path, const SnapshotFileData& data) 
   if (!put_sized(out, data.source)) throw too_long("the source");
   put_u64(out, static_cast<uint64_t>(data.revision));
   put_u64(out, static_cast<uint64_t>(data.newest_revision));
+  if (!put_sized(out, data.resume_id)) throw too_long("the resume id");
   put_u64(out, static_cast<uint64_t>(to_micros(data.written_at)));
   put_u64(out, data.entries.size());
   for (const auto& [key, text] : data.entries) {
@@ -316,9 +318,9 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
     throw refuse(fmt::format("truncated (only {} bytes, the header is cut short)", size));
   }
   const uint32_t version = get_u32(bytes + kMagic.size());
-  if (version != kVersion) {
-    throw refuse(fmt::format("unsupported format version {} (this build reads version {})", version,
-                             kVersion));
+  if (version < kOldestReadable || version > kVersion) {
+    throw refuse(fmt::format("unsupported format version {} (this build reads versions {} to {})",
+                             version, kOldestReadable, kVersion));
   }
   if (size < kMagic.size() + 4 + kTrailerBytes ||
       std::string_view(bytes + size - kEndMagic.size(), kEndMagic.size()) != kEndMagic) {
@@ -346,10 +348,11 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   std::string_view source;
   uint64_t revision = 0;
   uint64_t newest = 0;
+  std::string_view resume_id;
   uint64_t micros = 0;
   uint64_t count = 0;
-  if (!in.sized(source) || !in.u64(revision) || !in.u64(newest) || !in.u64(micros) ||
-      !in.u64(count)) {
+  if (!in.sized(source) || !in.u64(revision) || !in.u64(newest) ||
+      (version >= 3 && !in.sized(resume_id)) || !in.u64(micros) || !in.u64(count)) {
     throw refuse("corrupt (the header is inconsistent)");
   }
   if (source != expected_source) {
@@ -370,6 +373,7 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   data.source = std::string(source);
   data.revision = static_cast<int64_t>(revision);
   data.newest_revision = static_cast<int64_t>(newest);
+  data.resume_id = std::string(resume_id);
   data.written_at = std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::microseconds(signed_micros)));

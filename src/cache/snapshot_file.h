@@ -7,12 +7,13 @@
 // cut short, damaged, of another source, or holding an entry the cache could not have held is
 // refused with an Error(kInternal) saying which.
 //
-// Format (version 2), integers little-endian:
+// Format (version 3; version 2 is read too, without the resume id), integers little-endian:
 //   "SYNCCONFIG-SNAPSHOT\0"   20 bytes, magic
-//   u32 format version        1
+//   u32 format version        3
 //   u32 source length, then the source's bytes
 //   i64 revision
 //   i64 newest revision
+//   u32 resume id length, then the resume id's bytes (version 3)
 //   i64 written_at            microseconds since the Unix epoch
 //   u64 entry count
 //   per entry: u32 key length, key, u32 text length, text (the value's jsonb text)
@@ -50,6 +51,10 @@ struct SnapshotFileData {
   // Kept to the microsecond.
   std::chrono::system_clock::time_point written_at;
   std::vector<std::pair<std::string, std::string>> entries;  // key, jsonb text of the value
+  // Where a client of a server resumes from, as that server's event id (R, R.hhhhhhhh or
+  // R.A.hhhhhhhh, with R <= revision): its anchor lets the server check that the data is of its
+  // history. Empty: none (a Store's own file, or no id known).
+  std::string resume_id;
 };
 
 // Writes `data` to `path`: <path>.tmp.<pid>.<counter> created with mode 0600 (O_EXCL), the

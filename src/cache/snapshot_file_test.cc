@@ -36,6 +36,7 @@ SnapshotFileData small_data() {
   d.source = std::string(kSource);
   d.revision = 42;
   d.newest_revision = 44;
+  d.resume_id = "42.40.deadbeef";
   d.written_at = some_time();
   d.entries = {{"feature:new_ui", "true"},
                {"rate", R"({"a": 1, "bb": [1.5, "x"]})"},
@@ -86,6 +87,7 @@ void expect_same(const SnapshotFileData& a, const SnapshotFileData& b) {
   EXPECT_EQ(a.source, b.source);
   EXPECT_EQ(a.revision, b.revision);
   EXPECT_EQ(a.newest_revision, b.newest_revision);
+  EXPECT_EQ(a.resume_id, b.resume_id);
   EXPECT_EQ(a.written_at, b.written_at);
   EXPECT_EQ(a.entries, b.entries);
 }
@@ -219,6 +221,26 @@ TEST_F(SnapshotFile, another_format_version_is_refused_and_named) {
   EXPECT_TRUE(contains(message, "unsupported format version 1")) << message;
 }
 
+TEST_F(SnapshotFile, a_version_2_file_is_read_without_a_resume_id) {
+  // What the previous release wrote: version 2 has no resume id after the newest revision.
+  SnapshotFileData d = small_data();
+  d.resume_id.clear();
+  write_snapshot_file(path_, d);
+  std::string bytes = read_bytes(path_);
+  const std::size_t resume_id_length = 20 + 4 + 4 + kSource.size() + 8 + 8;
+  ASSERT_EQ(bytes.substr(resume_id_length, 4), std::string(4, '\0'));
+  bytes.erase(resume_id_length, 4);
+  put_le(bytes, 20, 2, 4);
+  reseal(bytes);
+  write_bytes(path_, bytes);
+  expect_same(read_snapshot_file(path_, kSource), d);
+  put_le(bytes, 20, 4, 4);  // A later version is not guessed at.
+  reseal(bytes);
+  write_bytes(path_, bytes);
+  const std::string message = refusal(path_).message();
+  EXPECT_TRUE(contains(message, "unsupported format version 4")) << message;
+}
+
 TEST_F(SnapshotFile, a_file_truncated_at_any_byte_is_refused_and_says_so) {
   write_snapshot_file(path_, small_data());
   const std::string bytes = read_bytes(path_);
@@ -266,17 +288,19 @@ TEST_F(SnapshotFile, lengths_beyond_the_file_are_refused_without_allocating_them
   write_snapshot_file(path_, small_data());
   const std::string good = read_bytes(path_);
   const std::size_t source_at = 24;
+  const std::size_t resume_id_at = source_at + 4 + kSource.size() + 16;  // revision, newest
   const std::size_t count_at =
-      source_at + 4 + kSource.size() + 24;  // revision, newest revision, written_at
+      resume_id_at + 4 + small_data().resume_id.size() + 8;  // resume id, written_at
   const std::size_t first_key_at = count_at + 8;
   struct Damage {
     std::size_t at;
     uint64_t value;
     int width;
   };
-  for (const Damage& d : {Damage{source_at, 0xffffffff, 4}, Damage{count_at, uint64_t{1} << 60, 8},
-                          Damage{count_at, ~uint64_t{0}, 8}, Damage{count_at, 4, 8},
-                          Damage{first_key_at, 0xfffffff0, 4}, Damage{count_at, 2, 8}}) {
+  for (const Damage& d :
+       {Damage{source_at, 0xffffffff, 4}, Damage{resume_id_at, 0xffffff00, 4},
+        Damage{count_at, uint64_t{1} << 60, 8}, Damage{count_at, ~uint64_t{0}, 8},
+        Damage{count_at, 4, 8}, Damage{first_key_at, 0xfffffff0, 4}, Damage{count_at, 2, 8}}) {
     std::string bytes = good;
     put_le(bytes, d.at, d.value, d.width);
     reseal(bytes);

@@ -58,6 +58,7 @@ namespace {
 
 constexpr const char* kJsonType = "application/json";
 constexpr const char* kFilteredHeader = "X-Syncconfig-Filtered";
+constexpr const char* kResumeIdHeader = "X-Syncconfig-Resume-Id";
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
@@ -1110,6 +1111,12 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     if (route.kind == detail::Route::Kind::kTokens) return respond_tokens(route, req);
     if (auto res = respond_safe(route, req, store, prefix, caller)) return std::move(*res);
     if (route.kind == detail::Route::Kind::kList) {
+      // The feed's position and its anchor, taken before the snapshot (which holds at least
+      // every change up to it): an event id a client resumes /watch or /changes with, checked
+      // against the history like any event's (docs/protocol.md, "Resume tokens").
+      const int64_t position = route.feed->position();
+      const std::optional<detail::ResumeAnchor> anchor =
+          position > 0 ? route.feed->anchor_at(position) : std::nullopt;
       Snapshot snap = store.snapshot(prefix);
       filter(snap.values);
       // Read after the snapshot, so at least the highest revision it can hold: a change applied
@@ -1119,10 +1126,41 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       Response res = json_response(200, settings_object(snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       res.set("X-Syncconfig-Newest-Revision", std::to_string(newest));
+      if (anchor && position <= snap.revision) {
+        res.set(kResumeIdHeader, detail::format_event_id(position, anchor));
+      }
       if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }
     if (route.kind == detail::Route::Kind::kChanges) {
+      // An anchored `since` first: from another history (a failover lost the change it names,
+      // or the table was recreated), the changes after its number are another history's.
+      if (route.since_anchor) {
+        std::optional<std::string> diverged;
+        switch (route.feed->check_anchor(*route.since_anchor)) {
+          case StoreFeed::AnchorCheck::kMatch:
+            break;
+          case StoreFeed::AnchorCheck::kMismatch:
+            diverged = fmt::format(
+                "revision {}, the last change the client saw, names another change on this "
+                "server (its history diverged)",
+                route.since_anchor->revision);
+            break;
+          case StoreFeed::AnchorCheck::kUnknown:
+            diverged = route.feed->verify_anchor(*route.since_anchor);  // Throws: 503.
+            break;
+        }
+        if (diverged) {
+          const int64_t now = store.stats().revision;
+          Response res = json_response(200, {{"complete", false},
+                                             {"reason", *diverged},
+                                             {"history_reset", true},
+                                             {"revision", now},
+                                             {"changes", json::array()}});
+          res.set("X-Syncconfig-Revision", std::to_string(now));
+          return res;
+        }
+      }
       ChangesSince c =
           store.changes_since(*route.since, route.prefixes.empty() ? "" : route.prefixes.front());
       json changes = json::array();

@@ -207,22 +207,18 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
         if (v < 1 || v > 10000) return Refusal{400, "limit must be 1..10000", {}};
         route.limit = static_cast<std::size_t>(v);
       }
-    } else if (name == "since" && route.kind == Route::Kind::kWatch) {
+    } else if (name == "since" && route.kind != Route::Kind::kList) {
+      // An event id, anchored or not (/changes too: a client that resumes from a snapshot file
+      // names the change it saw last, to be checked against this history).
       std::optional<ResumePoint> point = parse_resume_point(value);
       if (!point) return Refusal{400, bad_event_id("since"), {}};
       route.since = point->revision;
       route.since_anchor = point->anchor;
-    } else if (name == "since" && route.kind != Route::Kind::kList) {
-      std::optional<uint64_t> id = parse_event_id(value);
-      if (!id || *id > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return Refusal{400, "since must be a revision (a non-negative integer)", {}};
-      }
-      route.since = static_cast<int64_t>(*id);
     }
   }
   if (every_key) route.prefixes.clear();
   if (route.kind == Route::Kind::kChanges && !route.since) {
-    return Refusal{400, "/changes needs since=R (a revision: a non-negative integer)", {}};
+    return Refusal{400, "/changes needs since=R (an event id: R, R.hhhhhhhh or R.A.hhhhhhhh)", {}};
   }
   return route;
 }

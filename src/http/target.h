@@ -41,7 +41,7 @@ struct Route {
   std::vector<std::string> prefixes;  // kList, kChanges (at most one), kWatch; empty: every key.
   std::optional<int64_t> since;       // kWatch: ?since= (the server lets Last-Event-ID win);
                                       // kChanges: required.
-  std::optional<ResumeAnchor> since_anchor;  // kWatch: the anchor of the event id, if it has one.
+  std::optional<ResumeAnchor> since_anchor;  // kWatch, kChanges: the id's anchor, if it has one.
   std::optional<int64_t> at;                 // kList: ?at=R, the state right after revision R.
   std::size_t limit = 100;                   // kHistory: ?limit= (1..10000).
   int64_t before = 0;                        // kHistory: ?before=R (0: none).

@@ -251,6 +251,25 @@ TEST(ParseTarget, since_is_a_revision_a_non_negative_integer_that_fits_int64) {
   }
 }
 
+TEST(ParseTarget, changes_take_an_event_id_whose_anchor_is_kept) {
+  Route plain = route_of("/changes?since=42");
+  EXPECT_EQ(plain.since, 42);
+  EXPECT_FALSE(plain.since_anchor);
+  Route anchored = route_of("/changes?since=42.40.deadbeef&prefix=app:");
+  EXPECT_EQ(anchored.since, 42);
+  ASSERT_TRUE(anchored.since_anchor);
+  EXPECT_EQ(anchored.since_anchor->revision, 40);
+  EXPECT_EQ(anchored.since_anchor->fingerprint, 0xdeadbeefu);
+  for (const char* target : {"/changes?since=-1", "/changes?since=42.xyz", "/changes?since=4.5.6",
+                             "/changes?since=40.42.deadbeef"}) {  // The anchor above it.
+    SCOPED_TRACE(target);
+    Refusal r = refusal_of(target);
+    EXPECT_EQ(r.status, 400);
+    EXPECT_TRUE(mentions(r, "since must be an event id")) << r.message;
+  }
+  EXPECT_TRUE(mentions(refusal_of("/changes"), "needs since"));
+}
+
 TEST(ParseTarget, a_prefix_no_key_can_start_with_is_400_on_watch_and_settings) {
   const std::string too_long(256, 'p');
   for (const std::string& route : {"/watch", "/settings", "/stores/tenant-a/watch"}) {

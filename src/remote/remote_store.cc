@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -134,7 +135,8 @@ class RemoteStore::Impl {
     open_from_a_server_or_file();
     if (!options_.snapshot_file.empty()) {
       writer_ = internal::start_snapshot_writer(cache_, counters_, options_.snapshot_file,
-                                                options_.snapshot_interval, source(), logger_);
+                                                options_.snapshot_interval, source(), logger_,
+                                                [this] { return saved_resume_id(); });
     }
     follower_ = std::thread([this] { follow(); });
   }
@@ -398,7 +400,7 @@ class RemoteStore::Impl {
     } else {
       return ChangesSince{true, {}, cache_.watermark(), {}};
     }
-    return fetch_changes(current_index(), revision, narrow);
+    return fetch_changes(current_index(), std::to_string(revision), narrow);
   }
 
   // --- Lifecycle ----------------------------------------------------------------------------
@@ -559,6 +561,9 @@ class RemoteStore::Impl {
     std::vector<internal::Row> rows;
     int64_t revision = 0;
     int64_t newest = 0;  // X-Syncconfig-Newest-Revision (see Cache::note_applied).
+    // X-Syncconfig-Resume-Id: the server's event id at (or below) `revision`, whose anchor lets
+    // a resume from it be checked (docs/protocol.md, "Resume tokens"). Empty: none.
+    std::string resume_id;
   };
   ServerSnapshot take_snapshot(std::size_t first, const std::string& what,
                                std::size_t* answered = nullptr) {
@@ -582,20 +587,29 @@ class RemoteStore::Impl {
                   what + ": the answer has no X-Syncconfig-Revision: not a syncconfig server");
     }
     out.newest = std::max(out.revision, header_value("X-Syncconfig-Newest-Revision"));
+    if (std::optional<std::string> id = r.header("X-Syncconfig-Resume-Id")) {
+      const std::optional<int64_t> at = revision_of_id(*id);
+      if (at && *at <= out.revision) out.resume_id = std::move(*id);
+    }
     out.rows = rows_of(parse_json(r.body, what), out.revision, options_.prefix, what);
     return out;
   }
 
   // Makes the cache equal to `snap` (see ReplaceMode); returns how many keys changed.
   std::size_t load(ServerSnapshot snap, internal::ReplaceMode mode) {
-    std::size_t changed = cache_.replace_all(std::move(snap.rows), snap.revision, mode);
+    const int64_t revision = snap.revision;
+    std::size_t changed = cache_.replace_all(std::move(snap.rows), revision, mode);
     cache_.note_applied(snap.newest);
+    set_resume(revision, std::move(snap.resume_id), mode == internal::ReplaceMode::kReset);
     return changed;
   }
 
-  ChangesSince fetch_changes(std::size_t first, int64_t revision, std::string_view prefix) {
-    const std::string what = fmt::format("changes_since({})", revision);
-    std::string target = fmt::format("{}/changes?since={}", base_, revision);
+  // `since`: a revision, or an event id whose anchor the server checks first (then
+  // `history_reset`, if given, says whether it found another history).
+  ChangesSince fetch_changes(std::size_t first, const std::string& since, std::string_view prefix,
+                             bool* history_reset = nullptr) {
+    const std::string what = fmt::format("changes_since({})", since);
+    std::string target = fmt::format("{}/changes?since={}", base_, since);
     if (!prefix.empty()) target += "&prefix=" + http::percent_encode(prefix);
     http::Response r = send("GET", target, {}, what, first);
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
@@ -605,6 +619,7 @@ class RemoteStore::Impl {
       out.complete = body.at("complete").get<bool>();
       out.reason = body.value("reason", std::string());
       out.revision = body.at("revision").get<int64_t>();
+      if (history_reset != nullptr) *history_reset = body.value("history_reset", false);
       for (const json& c : body.at("changes")) {
         Change ch;
         ch.key = c.at("key").get<std::string>();
@@ -652,9 +667,10 @@ class RemoteStore::Impl {
 
   bool open_from_file(const Error& why) {
     int64_t revision = 0;
+    std::string resume_id;
     try {
-      revision =
-          internal::open_stale_from_file(cache_, counters_, options_.snapshot_file, source());
+      revision = internal::open_stale_from_file(cache_, counters_, options_.snapshot_file, source(),
+                                                &resume_id);
     } catch (const Error& e) {
       logger_->error("syncconfig: no server answered and the snapshot file is refused: {}",
                      e.message());
@@ -664,6 +680,9 @@ class RemoteStore::Impl {
         "syncconfig: no server answered ({}); serving the snapshot file {} (revision {}, {} "
         "keys), stale: writes are refused until a server answers",
         why.message(), options_.snapshot_file, revision, cache_.size());
+    // The catch-up resumes from it, so that the first server checks the file is of its history.
+    const std::optional<int64_t> at = revision_of_id(resume_id);
+    set_resume(revision, at && *at <= revision ? std::move(resume_id) : std::string(), true);
     return true;
   }
 
@@ -701,7 +720,8 @@ class RemoteStore::Impl {
   void catch_up_from_stale(std::size_t idx) {
     index_.store(idx);
     const int64_t since = cache_.watermark();
-    ChangesSince c = fetch_changes(idx, since, options_.prefix);
+    bool history_reset = false;
+    ChangesSince c = fetch_changes(idx, resume_id_for(since), options_.prefix, &history_reset);
     std::size_t changed = 0;
     if (c.complete) {
       // One snapshot of the table: applied as one unit.
@@ -724,7 +744,9 @@ class RemoteStore::Impl {
       counters_.catch_ups.fetch_add(1);
     } else {
       ServerSnapshot snap = take_snapshot(idx, "catching up");
-      const bool backwards = snap.revision < since;
+      // Another history (the file's last change is not this server's), or a table that is
+      // behind the file: trust only the server.
+      const bool backwards = history_reset || snap.revision < since;
       changed = load(std::move(snap),
                      backwards ? internal::ReplaceMode::kReset : internal::ReplaceMode::kResync);
       counters_.resyncs.fetch_add(1);
@@ -756,8 +778,7 @@ class RemoteStore::Impl {
     // fingerprint of the last change the server had released): the server checks it, so a
     // history that diverged (a failover) resets this store even once it has passed this number.
     const int64_t watermark = cache_.watermark();
-    const http::Headers headers = {
-        {"Last-Event-ID", resume_revision_ == watermark ? resume_id_ : std::to_string(watermark)}};
+    const http::Headers headers = {{"Last-Event-ID", resume_id_for(watermark)}};
     unit_.clear();
     unit_events_ = 0;
     bool ready = false;
@@ -867,8 +888,42 @@ class RemoteStore::Impl {
     const std::string number = std::to_string(revision);
     const bool ours =
         e.id.starts_with(number) && (e.id.size() == number.size() || e.id[number.size()] == '.');
-    resume_revision_ = revision;
-    resume_id_ = ours ? e.id : number;
+    set_resume(revision, ours ? e.id : number, /*force=*/true);
+  }
+
+  // The revision an event id of this service names (its number before any '.').
+  static std::optional<int64_t> revision_of_id(std::string_view id) {
+    const std::string_view number = id.substr(0, id.find('.'));
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), v);
+    if (number.empty() || ec != std::errc() || end != number.data() + number.size() || v < 0) {
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  // Records `id` (empty: none) as the point to resume from while the watermark is `watermark`.
+  // A load that is not `force`d does not replace a point recorded for a higher watermark (sync()
+  // runs beside the follower).
+  void set_resume(int64_t watermark, std::string id, bool force) {
+    std::lock_guard lock(resume_mu_);
+    if (!force && watermark < resume_watermark_) return;
+    resume_watermark_ = watermark;
+    resume_id_ = std::move(id);
+  }
+  // What to resume from at `watermark`: the recorded id when it was recorded there (its anchor
+  // is then checked by the server), else the bare revision.
+  std::string resume_id_for(int64_t watermark) const {
+    std::lock_guard lock(resume_mu_);
+    if (resume_watermark_ == watermark && !resume_id_.empty()) return resume_id_;
+    return std::to_string(watermark);
+  }
+  // For the snapshot file (writer thread). set_resume runs after the cache moved to its
+  // watermark, so the id names no revision above the cache exported next, but for a reset that
+  // lowered it: open_from_file drops an id above the file's revision.
+  std::string saved_resume_id() const {
+    std::lock_guard lock(resume_mu_);
+    return resume_id_;
   }
 
   void apply_unit() {
@@ -884,8 +939,9 @@ class RemoteStore::Impl {
   // stream breaks (resuming from the watermark sends it again).
   std::vector<internal::CacheChange> unit_;
   std::size_t unit_events_ = 0;
-  // The id of the last event that set the watermark, and that watermark (follower thread only).
-  int64_t resume_revision_ = -1;
+  // The point to resume from and the watermark it was recorded at (set_resume).
+  mutable std::mutex resume_mu_;
+  int64_t resume_watermark_ = -1;
   std::string resume_id_;
 
   static constexpr std::chrono::milliseconds kPendingWriteWait{1000};

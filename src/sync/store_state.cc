@@ -65,8 +65,9 @@ Stats read_stats(const Cache& cache, const Counters& counters) {
 }
 
 int64_t open_stale_from_file(Cache& cache, Counters& counters, const std::string& path,
-                             const std::string& source) {
+                             const std::string& source, std::string* resume_id) {
   SnapshotFileData data = read_snapshot_file(path, source);
+  if (resume_id != nullptr) *resume_id = data.resume_id;
   std::vector<Row> rows;
   rows.reserve(data.entries.size());
   for (auto& [key, text] : data.entries) {
@@ -85,12 +86,15 @@ std::unique_ptr<SnapshotWriter> start_snapshot_writer(const Cache& cache, const 
                                                       std::string path,
                                                       std::chrono::milliseconds interval,
                                                       std::string source,
-                                                      std::shared_ptr<spdlog::logger> logger) {
+                                                      std::shared_ptr<spdlog::logger> logger,
+                                                      std::function<std::string()> resume_id) {
   return std::make_unique<SnapshotWriter>(
       std::move(path), interval, [&cache] { return cache.content_version(); },
-      [&cache, &counters, source = std::move(source)] {
+      [&cache, &counters, source = std::move(source), resume_id = std::move(resume_id)] {
+        std::string id = resume_id ? resume_id() : std::string();  // Before: see the header.
         SnapshotFileData data = cache.export_snapshot();
         data.source = source;
+        data.resume_id = std::move(id);
         if (counters.stale.load()) {
           data.written_at = std::chrono::system_clock::time_point(
               std::chrono::microseconds(counters.stale_as_of_us.load()));

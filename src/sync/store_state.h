@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,16 +31,20 @@ Stats read_stats(const Cache& cache, const Counters& counters);
 
 // Fills the (empty) cache from the snapshot file at `path` of `source`, and marks the store
 // stale (Counters::stale, stale_as_of_us). Throws Error(kInternal) saying why a file is refused
-// (read_snapshot_file); nothing is loaded then. Returns the file's revision.
+// (read_snapshot_file); nothing is loaded then. Returns the file's revision; `resume_id` (if
+// given) gets the file's resume id (SnapshotFileData::resume_id).
 int64_t open_stale_from_file(Cache& cache, Counters& counters, const std::string& path,
-                             const std::string& source);
+                             const std::string& source, std::string* resume_id = nullptr);
 
 // A writer keeping `path` equal to the cache (see SnapshotWriter). While the store is stale,
 // the file keeps the time of the file it came from: a stale cache is as old as that.
+// `resume_id` (may be empty) is called on the writer thread before the cache is exported: its
+// id must not name a revision above the cache's watermark from then on.
 std::unique_ptr<SnapshotWriter> start_snapshot_writer(const Cache& cache, const Counters& counters,
                                                       std::string path,
                                                       std::chrono::milliseconds interval,
                                                       std::string source,
-                                                      std::shared_ptr<spdlog::logger> logger);
+                                                      std::shared_ptr<spdlog::logger> logger,
+                                                      std::function<std::string()> resume_id = {});
 
 }  // namespace syncconfig::internal

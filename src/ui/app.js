@@ -1230,8 +1230,9 @@
   }
 
   // A 412 whose current value is still the one the edit started from: a write of the same value
-  // moved the revision (the server records it, but /watch sends no change for it). Nothing the
-  // user has not seen changed, so the approved diff still holds: move the base and send again.
+  // moved the revision while the user edited (its /watch event keeps an unsaved edit as it is).
+  // Nothing the user has not seen changed, so the approved diff still holds: move the base and
+  // send again.
   function rebaseIfUnchanged(v, data) {
     if (!v.base.exists || !(Number(data.revision) > v.base.revision)) return false;
     if (pretty(data.value) !== v.baseText) return false;
