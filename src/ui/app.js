@@ -100,6 +100,7 @@
     gen: 0,               // bumped by every (re)start: async work of an older start stops quietly
     watchCtrl: null,
     baseRevision: 0,      // X-Syncconfig-Revision of the GET /settings the tree was built from
+    baseResumeId: '',     // its X-Syncconfig-Resume-Id (an anchored event id), when it had one
     lastEventId: '',
     conn: 'connecting',
     loaded: false,        // the first /settings has arrived
@@ -715,7 +716,7 @@
         const headers = authHeaders();
         let url = `${storeBase()}/watch`;
         if (S.lastEventId) headers['Last-Event-ID'] = S.lastEventId;
-        else url += `?since=${S.baseRevision}`;
+        else url += `?since=${encodeURIComponent(S.baseResumeId || String(S.baseRevision))}`;
         const res = await fetch(url, { headers, signal: ctrl.signal, cache: 'no-store' });
         if (res.status === 401) return askToken();
         if (res.status === 400 || res.status === 410) {
@@ -840,6 +841,8 @@
     Index.replace(Object.keys(r.data || {}));
     S.loaded = true;
     S.baseRevision = Number(r.headers.get('X-Syncconfig-Revision')) || 0;
+    // Where to follow from, with the anchor the server checks (another history: a reset).
+    S.baseResumeId = r.headers.get('X-Syncconfig-Resume-Id') || '';
     S.lastEventId = '';
     setRevision(S.baseRevision);
     const filtered = r.headers.get('X-Syncconfig-Filtered') === 'true';
