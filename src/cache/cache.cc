@@ -84,6 +84,7 @@ SnapshotFileData Cache::export_snapshot() const {
     map_.for_each([&](const Entry& e) { live[listed++] = &e; });
     out.revision = watermark_;
     out.newest_revision = std::max(max_revision_, watermark_);
+    out.anchors.assign(anchors_.begin(), anchors_.end());
     exports_.fetch_add(1);
   }
   live.resize(listed);
@@ -289,6 +290,15 @@ void Cache::anchor(ChangeOrigin origin, int64_t revision, std::string_view key,
 std::vector<Anchor> Cache::anchors() const {
   std::shared_lock lock(mu_);
   return {anchors_.begin(), anchors_.end()};
+}
+
+void Cache::restore_anchors(const std::vector<Anchor>& anchors) {
+  std::unique_lock lock(mu_);
+  anchors_.clear();
+  for (const Anchor& a : anchors) {
+    if (anchors_.size() == kAnchors) anchors_.pop_front();
+    anchors_.push_back(a);
+  }
 }
 
 std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,

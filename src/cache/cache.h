@@ -82,17 +82,6 @@ enum class ReplaceMode {
              // and lower the watermark to it.
 };
 
-// A change this instance applied from a notification or its own write, as the database's change
-// log must still have it: after a reconnect, a log without it (or with another change at its
-// revision) means the database's history diverged from what this instance saw — a failover to a
-// standby that lacked commits — and only a reset reload is exact (docs/protocol.md).
-struct Anchor {
-  int64_t revision = 0;
-  std::string key;
-  bool deleted = false;
-  uint32_t md5 = 0;  // EntryHash::md5 of the value (set only).
-};
-
 struct CacheDigest {
   std::size_t count = 0;
   uint32_t crc = 0;
@@ -140,6 +129,9 @@ class Cache {
   // writes, oldest first; cleared by a reset reload.
   static constexpr std::size_t kAnchors = 8;
   std::vector<Anchor> anchors() const;
+  // Replaces them with those of a snapshot file the cache was loaded from (at most the newest
+  // kAnchors of them).
+  void restore_anchors(const std::vector<Anchor>& anchors);
 
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
   // tombstone). The result of this instance's own write (`local_write`, applied by the writing

@@ -211,6 +211,12 @@ class Cursor {
     skip(4);
     return true;
   }
+  bool u8(uint8_t& v) {
+    if (left_ < 1) return false;
+    v = static_cast<uint8_t>(*p_);
+    skip(1);
+    return true;
+  }
   bool u64(uint64_t& v) {
     if (left_ < 8) return false;
     v = get_u64(p_);
@@ -290,6 +296,13 @@ void write_snapshot_file(const std::string& path, const SnapshotFileData& data) 
   put_u64(out, static_cast<uint64_t>(data.revision));
   put_u64(out, static_cast<uint64_t>(data.newest_revision));
   if (!put_sized(out, data.resume_id)) throw too_long("the resume id");
+  put_u32(out, static_cast<uint32_t>(data.anchors.size()));
+  for (const Anchor& a : data.anchors) {
+    put_u64(out, static_cast<uint64_t>(a.revision));
+    out.push_back(a.deleted ? '\1' : '\0');
+    put_u32(out, a.md5);
+    if (!put_sized(out, a.key)) throw too_long("an anchor's key");
+  }
   put_u64(out, static_cast<uint64_t>(to_micros(data.written_at)));
   put_u64(out, data.entries.size());
   for (const auto& [key, text] : data.entries) {
@@ -349,10 +362,29 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   uint64_t revision = 0;
   uint64_t newest = 0;
   std::string_view resume_id;
+  std::vector<Anchor> anchors;
   uint64_t micros = 0;
   uint64_t count = 0;
+  auto read_anchors = [&] {
+    uint32_t n = 0;
+    if (!in.u32(n) || n > in.left() / 17) return false;  // Each takes at least 17 bytes.
+    anchors.resize(n);
+    for (Anchor& a : anchors) {
+      uint64_t rev = 0;
+      uint8_t deleted = 0;
+      std::string_view key;
+      if (!in.u64(rev) || !in.u8(deleted) || deleted > 1 || !in.u32(a.md5) || !in.sized(key)) {
+        return false;
+      }
+      a.revision = static_cast<int64_t>(rev);
+      a.deleted = deleted == 1;
+      a.key = std::string(key);
+    }
+    return true;
+  };
   if (!in.sized(source) || !in.u64(revision) || !in.u64(newest) ||
-      (version >= 3 && !in.sized(resume_id)) || !in.u64(micros) || !in.u64(count)) {
+      (version >= 3 && (!in.sized(resume_id) || !read_anchors())) || !in.u64(micros) ||
+      !in.u64(count)) {
     throw refuse("corrupt (the header is inconsistent)");
   }
   if (source != expected_source) {
@@ -374,6 +406,7 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
   data.revision = static_cast<int64_t>(revision);
   data.newest_revision = static_cast<int64_t>(newest);
   data.resume_id = std::string(resume_id);
+  data.anchors = std::move(anchors);
   data.written_at = std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::microseconds(signed_micros)));

@@ -14,6 +14,8 @@
 //   i64 revision
 //   i64 newest revision
 //   u32 resume id length, then the resume id's bytes (version 3)
+//   u32 anchor count, per anchor: i64 revision, u8 deleted, u32 md5, u32 key length, key
+//                             (version 3)
 //   i64 written_at            microseconds since the Unix epoch
 //   u64 entry count
 //   per entry: u32 key length, key, u32 text length, text (the value's jsonb text)
@@ -39,6 +41,20 @@
 
 namespace syncconfig::internal {
 
+// A change this instance applied from a notification or its own write, as the database's change
+// log must still have it: after a reconnect, a log without it (or with another change at its
+// revision) means the database's history diverged from what this instance saw — a failover to a
+// standby that lacked commits — and only a reset reload is exact (docs/protocol.md). Kept in the
+// snapshot file, so that a store that starts from it checks the same on its first connection.
+struct Anchor {
+  int64_t revision = 0;
+  std::string key;
+  bool deleted = false;
+  uint32_t md5 = 0;  // EntryHash::md5 of the value (set only).
+
+  bool operator==(const Anchor&) const = default;
+};
+
 struct SnapshotFileData {
   // What this is a snapshot of, e.g. "table public.sync_config" or "remote /stores/x
   // prefix=app:"; a file of another source is foreign.
@@ -55,6 +71,8 @@ struct SnapshotFileData {
   // R.A.hhhhhhhh, with R <= revision): its anchor lets the server check that the data is of its
   // history. Empty: none (a Store's own file, or no id known).
   std::string resume_id;
+  // The cache's anchors (Cache::anchors), oldest first (version 3).
+  std::vector<Anchor> anchors;
 };
 
 // Writes `data` to `path`: <path>.tmp.<pid>.<counter> created with mode 0600 (O_EXCL), the

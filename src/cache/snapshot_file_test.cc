@@ -37,6 +37,7 @@ SnapshotFileData small_data() {
   d.revision = 42;
   d.newest_revision = 44;
   d.resume_id = "42.40.deadbeef";
+  d.anchors = {{40, "rate", false, 0x1234abcd}, {42, "gone", true, 0}};
   d.written_at = some_time();
   d.entries = {{"feature:new_ui", "true"},
                {"rate", R"({"a": 1, "bb": [1.5, "x"]})"},
@@ -88,6 +89,7 @@ void expect_same(const SnapshotFileData& a, const SnapshotFileData& b) {
   EXPECT_EQ(a.revision, b.revision);
   EXPECT_EQ(a.newest_revision, b.newest_revision);
   EXPECT_EQ(a.resume_id, b.resume_id);
+  EXPECT_EQ(a.anchors, b.anchors);
   EXPECT_EQ(a.written_at, b.written_at);
   EXPECT_EQ(a.entries, b.entries);
 }
@@ -225,11 +227,12 @@ TEST_F(SnapshotFile, a_version_2_file_is_read_without_a_resume_id) {
   // What the previous release wrote: version 2 has no resume id after the newest revision.
   SnapshotFileData d = small_data();
   d.resume_id.clear();
+  d.anchors.clear();
   write_snapshot_file(path_, d);
   std::string bytes = read_bytes(path_);
   const std::size_t resume_id_length = 20 + 4 + 4 + kSource.size() + 8 + 8;
-  ASSERT_EQ(bytes.substr(resume_id_length, 4), std::string(4, '\0'));
-  bytes.erase(resume_id_length, 4);
+  ASSERT_EQ(bytes.substr(resume_id_length, 8), std::string(8, '\0'));  // No id, no anchors.
+  bytes.erase(resume_id_length, 8);
   put_le(bytes, 20, 2, 4);
   reseal(bytes);
   write_bytes(path_, bytes);
@@ -289,8 +292,11 @@ TEST_F(SnapshotFile, lengths_beyond_the_file_are_refused_without_allocating_them
   const std::string good = read_bytes(path_);
   const std::size_t source_at = 24;
   const std::size_t resume_id_at = source_at + 4 + kSource.size() + 16;  // revision, newest
-  const std::size_t count_at =
-      resume_id_at + 4 + small_data().resume_id.size() + 8;  // resume id, written_at
+  const std::size_t anchors_at = resume_id_at + 4 + small_data().resume_id.size();
+  std::size_t anchor_bytes = 4;
+  for (const Anchor& a : small_data().anchors) anchor_bytes += 8 + 1 + 4 + 4 + a.key.size();
+  const std::size_t first_anchor_key_at = anchors_at + 4 + 8 + 1 + 4;
+  const std::size_t count_at = anchors_at + anchor_bytes + 8;  // written_at
   const std::size_t first_key_at = count_at + 8;
   struct Damage {
     std::size_t at;
@@ -299,8 +305,11 @@ TEST_F(SnapshotFile, lengths_beyond_the_file_are_refused_without_allocating_them
   };
   for (const Damage& d :
        {Damage{source_at, 0xffffffff, 4}, Damage{resume_id_at, 0xffffff00, 4},
-        Damage{count_at, uint64_t{1} << 60, 8}, Damage{count_at, ~uint64_t{0}, 8},
-        Damage{count_at, 4, 8}, Damage{first_key_at, 0xfffffff0, 4}, Damage{count_at, 2, 8}}) {
+        Damage{anchors_at, 0x10000000, 4}, Damage{anchors_at, 3, 4},
+        Damage{anchors_at + 4 + 8, 2, 1},  // "deleted" is 0 or 1.
+        Damage{first_anchor_key_at, 0xfffffff0, 4}, Damage{count_at, uint64_t{1} << 60, 8},
+        Damage{count_at, ~uint64_t{0}, 8}, Damage{count_at, 4, 8},
+        Damage{first_key_at, 0xfffffff0, 4}, Damage{count_at, 2, 8}}) {
     std::string bytes = good;
     put_le(bytes, d.at, d.value, d.width);
     reseal(bytes);

@@ -75,6 +75,7 @@ int64_t open_stale_from_file(Cache& cache, Counters& counters, const std::string
   }
   cache.replace_all(std::move(rows), data.revision, ReplaceMode::kInitial);
   cache.note_applied(data.newest_revision);  // Its rows carry the file's revision only.
+  cache.restore_anchors(data.anchors);       // Checked on the first connection (SyncWorker).
   counters.stale_as_of_us.store(
       std::chrono::duration_cast<std::chrono::microseconds>(data.written_at.time_since_epoch())
           .count());

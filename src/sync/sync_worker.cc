@@ -159,10 +159,12 @@ bool SyncWorker::try_connect() {
     // LISTEN is in place: whatever commits from now on is notified; read what came before.
     // A catch-up may turn into a full reload: give it the longer bound. After a lost connection
     // the database may not be the one this instance followed (a failover to a standby that
-    // lacked commits): the last changes applied here must still be in its log.
+    // lacked commits): the last changes applied here must still be in its log. So too after a
+    // start from a snapshot file (its anchors were restored with it).
     std::string why;
     ReadResult r;
-    if (ever_lost_ && history_diverged(*conn_, *ctx_.sql, ctx_.cache->anchors(), deadline, &why)) {
+    const bool check = ever_lost_ || ctx_.counters->stale.load();
+    if (check && history_diverged(*conn_, *ctx_.sql, ctx_.cache->anchors(), deadline, &why)) {
       ctx_.logger->warn(
           "syncconfig: the history of {} diverged from the one this instance followed: {} (a "
           "failover to a standby that lacked commits?); reloading it whole, watchers reset",
