@@ -612,26 +612,10 @@ TEST(Cli, serve_takes_its_tls_certificate_and_key_from_the_config_file) {
   testing::Pki pki;
   const std::string ca = pki.ca("ca_file");
   testing::Leaf leaf = pki.leaf("ca_file", "from_file", "DNS:localhost,IP:127.0.0.1", 3);
-  TempDir dir;
-  const std::string table = unique_name("t_cli_tls_file");
-  const std::string file = dir.write("tls.yaml",
-                                     "serve:\n"
-                                     "  tls_cert: " +
-                                         leaf.cert +
-                                         "\n"
-                                         "  tls_key: " +
-                                         leaf.key +
-                                         "\n"
-                                         "service-definitions:\n"
-                                         "  db:\n"
-                                         "    type: dbpool_pg\n"
-                                         "    params: {dsn: \"${TEST_DSN}\"}\n"
-                                         "  cfg:\n"
-                                         "    type: sync_config_pg\n"
-                                         "    params: {dbpool_name: db, table_name: " +
-                                         table + ", channel: " + table + "_ch}\n");
-  Child serve({"serve", "--config", file, "--listen", "127.0.0.1:0"}, {{"TEST_DSN", dsn()}});
-  const int port = listening_port(serve);
+  TableServer server(unique_name("t_cli_tls_file"), 0, {}, {},
+                     "serve:\n  tls_cert: " + leaf.cert + "\n  tls_key: " + leaf.key + "\n");
+  Child& serve = server.child();
+  const int port = server.port();
   ASSERT_GT(port, 0) << serve.err();
   const std::string url = "https://127.0.0.1:" + std::to_string(port);
   ASSERT_EQ(run({"set", "tls.file", "7", "--server", url, "--ca-file", ca}).exit_code, 0);
@@ -1785,23 +1769,28 @@ TEST(CliTokens, create_prints_the_secret_alone_on_the_last_line_and_list_never_s
   EXPECT_EQ(json::parse(listed.out).at("state"), "revoked");
 }
 
+// A config file with `serve: {auth: true}` and one store, `cfg`, on a schema of its own (the
+// database from ${TEST_DSN}); `extra_params` are added to the store's params.
+std::string auth_services_yaml(const std::string& schema, const std::string& extra_params = "") {
+  return "serve:\n"
+         "  auth: true\n"
+         "service-definitions:\n"
+         "  db:\n"
+         "    type: dbpool_pg\n"
+         "    params: {dsn: \"${TEST_DSN}\", schema: " +
+         schema +
+         "}\n"
+         "  cfg:\n"
+         "    type: sync_config_pg\n"
+         "    params: {dbpool_name: db, table_name: cfg, channel: " +
+         schema + extra_params + "}\n";
+}
+
 // A `serve` with `serve: {auth: true}` in its file, on a schema of its own.
 class AuthServer {
  public:
   explicit AuthServer(const std::string& schema) {
-    std::string file = dir_.write("services.yaml",
-                                  "serve:\n"
-                                  "  auth: true\n"
-                                  "service-definitions:\n"
-                                  "  db:\n"
-                                  "    type: dbpool_pg\n"
-                                  "    params: {dsn: \"${TEST_DSN}\", schema: " +
-                                      schema +
-                                      "}\n"
-                                      "  cfg:\n"
-                                      "    type: sync_config_pg\n"
-                                      "    params: {dbpool_name: db, table_name: cfg, channel: " +
-                                      schema + "}\n");
+    std::string file = dir_.write("services.yaml", auth_services_yaml(schema));
     child_ = std::make_unique<Child>(
         std::vector<std::string>{"serve", "--config", file, "--listen", "127.0.0.1:0"},
         EnvChanges{{"TEST_DSN", dsn()}});
@@ -1871,20 +1860,8 @@ TEST(CliTokens, a_server_with_auth_starts_from_its_snapshot_files_while_the_data
   const std::string schema = unique_name("t_cli_auth_snap");
   TempDir dir;
   const std::string snapshot = (dir.path() / "cfg.snap").string();
-  const std::string file = dir.write("auth.yaml", "serve:\n"
-                                                  "  auth: true\n"
-                                                  "service-definitions:\n"
-                                                  "  db:\n"
-                                                  "    type: dbpool_pg\n"
-                                                  "    params: {dsn: \"${TEST_DSN}\", schema: " +
-                                                      schema +
-                                                      "}\n"
-                                                      "  cfg:\n"
-                                                      "    type: sync_config_pg\n"
-                                                      "    params: {dbpool_name: db, table_name: "
-                                                      "cfg, channel: " +
-                                                      schema + ", snapshot_file: " + snapshot +
-                                                      "}\n");
+  const std::string file =
+      dir.write("auth.yaml", auth_services_yaml(schema, ", snapshot_file: " + snapshot));
   const std::vector<std::string> args = {"serve", "--config", file, "--listen", "127.0.0.1:0"};
   std::string secret;
   {

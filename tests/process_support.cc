@@ -220,16 +220,17 @@ int listening_port(Child& serve, std::chrono::milliseconds timeout) {
 }
 
 TableServer::TableServer(const std::string& table, int port, EnvChanges env,
-                         const std::string& extra_params) {
-  std::string file = dir_.write("services.yaml",
-                                "service-definitions:\n"
-                                "  db:\n"
-                                "    type: dbpool_pg\n"
-                                "    params: {dsn: \"${TEST_DSN}\"}\n"
-                                "  cfg:\n"
-                                "    type: sync_config_pg\n"
-                                "    params: {dbpool_name: db, table_name: " +
-                                    table + ", channel: " + table + "_ch" + extra_params + "}\n");
+                         const std::string& extra_params, const std::string& serve_section) {
+  std::string file =
+      dir_.write("services.yaml", serve_section +
+                                      "service-definitions:\n"
+                                      "  db:\n"
+                                      "    type: dbpool_pg\n"
+                                      "    params: {dsn: \"${TEST_DSN}\"}\n"
+                                      "  cfg:\n"
+                                      "    type: sync_config_pg\n"
+                                      "    params: {dbpool_name: db, table_name: " +
+                                      table + ", channel: " + table + "_ch" + extra_params + "}\n");
   env["TEST_DSN"] = dsn();
   child_ = std::make_unique<Child>(std::vector<std::string>{"serve", "--config", file, "--listen",
                                                             "127.0.0.1:" + std::to_string(port)},

@@ -105,17 +105,18 @@ std::vector<std::string> on_table(const std::string& table);
 
 std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b);
 
-// Waits for serve's "listening on http://127.0.0.1:PORT" (or https://) line; returns the port (0 and a test
-// failure otherwise).
+// Waits for serve's "listening on http://127.0.0.1:PORT" (or https://) line; returns the port (0
+// and a test failure otherwise).
 int listening_port(Child& serve, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // `syncconfig serve` of one fresh table of the test cluster (through a service-definitions file,
 // since --dsn serves the default table), on 127.0.0.1 and a free port, or `port`.
-// `extra_params`: more `params:` of the store entry, as YAML flow-mapping items (", pool_size: 1").
+// `extra_params`: more `params:` of the store entry, as YAML flow-mapping items (", pool_size: 1");
+// `serve_section`: a `serve:` section put before the definitions ("serve:\n  tls_cert: ...\n").
 class TableServer {
  public:
   explicit TableServer(const std::string& table, int port = 0, EnvChanges env = {},
-                       const std::string& extra_params = {});
+                       const std::string& extra_params = {}, const std::string& serve_section = {});
   int port() const { return port_; }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
   Child& child() { return *child_; }
