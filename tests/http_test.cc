@@ -251,6 +251,37 @@ TEST(HttpSettings, get_settings_lists_every_key_or_those_with_the_prefix) {
   EXPECT_EQ(body_of(none), json::object());
 }
 
+TEST(HttpSettings, keys_lists_the_keys_alone_sorted_with_the_same_revision) {
+  Served s;
+  s.store().set("feature:b", json::parse(R"({"big": [1, 2, 3]})"));
+  s.store().set("feature:a", true);
+  const int64_t last = s.store().set("limit", 10);
+  for (const char* target : {"/settings?keys", "/settings?keys=true", "/settings?keys=1"}) {
+    SCOPED_TRACE(target);
+    auto r = s.http().Get(target);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(body_of(r), (json{"feature:a", "feature:b", "limit"}));
+    EXPECT_GE(std::stoll(r->get_header_value("X-Syncconfig-Revision")), 0);
+  }
+  auto some = s.http().Get("/settings?prefix=feature%3A&keys");
+  ASSERT_TRUE(some);
+  EXPECT_EQ(body_of(some), (json{"feature:a", "feature:b"}));
+  auto none = s.http().Get("/settings?keys&prefix=nothing");
+  ASSERT_TRUE(none);
+  EXPECT_EQ(body_of(none), json::array());
+  auto past = s.http().Get("/settings?keys&at=" + std::to_string(last - 1));
+  ASSERT_TRUE(past);
+  EXPECT_EQ(body_of(past), (json{"feature:a", "feature:b"}));
+  auto values = s.http().Get("/settings?keys=false");
+  ASSERT_TRUE(values);
+  EXPECT_TRUE(body_of(values).is_object());
+  auto bad = s.http().Get("/settings?keys=maybe");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("keys must be true or false"), std::string::npos) << bad->body;
+}
+
 TEST(HttpSettings, an_absent_key_is_404_with_an_error_naming_it) {
   Served s;
   auto r = s.http().Get("/settings/missing");

@@ -165,6 +165,18 @@ json settings_object(const std::map<std::string, json>& all) {
   return out;
 }
 
+// GET /settings?keys: the keys alone, sorted (what a tree of keys needs, at a fraction of the
+// bytes of every value).
+json settings_keys(const std::map<std::string, json>& all) {
+  json out = json::array();
+  for (const auto& kv : all) out.push_back(kv.first);
+  return out;
+}
+
+json settings_body(const detail::Route& route, const std::map<std::string, json>& all) {
+  return route.keys_only ? settings_keys(all) : settings_object(all);
+}
+
 }  // namespace
 
 // A connection the server can close (a Session over plain TCP or TLS).
@@ -1103,7 +1115,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     if (route.kind == detail::Route::Kind::kList && route.at) {
       Snapshot past = store.snapshot_at(*route.at, prefix);
       filter(past.values);
-      Response res = json_response(200, settings_object(past.values));
+      Response res = json_response(200, settings_body(route, past.values));
       res.set("X-Syncconfig-Revision", std::to_string(past.revision));
       if (filtered) res.set(kFilteredHeader, "true");
       return res;
@@ -1123,7 +1135,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       // before older ones had arrived is in it although above its revision. A client that
       // numbers changes (a relay) must not number those as its own.
       const int64_t newest = std::max(snap.revision, store.stats().applied_revision);
-      Response res = json_response(200, settings_object(snap.values));
+      Response res = json_response(200, settings_body(route, snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       res.set("X-Syncconfig-Newest-Revision", std::to_string(newest));
       if (anchor && position <= snap.revision) {

@@ -184,7 +184,15 @@ std::variant<Route, Refusal> parse_target(std::string_view target, std::string_v
         eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1), true);
     // A key route takes only ?lease= (on PUT); anything else is ignored there, as before.
     if (route.kind == Route::Kind::kKey && (name != "lease" || method != "PUT")) continue;
-    if (name == "prefix") {
+    if (name == "keys" && route.kind == Route::Kind::kList) {
+      if (value.empty() || value == "true" || value == "1") {
+        route.keys_only = true;
+      } else if (value == "false" || value == "0") {
+        route.keys_only = false;
+      } else {
+        return Refusal{400, "keys must be true or false (or given without a value)", {}};
+      }
+    } else if (name == "prefix") {
       if (auto refused = check_prefix(value)) return *refused;
       if (single_prefix && (every_key || !route.prefixes.empty())) {
         return Refusal{400, fmt::format("prefix may be given once on {}", rest), {}};

@@ -43,6 +43,7 @@ struct Route {
                                       // kChanges: required.
   std::optional<ResumeAnchor> since_anchor;  // kWatch, kChanges: the id's anchor, if it has one.
   std::optional<int64_t> at;                 // kList: ?at=R, the state right after revision R.
+  bool keys_only = false;                    // kList: ?keys, the keys alone (a JSON array).
   std::size_t limit = 100;                   // kHistory: ?limit= (1..10000).
   int64_t before = 0;                        // kHistory: ?before=R (0: none).
   int64_t lease = 0;                         // kKey PUT: ?lease=ID; kLease: the id.

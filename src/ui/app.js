@@ -835,10 +835,10 @@
   // ---- Loading: /whoami (rules, stores), /settings (the tree), then the stream -----------------
   async function loadSettings(gen) {
     const t0 = performance.now();
-    const r = await api('GET', '/settings');
+    const r = await api('GET', '/settings?keys');  // The tree needs the keys alone.
     if (gen !== S.gen) return;
     if (!r.ok) throw new Error(errText(r));
-    Index.replace(Object.keys(r.data || {}));
+    Index.replace(Array.isArray(r.data) ? r.data : []);
     S.loaded = true;
     S.baseRevision = Number(r.headers.get('X-Syncconfig-Revision')) || 0;
     // Where to follow from, with the anchor the server checks (another history: a reset).
