@@ -592,14 +592,25 @@ TEST_F(RemoteStoreTest, a_corrupt_foreign_or_truncated_snapshot_file_is_refused)
   EXPECT_TRUE(refused(bytes, foreign));
 }
 
-TEST(StoreSnapshotFile, a_store_opens_stale_from_its_file_while_the_database_is_down) {
+// A cluster of the test's own (the tests stop and start it) and a fresh table's store options
+// with a snapshot file.
+class StoreSnapshotFile : public ::testing::Test {
+ protected:
+  void SetUp() override { pg.start(); }
+  Options options_for(const std::string& table) {
+    Options o = test_options(table);
+    o.snapshot_file = dir.file("store.snap");
+    o.snapshot_interval = 10ms;
+    return o;
+  }
+
   TempDir dir;
   EmbeddedPostgres pg;
-  pg.start();
+};
+
+TEST_F(StoreSnapshotFile, a_store_opens_stale_from_its_file_while_the_database_is_down) {
   const std::string table = unique_name("t_stale");
-  Options o = test_options(table);
-  o.snapshot_file = dir.file("store.snap");
-  o.snapshot_interval = 10ms;
+  Options o = options_for(table);
   {
     auto store = Store::open(pg.dsn(), o);
     store->set("a", 1);
@@ -642,14 +653,9 @@ TEST(StoreSnapshotFile, a_store_opens_stale_from_its_file_while_the_database_is_
 // another (a failover to a standby that lacked them, a recreated table) is reloaded whole, even
 // once its revisions have passed the file's, where a catch-up by number would put its changes
 // on top of the file's.
-TEST(StoreSnapshotFile, a_store_started_from_a_file_of_another_history_reloads_the_table) {
-  TempDir dir;
-  EmbeddedPostgres pg;
-  pg.start();
+TEST_F(StoreSnapshotFile, a_store_started_from_a_file_of_another_history_reloads_the_table) {
   const std::string table = unique_name("t_stale_history");
-  Options o = test_options(table);
-  o.snapshot_file = dir.file("store.snap");
-  o.snapshot_interval = 10ms;
+  Options o = options_for(table);
   {
     auto store = Store::open(pg.dsn(), o);
     store->set("only_old", 1);

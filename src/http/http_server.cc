@@ -1148,20 +1148,8 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       // An anchored `since` first: from another history (a failover lost the change it names,
       // or the table was recreated), the changes after its number are another history's.
       if (route.since_anchor) {
-        std::optional<std::string> diverged;
-        switch (route.feed->check_anchor(*route.since_anchor)) {
-          case StoreFeed::AnchorCheck::kMatch:
-            break;
-          case StoreFeed::AnchorCheck::kMismatch:
-            diverged = fmt::format(
-                "revision {}, the last change the client saw, names another change on this "
-                "server (its history diverged)",
-                route.since_anchor->revision);
-            break;
-          case StoreFeed::AnchorCheck::kUnknown:
-            diverged = route.feed->verify_anchor(*route.since_anchor);  // Throws: 503.
-            break;
-        }
+        // Throws what Config::history throws (the database unreachable: 503).
+        const std::optional<std::string> diverged = route.feed->anchor_problem(*route.since_anchor);
         if (diverged) {
           const int64_t now = store.stats().revision;
           Response res = json_response(200, {{"complete", false},

@@ -386,6 +386,25 @@ std::optional<std::string> StoreFeed::verify_anchor(const ResumeAnchor& anchor) 
   return std::nullopt;
 }
 
+std::optional<std::string> StoreFeed::anchor_problem(const ResumeAnchor& anchor) const {
+  switch (check_anchor(anchor)) {
+    case AnchorCheck::kMatch:
+      return std::nullopt;
+    case AnchorCheck::kMismatch:
+      return mismatch_reason(anchor);
+    case AnchorCheck::kUnknown:
+      break;
+  }
+  return verify_anchor(anchor);
+}
+
+std::string StoreFeed::mismatch_reason(const ResumeAnchor& anchor) {
+  return fmt::format(
+      "revision {}, the last change the client saw, names another change on this server (its "
+      "history diverged)",
+      anchor.revision);
+}
+
 void StoreFeed::close() {
   std::unique_lock lock(mu_);
   closed_ = true;

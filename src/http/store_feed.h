@@ -177,6 +177,11 @@ class StoreFeed {
   // why not (no record there: lost in a failover, a recreated table, or pruned; another change).
   // Throws what Config::history throws.
   std::optional<std::string> verify_anchor(const ResumeAnchor& anchor) const;
+  // check_anchor(), then verify_anchor() when memory cannot tell (blocks on the database then):
+  // std::nullopt when the anchor holds, else why not.
+  std::optional<std::string> anchor_problem(const ResumeAnchor& anchor) const;
+  // Why an anchor check_anchor() found kMismatch does not hold.
+  static std::string mismatch_reason(const ResumeAnchor& anchor);
 
   // Ends every stream: read() answers kClosed, parked wakers are called. Idempotent.
   void close();

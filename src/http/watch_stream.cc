@@ -177,10 +177,7 @@ class Stream final : public WatchStream,
           anchor_verified_ = true;
           break;
         case StoreFeed::AnchorCheck::kMismatch:
-          return reset(fmt::format("revision {}, the last change the client saw, names another "
-                                   "change on this server (its history diverged)",
-                                   since_->anchor->revision),
-                       /*history_reset=*/true);
+          return reset(StoreFeed::mismatch_reason(*since_->anchor), /*history_reset=*/true);
         case StoreFeed::AnchorCheck::kUnknown:
           server_.run_blocking([self = shared_from_this()] {
             std::optional<std::string> problem;
