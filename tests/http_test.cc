@@ -1107,6 +1107,48 @@ TEST(HttpChanges, settings_say_where_to_resume_and_changes_check_an_anchored_sin
   later.stop();
 }
 
+// A client that catches up with /changes (a RemoteStore that started stale) resumes its stream
+// from a checked id, so that a failover right after the catch-up is still detected.
+TEST(HttpChanges, a_complete_answer_says_where_to_resume_from_it) {
+  Served s(watch_options());
+  WatchClient w(s.port(), "/watch");
+  ASSERT_TRUE(w.wait_for_events(1));
+  s.store().set("a", 1);
+  const int64_t c = s.store().set("c", 3);
+  ASSERT_TRUE(w.wait_until_change("c"));  // The server's feed has released c.
+
+  auto r = s.http().Get("/changes?since=0");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_TRUE(json::parse(r->body).at("complete").get<bool>()) << r->body;
+  ASSERT_TRUE(r->has_header("X-Syncconfig-Resume-Id"));
+  const std::string id = r->get_header_value("X-Syncconfig-Resume-Id");
+  std::optional<service::detail::ResumePoint> point = service::detail::parse_resume_point(id);
+  ASSERT_TRUE(point && point->anchor) << id;
+  EXPECT_EQ(point->revision, c);
+  EXPECT_EQ(point->revision, std::stoll(r->get_header_value("X-Syncconfig-Revision")));
+  EXPECT_EQ(point->anchor->fingerprint, service::detail::change_fingerprint("c", json(3)));
+
+  // Resuming from it: nothing missed, and the id is accepted as this history's.
+  auto again = s.http().Get("/changes?since=" + id);
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->status, 200) << again->body;
+  const json body = json::parse(again->body);
+  EXPECT_TRUE(body.at("complete").get<bool>()) << body;
+  EXPECT_FALSE(body.value("history_reset", false));
+  EXPECT_TRUE(body.at("changes").empty()) << body;
+
+  // An answer that is not complete (another history) gives no point to resume from.
+  const std::string other = service::detail::format_event_id(
+      point->revision,
+      service::detail::ResumeAnchor{point->anchor->revision, point->anchor->fingerprint ^ 1u});
+  auto diverged = s.http().Get("/changes?since=" + other);
+  ASSERT_TRUE(diverged);
+  ASSERT_EQ(diverged->status, 200);
+  EXPECT_TRUE(json::parse(diverged->body).at("history_reset").get<bool>()) << diverged->body;
+  EXPECT_FALSE(diverged->has_header("X-Syncconfig-Resume-Id"));
+}
+
 // The case a revision number cannot tell: the table was recreated (or a failover lost commits)
 // and its new history has since passed the revision the client holds.
 TEST(HttpWatch, a_token_of_a_recreated_table_resets_even_once_the_new_table_passed_its_revision) {

@@ -1161,6 +1161,11 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
           return res;
         }
       }
+      // As for GET /settings: the feed's position and anchor before the read, so that a client
+      // that applied these changes can resume from a checked id rather than a bare number.
+      const int64_t position = route.feed->position();
+      const std::optional<detail::ResumeAnchor> anchor =
+          position > 0 ? route.feed->anchor_at(position) : std::nullopt;
       ChangesSince c =
           store.changes_since(*route.since, route.prefixes.empty() ? "" : route.prefixes.front());
       json changes = json::array();
@@ -1176,6 +1181,9 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
                                          {"revision", c.revision},
                                          {"changes", std::move(changes)}});
       res.set("X-Syncconfig-Revision", std::to_string(c.revision));
+      if (c.complete && anchor && position <= c.revision) {
+        res.set(kResumeIdHeader, detail::format_event_id(position, anchor));
+      }
       if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }

@@ -606,8 +606,10 @@ class RemoteStore::Impl {
 
   // `since`: a revision, or an event id whose anchor the server checks first (then
   // `history_reset`, if given, says whether it found another history).
+  // `resume_id`, when given, receives the answer's X-Syncconfig-Resume-Id (a checked point at or
+  // below its revision; empty: none).
   ChangesSince fetch_changes(std::size_t first, const std::string& since, std::string_view prefix,
-                             bool* history_reset = nullptr) {
+                             bool* history_reset = nullptr, std::string* resume_id = nullptr) {
     const std::string what = fmt::format("changes_since({})", since);
     std::string target = fmt::format("{}/changes?since={}", base_, since);
     if (!prefix.empty()) target += "&prefix=" + http::percent_encode(prefix);
@@ -620,6 +622,13 @@ class RemoteStore::Impl {
       out.reason = body.value("reason", std::string());
       out.revision = body.at("revision").get<int64_t>();
       if (history_reset != nullptr) *history_reset = body.value("history_reset", false);
+      if (resume_id != nullptr) {
+        resume_id->clear();
+        if (std::optional<std::string> id = r.header("X-Syncconfig-Resume-Id")) {
+          const std::optional<int64_t> at = revision_of_id(*id);
+          if (out.complete && at && *at <= out.revision) *resume_id = std::move(*id);
+        }
+      }
       for (const json& c : body.at("changes")) {
         Change ch;
         ch.key = c.at("key").get<std::string>();
@@ -721,7 +730,9 @@ class RemoteStore::Impl {
     index_.store(idx);
     const int64_t since = cache_.watermark();
     bool history_reset = false;
-    ChangesSince c = fetch_changes(idx, resume_id_for(since), options_.prefix, &history_reset);
+    std::string resume_id;
+    ChangesSince c =
+        fetch_changes(idx, resume_id_for(since), options_.prefix, &history_reset, &resume_id);
     std::size_t changed = 0;
     if (c.complete) {
       // One snapshot of the table: applied as one unit.
@@ -741,6 +752,9 @@ class RemoteStore::Impl {
       }
       changed = cache_.apply(std::move(unit), ChangeOrigin::kResync, /*local_write=*/false);
       cache_.advance_watermark(c.revision);
+      // The stream resumes from the server's checked id, not from a bare number: a failover
+      // between this answer and the stream is then still detected.
+      set_resume(c.revision, std::move(resume_id), /*force=*/false);
       counters_.catch_ups.fetch_add(1);
     } else {
       ServerSnapshot snap = take_snapshot(idx, "catching up");
