@@ -405,6 +405,43 @@ TEST(Sync, the_librarys_own_changes_are_applied_on_their_signature_plain_sql_by_
   EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
 }
 
+// A transaction's payloads are built by concatenation (T_sc_txn): values and keys that need JSON
+// escaping arrive intact and signed, a value too large for the payload is read, a deletion is
+// applied on its signature, and the unit ends with its last change.
+TEST(Sync, a_transactions_payloads_carry_escaped_values_and_leave_large_ones_to_a_read) {
+  Pair p;
+  p.a->set("gone", 1);
+  ASSERT_TRUE(wait_until([&] { return p.b->contains("gone"); }));
+  std::mutex mu;
+  std::vector<Change> seen;
+  p.b->subscribe([&](const Change& c) {
+    std::lock_guard lock(mu);
+    seen.push_back(c);
+  });
+  const uint64_t before = p.b->stats().notifications_signed;
+  const json tricky = {{"a", "b\"c\n\\"}, {"\u00fc", {1, 2.5, nullptr}}, {"t", "\t</x>"}};
+  Transaction txn;
+  txn.set("q\"uote\\", tricky);
+  txn.set("big", std::string(9000, 'x'));  // Too large for the payload: read.
+  txn.remove("gone");
+  txn.set("plain", 5);
+  ASSERT_TRUE(p.a->commit(txn));
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return seen.size() == 4u;
+  }));
+  EXPECT_EQ(p.b->get("q\"uote\\"), tricky);
+  EXPECT_EQ(p.b->get_string("big").size(), 9000u);
+  EXPECT_FALSE(p.b->contains("gone"));
+  EXPECT_EQ(p.b->get("plain"), json(5));
+  // The escaped value, the deletion and "plain"; not "big".
+  EXPECT_EQ(p.b->stats().notifications_signed - before, 3u);
+  EXPECT_EQ(p.b->stats().notifications_forged, 0u);
+  std::lock_guard lock(mu);
+  for (std::size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i].unit_end, i == 3) << i;
+  EXPECT_EQ(p.b->get_all(), table_content(dsn(), p.table));
+}
+
 // Takes `payload` (a signed one) and changes what it claims without re-signing it.
 std::string tampered(const std::string& payload, int64_t revision, const json& value) {
   const std::size_t field = payload.rfind(", \"m\" : \"");

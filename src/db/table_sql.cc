@@ -398,16 +398,18 @@ BEGIN
              CASE WHEN u.s THEN u.v END, u.o, u.r, actor, note, xid
       FROM unnest(ks, vs, sets, olds, old_revs) WITH ORDINALITY u(k, v, s, o, r, ord);
     {read_key}
+    -- The payloads are concatenated rather than built with json_build_object (twice per row,
+    -- for the full and the short form): that was a third of this statement's time at 1,000 rows.
+    -- Same text as json_build_object's, spacing included; a deletion carries no "val".
     PERFORM pg_notify('{channel}', {sign_txn_payload})
-      FROM (SELECT CASE WHEN octet_length(p.full_payload) < 7950
-                        THEN p.full_payload ELSE p.short_payload END AS payload
-      FROM (SELECT json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
-                     'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
-                     'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k,
-                     'val', CASE WHEN u.s THEN u.v::text END)::text AS full_payload,
-                   json_build_object('sc', 1, 'op', CASE WHEN u.s THEN 'u' ELSE 'd' END,
-                     'r', first_rev + u.ord - 1, 'x', xid, 't', now_us,
-                     'e', CASE WHEN u.ord = n THEN 1 ELSE 0 END, 'k', u.k)::text AS short_payload
+      FROM (SELECT p.head || CASE WHEN p.val IS NOT NULL AND
+                                       octet_length(p.head) + octet_length(p.val) + 11 < 7950
+                                  THEN ', "val" : ' || p.val ELSE '' END || '}}' AS payload
+      FROM (SELECT '{{"sc" : 1, "op" : "' || CASE WHEN u.s THEN 'u' ELSE 'd' END ||
+                     '", "r" : ' || (first_rev + u.ord - 1) || ', "x" : ' || xid ||
+                     ', "t" : ' || now_us || ', "e" : ' || CASE WHEN u.ord = n THEN 1 ELSE 0 END ||
+                     ', "k" : ' || to_json(u.k)::text AS head,
+                   CASE WHEN u.s THEN to_json(u.v::text)::text END AS val
             FROM unnest(ks, vs, sets) WITH ORDINALITY u(k, v, s, ord) ORDER BY u.ord) p) q;
   END IF;
   RETURN QUERY
