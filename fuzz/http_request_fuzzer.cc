@@ -94,7 +94,7 @@ void check_prefixes(const detail::Route& route) {
 void check_refusal(const detail::Refusal& r) {
   check(r.status == 400 || r.status == 404 || r.status == 405);
   check(!r.message.empty());
-  (void)detail::quoted(r.message);  // Must be printable as JSON.
+  (void)detail::quote_for_message(r.message);  // Must be printable as JSON.
   if (r.status == 405) {
     check(r.allow == "GET" || r.allow == "GET, PUT, DELETE" || r.allow == "POST" ||
           r.allow == "DELETE" || r.allow == "GET, POST");
@@ -112,7 +112,7 @@ void check_put(const std::string& key, std::string_view body) {
   auto parsed = detail::parse_put_body(key, body, kMaxBody);
   if (auto* refused = std::get_if<detail::Refusal>(&parsed)) {
     check((refused->status == 400 || refused->status == 413) && !refused->message.empty());
-    (void)detail::quoted(refused->message);
+    (void)detail::quote_for_message(refused->message);
     return;
   }
   // Accepted: within the limits, and nothing that Store::set would refuse for its value.

@@ -138,10 +138,7 @@ Error with_context(const Error& e, std::string_view what) {
   return Error(e.code(), fmt::format("{}: {}", what, e.message()));
 }
 
-std::string quoted(std::string_view key) {
-  return nlohmann::json(std::string(key))
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+using internal::quote_for_message;
 
 }  // namespace
 
@@ -377,8 +374,9 @@ class Store::Impl {
     internal::validate_key(key);
     validate_write_options(options);
     if (expected && *expected < 0) {
-      throw Error(ErrorCode::kInvalidArgument, fmt::format("{}({}): invalid expected revision {}",
-                                                           what, quoted(key), *expected));
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("{}({}): invalid expected revision {}", what, quote_for_message(key),
+                              *expected));
     }
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
     WriteResult out;
@@ -395,7 +393,7 @@ class Store::Impl {
         throw Error(ErrorCode::kInternal,
                     fmt::format("{}({}): the write function reported success without the stored "
                                 "value (revision {})",
-                                what, quoted(key), w.revision));
+                                what, quote_for_message(key), w.revision));
       }
       out.revision = w.revision;
       out.value = apply_own_set(key, *w.text, w.revision);
@@ -403,7 +401,7 @@ class Store::Impl {
       cas.revision = out.revision;
       cas.value = out.value;
     } catch (const Error& e) {
-      throw with_context(e, fmt::format("{}({}) failed", what, quoted(key)));
+      throw with_context(e, fmt::format("{}({}) failed", what, quote_for_message(key)));
     }
     counters_.writes.fetch_add(1);
     return {out, cas};
@@ -423,7 +421,7 @@ class Store::Impl {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("{}({}): invalid expected revision {} (a key that exists has a "
                               "revision above 0)",
-                              what, quoted(key), *expected));
+                              what, quote_for_message(key), *expected));
     }
     WriteResult out;
     CasResult cas;
@@ -440,7 +438,7 @@ class Store::Impl {
       cas.succeeded = true;
       cas.revision = out.revision;
     } catch (const Error& e) {
-      throw with_context(e, fmt::format("{}({}) failed", what, quoted(key)));
+      throw with_context(e, fmt::format("{}({}) failed", what, quote_for_message(key)));
     }
     counters_.deletes.fetch_add(1);
     return {out, cas};
@@ -466,7 +464,7 @@ class Store::Impl {
       e.lease = r.int64(0, 3);
       return e;
     } catch (const Error& e) {
-      throw with_context(e, fmt::format("get_entry({}) failed", quoted(key)));
+      throw with_context(e, fmt::format("get_entry({}) failed", quote_for_message(key)));
     }
   }
 
@@ -594,7 +592,7 @@ void validate_prefix(std::string_view prefix, std::size_t index) {
       prefix.find('\0') != std::string_view::npos) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("guard {}: invalid prefix {} (at most 255 bytes of UTF-8, no NUL)",
-                            index, quoted(prefix)));
+                            index, quote_for_message(prefix)));
   }
 }
 
@@ -653,7 +651,7 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
     if (!seen.insert(op.key).second) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("operation {}: key {} appears in two operations of the transaction",
-                              i, quoted(std::string_view(op.key))));
+                              i, quote_for_message(std::string_view(op.key))));
     }
     if (i > 0) doc += ',';
     doc += "{\"key\":" + json_string(op.key);
@@ -694,18 +692,19 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
         out.reason = fmt::format(
             "guard {}: the history after revision {} was pruned (up to {}): whether keys under "
             "{} changed since cannot be told",
-            idx, g.revision, r.int64(i, 3), quoted(std::string_view(g.key)));
+            idx, g.revision, r.int64(i, 3), quote_for_message(std::string_view(g.key)));
       } else if (why == "changed") {
         out.reason = fmt::format("guard {}: keys under {} changed after revision {}", idx,
-                                 quoted(std::string_view(g.key)), g.revision);
+                                 quote_for_message(std::string_view(g.key)), g.revision);
       } else if (g.revision == 0) {
-        out.reason = fmt::format("guard {}: key {} exists", idx, quoted(std::string_view(g.key)));
+        out.reason =
+            fmt::format("guard {}: key {} exists", idx, quote_for_message(std::string_view(g.key)));
       } else if (why == "absent") {
         out.reason = fmt::format("guard {}: key {} is absent, not at revision {}", idx,
-                                 quoted(std::string_view(g.key)), g.revision);
+                                 quote_for_message(std::string_view(g.key)), g.revision);
       } else {
         out.reason = fmt::format("guard {}: key {} is not at revision {}", idx,
-                                 quoted(std::string_view(g.key)), g.revision);
+                                 quote_for_message(std::string_view(g.key)), g.revision);
       }
     } else if (kind == "current") {
       KeyState st;
@@ -769,7 +768,8 @@ std::vector<HistoryRecord> Store::Impl::history(const Config::HistoryQuery& q) {
         },
         Rerun::kAlways);
   } catch (const Error& e) {
-    throw with_context(e, fmt::format("history({}) failed", quoted(std::string_view(q.key))));
+    throw with_context(
+        e, fmt::format("history({}) failed", quote_for_message(std::string_view(q.key))));
   }
   std::vector<HistoryRecord> out;
   out.reserve(r.rows());

@@ -241,11 +241,6 @@ class Cursor {
   std::size_t left_;
 };
 
-std::string shown(std::string_view s) {
-  return nlohmann::json(std::string(s))
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 }  // namespace
 
 bool is_json_text(std::string_view t) {
@@ -307,7 +302,7 @@ void write_snapshot_file(const std::string& path, const SnapshotFileData& data) 
   put_u64(out, data.entries.size());
   for (const auto& [key, text] : data.entries) {
     if (!put_sized(out, key)) throw too_long("a key");
-    if (!put_sized(out, text)) throw too_long("the value of key " + shown(key));
+    if (!put_sized(out, text)) throw too_long("the value of key " + quote_for_message(key));
     file.maybe_flush();
   }
   file.commit();
@@ -388,8 +383,8 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
     throw refuse("corrupt (the header is inconsistent)");
   }
   if (source != expected_source) {
-    throw refuse(fmt::format("foreign (its source is {}, expected {})", shown(source),
-                             shown(expected_source)));
+    throw refuse(fmt::format("foreign (its source is {}, expected {})", quote_for_message(source),
+                             quote_for_message(expected_source)));
   }
   // Nanosecond time points overflow beyond about 292 years from the epoch.
   constexpr int64_t kMaxMicros = std::numeric_limits<int64_t>::max() / 1000;
@@ -421,10 +416,10 @@ SnapshotFileData read_snapshot_file(const std::string& path, std::string_view ex
       throw refuse(
           fmt::format("entry {} has an invalid key {} ({} bytes; a key is 1 to {} bytes "
                       "without NUL)",
-                      i, shown(key.substr(0, 100)), key.size(), kMaxKeyFileBytes));
+                      i, quote_for_message(key.substr(0, 100)), key.size(), kMaxKeyFileBytes));
     }
     if (!is_json_text(text)) {
-      throw refuse(fmt::format("the value of key {} is not JSON", shown(key)));
+      throw refuse(fmt::format("the value of key {} is not JSON", quote_for_message(key)));
     }
     data.entries.emplace_back(key, text);
   }

@@ -41,7 +41,7 @@ std::string shown(std::string_view s) {
   constexpr std::size_t kMax = 80;
   std::string text(s.substr(0, kMax));
   if (s.size() > kMax) text += "...";
-  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return internal::quote_for_message(text);
 }
 
 std::string join(const std::vector<std::string>& items, std::string_view separator) {

@@ -138,12 +138,13 @@ Response written(const std::string& key, const json& value, int64_t revision) {
 // 412: the key is not at the revision the request named; its current state instead.
 Response precondition_failed(const std::string& key, const CasResult& r) {
   Response res = json_response(
-      412, {{"error", r.revision == 0 ? fmt::format("key {} is absent", detail::quoted(key))
-                                      : fmt::format("key {} is at revision {}", detail::quoted(key),
-                                                    r.revision)},
-            {"key", key},
-            {"revision", r.revision},
-            {"value", r.value.value_or(json(nullptr))}});
+      412,
+      {{"error", r.revision == 0 ? fmt::format("key {} is absent", detail::quote_for_message(key))
+                                 : fmt::format("key {} is at revision {}",
+                                               detail::quote_for_message(key), r.revision)},
+       {"key", key},
+       {"revision", r.revision},
+       {"value", r.value.value_or(json(nullptr))}});
   if (r.revision != 0) res.set(http::field::etag, etag(r.revision));
   return res;
 }
@@ -699,7 +700,8 @@ std::optional<Response> HttpServer::Impl::authorize(const detail::Route& route,
     }
     for (const std::string& p : prefixes) {
       if (!rules.reaches(p, Access::kRead)) {
-        return forbidden(fmt::format("may read no key under prefix {}", detail::quoted(p)));
+        return forbidden(
+            fmt::format("may read no key under prefix {}", detail::quote_for_message(p)));
       }
     }
     return std::nullopt;
@@ -716,16 +718,18 @@ std::optional<Response> HttpServer::Impl::authorize(const detail::Route& route,
     case Kind::kEntry:
       if (route.kind == Kind::kEntry || req.method() == http::verb::get) {
         if (!rules.can_read(route.key)) {
-          return forbidden(fmt::format("may not read key {}", detail::quoted(route.key)));
+          return forbidden(
+              fmt::format("may not read key {}", detail::quote_for_message(route.key)));
         }
       } else if (!rules.can_write(route.key)) {
-        return forbidden(fmt::format("may not write key {}", detail::quoted(route.key)));
+        return forbidden(fmt::format("may not write key {}", detail::quote_for_message(route.key)));
       }
       return std::nullopt;
     case Kind::kHistory:
       if (!route.key.empty()) {
         if (!rules.can_read(route.key)) {
-          return forbidden(fmt::format("may not read key {}", detail::quoted(route.key)));
+          return forbidden(
+              fmt::format("may not read key {}", detail::quote_for_message(route.key)));
         }
         return std::nullopt;
       }
@@ -897,7 +901,8 @@ std::optional<Response> HttpServer::Impl::respond_now(const detail::Route& route
         // An invalid key cannot be stored: absent, like any other.
         std::optional<Config::Versioned> entry = route.feed->store().get_versioned(route.key);
         if (!entry) {
-          return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
+          return error_response(
+              404, fmt::format("key {} not found", detail::quote_for_message(route.key)));
         }
         Response res{http::status::ok, 11};
         res.set(http::field::content_type, kJsonType);
@@ -942,7 +947,8 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
     case Kind::kEntry: {
       std::optional<KeyEntry> e = store.get_entry(route.key);
       if (!e)
-        return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
+        return error_response(
+            404, fmt::format("key {} not found", detail::quote_for_message(route.key)));
       Response res = json_response(200, http_json::to_json(route.key, *e));
       res.set(http::field::etag, etag(e->revision));
       return res;
@@ -978,7 +984,8 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
         const auth::Rules& rules = caller.token->rules;
         for (const Operation& op : txn.operations) {
           if (!rules.can_write(op.key)) {
-            return forbidden(fmt::format("may not write key {}", detail::quoted(op.key)));
+            return forbidden(
+                fmt::format("may not write key {}", detail::quote_for_message(op.key)));
           }
         }
         for (const Guard& g : txn.guards) {
@@ -986,9 +993,9 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
                                                : !rules.covers(g.key, auth::Access::kRead)) {
             return forbidden(
                 g.kind == Guard::Kind::kRevision
-                    ? fmt::format("may not read key {} (a guard)", detail::quoted(g.key))
+                    ? fmt::format("may not read key {} (a guard)", detail::quote_for_message(g.key))
                     : fmt::format("may not read every key under prefix {} (a guard)",
-                                  detail::quoted(g.key)));
+                                  detail::quote_for_message(g.key)));
           }
         }
       }
@@ -1017,10 +1024,10 @@ std::optional<Response> HttpServer::Impl::respond_safe(const detail::Route& rout
         if (whole_prefix && !caller.token->rules.covers(what, auth::Access::kAdmin)) {
           return forbidden(fmt::format(
               "is not an admin of every key under prefix {} (needed to roll back a prefix)",
-              detail::quoted(what)));
+              detail::quote_for_message(what)));
         }
         if (!whole_prefix && !caller.token->rules.can_write(what)) {
-          return forbidden(fmt::format("may not write key {}", detail::quoted(what)));
+          return forbidden(fmt::format("may not write key {}", detail::quote_for_message(what)));
         }
       }
       WriteOptions recorded;
@@ -1074,8 +1081,8 @@ Response HttpServer::Impl::respond_tokens(const detail::Route& route,
   }
   if (req.method() == http::verb::delete_) {
     if (!auth::revoke_token(tokens, route.key)) {
-      return error_response(404,
-                            fmt::format("no active token named {}", detail::quoted(route.key)));
+      return error_response(
+          404, fmt::format("no active token named {}", detail::quote_for_message(route.key)));
     }
     return json_response(200, {{"name", route.key}, {"revoked", true}});
   }
@@ -1228,7 +1235,8 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     }
     WriteResult w = store.erase(route.key, write_options);
     if (w.revision == 0) {
-      return error_response(404, fmt::format("key {} not found", detail::quoted(route.key)));
+      return error_response(404,
+                            fmt::format("key {} not found", detail::quote_for_message(route.key)));
     }
     Response res =
         json_response(200, {{"key", route.key}, {"deleted", true}, {"revision", w.revision}});

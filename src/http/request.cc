@@ -54,17 +54,19 @@ std::variant<json, Refusal> parse_put_body(std::string_view key, std::string_vie
         413, fmt::format("request body larger than {} bytes (max_body_bytes)", max_body_bytes), {}};
   }
   if (json_depth(body, kMaxBodyDepth) > kMaxBodyDepth) {
-    return Refusal{
-        400,
-        fmt::format("the body of PUT {} nests deeper than {} levels", quoted(key), kMaxBodyDepth),
-        {}};
+    return Refusal{400,
+                   fmt::format("the body of PUT {} nests deeper than {} levels",
+                               quote_for_message(key), kMaxBodyDepth),
+                   {}};
   }
   json value;
   try {
     value = json::parse(body);
   } catch (const json::exception& e) {
     return Refusal{
-        400, fmt::format("the body of PUT {} is not valid JSON: {}", quoted(key), e.what()), {}};
+        400,
+        fmt::format("the body of PUT {} is not valid JSON: {}", quote_for_message(key), e.what()),
+        {}};
   }
   // The parser refuses what JSON cannot hold (1e999: "number overflow"), so the value needs no
   // second look here: Store::set validates the key and serializes the value, once.
@@ -145,10 +147,6 @@ std::optional<ResumePoint> parse_resume_point(std::string_view s) {
   return out;
 }
 
-std::string quoted(std::string_view s) {
-  return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 std::variant<std::optional<int64_t>, Refusal> parse_write_condition(
     std::string_view if_match, std::string_view if_none_match) {
   if (!if_match.empty() && !if_none_match.empty()) {
@@ -170,7 +168,7 @@ std::variant<std::optional<int64_t>, Refusal> parse_write_condition(
   std::optional<uint64_t> revision = parse_event_id(v);
   if (!revision || *revision == 0 || *revision > uint64_t(INT64_MAX)) {
     return Refusal{400,
-                   "If-Match: " + quoted(if_match) +
+                   "If-Match: " + quote_for_message(if_match) +
                        " is not a revision (an ETag of this service: a quoted number >= 1)",
                    {}};
   }

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <variant>
 
+#include "util/validation.h"
+
 namespace syncconfig::service::detail {
 
 // Deepest JSON nesting accepted in a PUT body (serializing is recursive, in this process and in
@@ -98,6 +100,6 @@ std::variant<std::optional<int64_t>, Refusal> parse_write_condition(std::string_
 
 // A key, path or message quoted for a JSON error message or a log line: invalid UTF-8 replaced,
 // control bytes escaped. Never throws.
-std::string quoted(std::string_view s);
+using internal::quote_for_message;
 
 }  // namespace syncconfig::service::detail

@@ -19,11 +19,12 @@ int hex_value(char c) {
 }
 
 Refusal not_found(std::string_view method, std::string_view path) {
-  return Refusal{404, fmt::format("no route for {} {}", method, quoted(path)), {}};
+  return Refusal{404, fmt::format("no route for {} {}", method, quote_for_message(path)), {}};
 }
 
 Refusal not_allowed(std::string_view method, std::string_view path, const char* allow) {
-  return Refusal{405, fmt::format("{} is not allowed on {}", method, quoted(path)), allow};
+  return Refusal{405, fmt::format("{} is not allowed on {}", method, quote_for_message(path)),
+                 allow};
 }
 
 // A prefix some key can start with: what validate_key accepts (UTF-8, no NUL, at most 255
@@ -34,7 +35,9 @@ std::optional<Refusal> check_prefix(std::string_view prefix) {
     internal::validate_key(prefix);
   } catch (const Error& e) {
     return Refusal{
-        400, fmt::format("prefix {} cannot start any key: {}", quoted(prefix), e.what()), {}};
+        400,
+        fmt::format("prefix {} cannot start any key: {}", quote_for_message(prefix), e.what()),
+        {}};
   }
   return std::nullopt;
 }

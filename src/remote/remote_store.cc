@@ -68,9 +68,7 @@ std::string server_error(const http::Response& r) {
   return r.body.substr(0, 200);
 }
 
-std::string json_quoted(std::string_view key) {
-  return json(std::string(key)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
+using internal::quote_for_message;
 
 json parse_json(const std::string& text, const std::string& what) {
   try {
@@ -177,7 +175,7 @@ class RemoteStore::Impl {
     check_writable(key);
     PendingWrite pending(*this, key);
     std::string text = internal::serialize_value(key, value, options_.max_value_bytes);
-    const std::string what = fmt::format("set({})", json_quoted(key));
+    const std::string what = fmt::format("set({})", quote_for_message(key));
     std::string target = base_ + "/settings/" + http::percent_encode(key);
     if (options.lease != 0) target += "?lease=" + std::to_string(options.lease);
     http::Response r =
@@ -205,9 +203,9 @@ class RemoteStore::Impl {
   CasResult set_if(std::string_view key, const json& value, int64_t expected,
                    const WriteOptions& options) {
     if (expected < 0) {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("set_if({}): invalid expected revision {}", json_quoted(key), expected));
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("set_if({}): invalid expected revision {}", quote_for_message(key),
+                              expected));
     }
     CasResult conflict;
     std::optional<WriteResult> w = put_impl(key, value, options, expected, &conflict);
@@ -219,7 +217,7 @@ class RemoteStore::Impl {
                                         std::optional<int64_t> expected, CasResult* conflict) {
     check_writable(key);
     PendingWrite pending(*this, key);
-    const std::string what = fmt::format("remove({})", json_quoted(key));
+    const std::string what = fmt::format("remove({})", quote_for_message(key));
     http::Response r = send("DELETE", base_ + "/settings/" + http::percent_encode(key), {}, what,
                             std::nullopt, nullptr, write_headers(options, expected));
     if (r.status == 412 && conflict != nullptr) {
@@ -241,9 +239,9 @@ class RemoteStore::Impl {
 
   CasResult remove_if(std::string_view key, int64_t expected, const WriteOptions& options) {
     if (expected <= 0) {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("remove_if({}): invalid expected revision {}", json_quoted(key), expected));
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("remove_if({}): invalid expected revision {}", quote_for_message(key),
+                              expected));
     }
     CasResult conflict;
     std::optional<WriteResult> w = erase_impl(key, options, expected, &conflict);
@@ -316,7 +314,7 @@ class RemoteStore::Impl {
   std::optional<KeyEntry> get_entry(std::string_view key) {
     internal::validate_key(key);
     auto body = get_json("/entries/" + http::percent_encode(key),
-                         fmt::format("get_entry({})", json_quoted(key)));
+                         fmt::format("get_entry({})", quote_for_message(key)));
     if (!body) return std::nullopt;
     return http_json::key_entry_from_json(*body);
   }
@@ -326,7 +324,7 @@ class RemoteStore::Impl {
                                   : "/history/" + http::percent_encode(q.key) + "?";
     target += fmt::format("limit={}", q.limit);
     if (q.before > 0) target += fmt::format("&before={}", q.before);
-    auto body = get_json(target, fmt::format("history({})", json_quoted(q.key)));
+    auto body = get_json(target, fmt::format("history({})", quote_for_message(q.key)));
     std::vector<HistoryRecord> out;
     if (!body) return out;
     for (const json& h : body->value("history", json::array())) {
@@ -436,7 +434,8 @@ class RemoteStore::Impl {
   // What a snapshot file of this store is a snapshot of: files of another store or prefix are
   // refused.
   std::string source() const {
-    return fmt::format("remote store '{}' prefix {}", options_.store, json_quoted(options_.prefix));
+    return fmt::format("remote store '{}' prefix {}", options_.store,
+                       quote_for_message(options_.prefix));
   }
 
   // Declaration order is construction order: the dispatcher outlives the cache that feeds it.
@@ -458,8 +457,8 @@ class RemoteStore::Impl {
     internal::validate_key(key);
     if (!key.starts_with(options_.prefix)) {
       throw Error(ErrorCode::kInvalidArgument,
-                  fmt::format("key {} is outside this store's prefix {}", json_quoted(key),
-                              json_quoted(options_.prefix)));
+                  fmt::format("key {} is outside this store's prefix {}", quote_for_message(key),
+                              quote_for_message(options_.prefix)));
     }
     check_not_stale();
   }
@@ -1008,8 +1007,8 @@ std::unique_ptr<RemoteStore> RemoteStore::open(std::vector<std::string> urls,
   positive("idle_timeout", options.idle_timeout);
   positive("snapshot_interval", options.snapshot_interval);
   if (options.store.find('/') != std::string::npos) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("invalid store name {}: it contains '/'", json_quoted(options.store)));
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("invalid store name {}: it contains '/'",
+                                                         quote_for_message(options.store)));
   }
   return std::unique_ptr<RemoteStore>(
       new RemoteStore(std::make_unique<Impl>(std::move(parsed), std::move(options))));

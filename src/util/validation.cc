@@ -99,20 +99,16 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid {} {}: use lowercase letters, digits and '_', starting "
                             "with a letter or '_', at most {} bytes",
-                            field,
-                            nlohmann::json(std::string(name))
-                                .dump(-1, ' ', true, nlohmann::json::error_handler_t::replace),
-                            max_bytes));
+                            field, quote_for_message(name), max_bytes));
   }
 }
 
-namespace {
-// A key quoted for a message. Invalid UTF-8 is replaced, so that this never throws (the strict
-// dump() would, with nlohmann::json::type_error, instead of the Error being reported).
-std::string shown_key(std::string_view key) {
-  return nlohmann::json(std::string(key))
+std::string quote_for_message(std::string_view s) {
+  return nlohmann::json(std::string(s))
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
+
+namespace {
 
 // Iterative walk: a deeply nested value must not overflow the stack here. Serializing and
 // copying a value recurse once per level, so depth is limited too.
@@ -124,17 +120,17 @@ void check_finite(std::string_view key, const nlohmann::json& value) {
     if (depth > kMaxValueDepth) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("invalid value for key {}: nested deeper than {} levels",
-                              shown_key(key), kMaxValueDepth));
+                              quote_for_message(key), kMaxValueDepth));
     }
     if (v->is_number_float() && !std::isfinite(v->get<double>())) {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          fmt::format("invalid value for key {}: NaN and Infinity are not JSON", shown_key(key)));
+      throw Error(ErrorCode::kInvalidArgument,
+                  fmt::format("invalid value for key {}: NaN and Infinity are not JSON",
+                              quote_for_message(key)));
     }
     if (v->is_discarded()) {
       throw Error(ErrorCode::kInvalidArgument,
                   fmt::format("invalid value for key {}: a discarded (unparsable) JSON value",
-                              shown_key(key)));
+                              quote_for_message(key)));
     }
     if (v->is_structured()) {
       for (const auto& child : *v) stack.emplace_back(&child, depth + 1);
@@ -151,13 +147,13 @@ std::string serialize_value(std::string_view key, const nlohmann::json& value,
     text = value.dump();
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("invalid value for key {}: {}", shown_key(key), e.what()));
+                fmt::format("invalid value for key {}: {}", quote_for_message(key), e.what()));
   }
   if (text.size() > max_bytes) {
     throw Error(ErrorCode::kInvalidArgument,
                 fmt::format("invalid value for key {}: {} bytes of JSON, the limit "
                             "(Options::max_value_bytes) is {}",
-                            shown_key(key), text.size(), max_bytes));
+                            quote_for_message(key), text.size(), max_bytes));
   }
   return text;
 }

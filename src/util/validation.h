@@ -21,6 +21,10 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
 std::string serialize_value(std::string_view key, const nlohmann::json& value,
                             std::size_t max_bytes);
 bool is_valid_utf8(std::string_view s);
+// `s` as a JSON string, for error messages and log lines: escaped, so that control characters
+// cannot garble them, and with invalid UTF-8 replaced, so that quoting never throws (a strict
+// dump() would throw nlohmann::json::type_error instead of the error being reported).
+std::string quote_for_message(std::string_view s);
 // Deepest nesting of arrays/objects in a JSON text (brackets inside strings skipped), found
 // without parsing; stops counting once past `limit`.
 int json_text_depth(std::string_view text, int limit);

@@ -40,6 +40,14 @@ std::string invalid_argument_message(F&& f) {
 
 // --- validate_key --------------------------------------------------------------------------
 
+TEST(QuoteForMessage, escapes_control_characters_and_replaces_invalid_utf8_without_throwing) {
+  EXPECT_EQ(quote_for_message("a\"b"), "\"a\\\"b\"");
+  EXPECT_EQ(quote_for_message("line\nbreak\x1b[2J"), "\"line\\nbreak\\u001b[2J\"");
+  EXPECT_EQ(quote_for_message("k\xff"), "\"k\xef\xbf\xbd\"");  // U+FFFD
+  EXPECT_EQ(quote_for_message(std::string("\0x", 2)), "\"\\u0000x\"");
+  EXPECT_EQ(quote_for_message("\xc3\xbc"), "\"\xc3\xbc\"");  // Valid UTF-8 kept as is.
+}
+
 TEST(ValidateKey, an_ordinary_key_is_accepted) {
   EXPECT_NO_THROW(validate_key("a"));
   EXPECT_NO_THROW(validate_key("feature.flags/new-ui_enabled"));
