@@ -13,7 +13,8 @@ void PoolManager::register_named(const std::string& name, const std::string& dsn
   if (dsn.empty()) {
     throw Error(ErrorCode::kInvalidArgument, fmt::format("pool '{}': dsn is empty", name));
   }
-  internal::validate_identifier(fmt::format("schema of pool '{}'", name), schema, 63);
+  internal::validate_identifier(fmt::format("schema of pool '{}'", name), schema,
+                                internal::kMaxIdentifierBytes);
   std::lock_guard lock(mu_);
   pools_[name] = PoolDefinition{dsn, schema};
 }

@@ -31,9 +31,9 @@ namespace {
 constexpr const char* kWriterApplicationName = "syncconfig";
 
 void validate_options(const Options& o) {
-  internal::validate_identifier("table_name", o.table_name, 40);
-  internal::validate_identifier("channel", o.channel, 63);
-  internal::validate_identifier("schema", o.schema, 63);
+  internal::validate_identifier("table_name", o.table_name, internal::kMaxTableNameBytes);
+  internal::validate_identifier("channel", o.channel, internal::kMaxIdentifierBytes);
+  internal::validate_identifier("schema", o.schema, internal::kMaxIdentifierBytes);
   auto positive = [](const char* field, std::chrono::milliseconds d) {
     if (d.count() <= 0) {
       throw Error(ErrorCode::kInvalidArgument,
@@ -67,15 +67,11 @@ void validate_options(const Options& o) {
     throw Error(ErrorCode::kInvalidArgument, "invalid listen_dsn: it holds a NUL byte");
   }
   if (!o.listen_dsn.empty()) {
-    char* parse_error = nullptr;
-    PQconninfoOption* parsed = PQconninfoParse(o.listen_dsn.c_str(), &parse_error);
-    if (parse_error != nullptr) PQfreemem(parse_error);
-    if (parsed == nullptr) {
+    if (!internal::is_parsable_dsn(o.listen_dsn)) {
       throw Error(ErrorCode::kInvalidArgument,
                   "invalid listen_dsn: neither a valid key=value connection string nor a valid "
                   "postgresql:// URI (details withheld: they would quote it)");
     }
-    PQconninfoFree(parsed);
   }
   // jsonb cannot hold more than 255 MB.
   if (o.max_value_bytes < 1 || o.max_value_bytes > (255u << 20)) {

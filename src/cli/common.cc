@@ -1,5 +1,4 @@
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "db/connection.h"
 
 namespace syncconfig::cli {
 namespace {
@@ -46,15 +46,11 @@ int conflict(std::string_view key, int64_t revision, const std::optional<nlohman
 }
 
 void check_dsn(const std::string& dsn) {
-  char* error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
-  if (parsed == nullptr) {
-    PQfreemem(error);
+  if (!internal::is_parsable_dsn(dsn)) {
     throw UsageError(
         "the DSN is not a valid libpq connection string or URI (details are not shown because "
         "they may contain a password)");
   }
-  PQconninfoFree(parsed);
 }
 
 std::optional<std::string> env(const char* name) {

@@ -1,7 +1,6 @@
 #include "config/service_config.h"
 
 #include <fmt/format.h>
-#include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "db/connection.h"
 #include "syncconfig/error.h"
 #include "util/validation.h"
 
@@ -406,18 +406,14 @@ class Parser {
     if (dsn == nullptr || dsn->empty())
       fail(e.name, "dsn", "missing (a PostgreSQL DSN is required)");
     // libpq's parse errors may quote the whole string, password included: not shown.
-    char* error = nullptr;
-    PQconninfoOption* parsed = PQconninfoParse(dsn->c_str(), &error);
-    if (parsed == nullptr) {
-      PQfreemem(error);
+    if (!internal::is_parsable_dsn(*dsn)) {
       fail(e.name, "dsn",
            "not a valid libpq connection string or URI (details are not shown because they may "
            "contain a password)");
     }
-    PQconninfoFree(parsed);
     pool.dsn = *dsn;
     if (const std::string* schema = param(e, "schema")) pool.schema = *schema;
-    check_identifier(e, "schema", pool.schema, 63);
+    check_identifier(e, "schema", pool.schema, internal::kMaxIdentifierBytes);
     return pool;
   }
 
@@ -450,9 +446,9 @@ class Parser {
     Options& o = store.options;
     o.schema = found->second.schema;
     if (const std::string* v = param(e, "table_name")) o.table_name = *v;
-    check_identifier(e, "table_name", o.table_name, 40);
+    check_identifier(e, "table_name", o.table_name, internal::kMaxTableNameBytes);
     if (const std::string* v = param(e, "channel")) o.channel = *v;
-    check_identifier(e, "channel", o.channel, 63);
+    check_identifier(e, "channel", o.channel, internal::kMaxIdentifierBytes);
     if (const std::string* v = param(e, "heartbeat_interval")) {
       o.heartbeat_interval =
           to_duration(e, "heartbeat_interval", *v, std::chrono::minutes(1), "minutes");

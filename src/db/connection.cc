@@ -85,15 +85,11 @@ Connection::Connection(const std::string& dsn, Deadline deadline, const char* ap
     : interrupt_fd_(interrupt_fd) {
   // libpq's message for a DSN it cannot parse quotes the DSN, password included: check first
   // and say only that it is malformed.
-  char* parse_error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &parse_error);
-  if (parse_error != nullptr) PQfreemem(parse_error);
-  if (parsed == nullptr) {
+  if (!is_parsable_dsn(dsn)) {
     throw Error(ErrorCode::kInvalidArgument,
                 "the DSN is neither a valid key=value connection string nor a valid "
                 "postgresql:// URI (details withheld: libpq's message would quote it)");
   }
-  PQconninfoFree(parsed);
   // TCP keepalives notice a peer that vanished without closing (network partition) within about
   // a minute, even on an idle listening connection. They come before "dbname" so that settings
   // in the DSN win.
@@ -346,6 +342,15 @@ void Connection::exec_script(std::string_view sql, Deadline deadline) {
   ++sent_;
   wait_for_result(deadline, "query");
   collect("query");
+}
+
+bool is_parsable_dsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (parsed == nullptr) return false;
+  PQconninfoFree(parsed);
+  return true;
 }
 
 std::string redact_dsn(const std::string& dsn) {

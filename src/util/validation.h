@@ -9,6 +9,11 @@ namespace syncconfig::internal {
 
 constexpr std::size_t kMaxKeyBytes = 255;
 constexpr std::size_t kMaxValueDepth = 1000;
+// PostgreSQL's identifier limit (NAMEDATALEN - 1): schema and channel names.
+constexpr std::size_t kMaxIdentifierBytes = 63;
+// A table name leaves room for the names derived from it (`idx_<table>_updated_at`,
+// `<table>_lease_sweeps`, ...) within kMaxIdentifierBytes.
+constexpr std::size_t kMaxTableNameBytes = 40;
 
 // Throws Error(kInvalidArgument) unless `key` is 1..255 bytes of valid UTF-8 without NUL.
 void validate_key(std::string_view key);
