@@ -145,7 +145,7 @@ class Store::Impl {
         logger_(options_.logger ? options_.logger : spdlog::default_logger()),
         dsn_(std::move(dsn)),
         sql_(options_.schema, options_.table_name, options_.channel),
-        dispatcher_(logger_, counters_.callback_errors),
+        dispatcher_(logger_, counters_),
         cache_(dispatcher_),
         pool_(dsn_, options_.pool_size, kWriterApplicationName, options_.prepared_statements) {
     internal::SyncContext ctx{listen_dsn(),

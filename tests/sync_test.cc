@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <random>
@@ -266,6 +267,37 @@ TEST(Sync, a_throwing_callback_is_logged_and_the_store_keeps_working) {
   ASSERT_TRUE(wait_until([&] { return after.has("k", json(2)); }));
   EXPECT_EQ(p.b->get_int("k"), 2);
   EXPECT_EQ(p.b->stats().callback_errors, 2u);
+}
+
+// Callbacks run one at a time and their queue is not bounded: a slow one delays the others but
+// not the cache, and Stats says how far behind they are.
+TEST(Sync, a_slow_callback_shows_in_the_queue_depth_while_reads_stay_current) {
+  Pair p;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> calls{0};
+  p.b->subscribe([&](const Change&) {
+    calls++;
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+  });
+  EXPECT_EQ(p.b->stats().callback_queue_depth, 0u);
+  constexpr int kWrites = 10;
+  for (int i = 0; i < kWrites; ++i) p.a->set("k" + std::to_string(i), i);
+  // The first change is in the blocked callback; the other nine (and any progress marks) wait.
+  ASSERT_TRUE(wait_until([&] { return p.b->stats().callback_queue_depth >= kWrites - 1; }))
+      << p.b->stats().callback_queue_depth;
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(p.b->get_int("k9"), 9);  // The cache does not wait for callbacks.
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(wait_until([&] { return calls.load() == kWrites; }));
+  ASSERT_TRUE(wait_until([&] { return p.b->stats().callback_queue_depth == 0; }));
+  EXPECT_GE(p.b->stats().callback_queue_peak, uint64_t{kWrites - 1});
 }
 
 TEST(Sync, after_unsubscribe_returns_the_callback_is_not_called_again) {

@@ -138,6 +138,11 @@ struct Stats {
   // RemoteStore: its server said reset). The cache then equals the source, and watchers reset.
   uint64_t history_resets = 0;
   uint64_t callback_errors = 0;  // Callbacks that threw.
+  // Changes (and progress marks) waiting for the subscribers' callbacks, now and at the most since
+  // open. The queue is not bounded: callbacks run one at a time on one thread, so a slow one
+  // makes it grow while the cache stays current; alert on a depth that keeps rising.
+  uint64_t callback_queue_depth = 0;
+  uint64_t callback_queue_peak = 0;
   // The store opened from its snapshot file because no source answered, and has not caught up
   // with a source since (see is_stale()).
   bool stale = false;

@@ -117,7 +117,7 @@ class RemoteStore::Impl {
         logger_(options_.logger ? options_.logger : spdlog::default_logger()),
         urls_(std::move(urls)),
         base_(options_.store.empty() ? "" : "/stores/" + http::percent_encode(options_.store)),
-        dispatcher_(logger_, counters_.callback_errors),
+        dispatcher_(logger_, counters_),
         cache_(dispatcher_) {
     http::ClientOptions request_options;
     request_options.token = options_.token;

@@ -19,6 +19,9 @@ struct Counters {
   std::atomic<uint64_t> reconnects{0};
   std::atomic<uint64_t> history_resets{0};
   std::atomic<uint64_t> callback_errors{0};
+  // The dispatcher's queue (Dispatcher keeps them, under its mutex): now and at its highest.
+  std::atomic<uint64_t> callback_queue_depth{0};
+  std::atomic<uint64_t> callback_queue_peak{0};
   std::atomic<bool> connected{false};
   // Opened from the snapshot file and not caught up with the source since.
   std::atomic<bool> stale{false};

@@ -4,9 +4,8 @@
 
 namespace syncconfig::internal {
 
-Dispatcher::Dispatcher(std::shared_ptr<spdlog::logger> logger,
-                       std::atomic<uint64_t>& callback_errors)
-    : logger_(std::move(logger)), callback_errors_(callback_errors) {
+Dispatcher::Dispatcher(std::shared_ptr<spdlog::logger> logger, Counters& counters)
+    : logger_(std::move(logger)), counters_(counters) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -29,8 +28,15 @@ void Dispatcher::enqueue(Event event) {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     queue_.push_back(std::move(event));
+    note_depth();
   }
   cv_.notify_one();
+}
+
+void Dispatcher::note_depth() {
+  const uint64_t depth = queue_.size();
+  counters_.callback_queue_depth.store(depth);
+  if (depth > counters_.callback_queue_peak.load()) counters_.callback_queue_peak.store(depth);
 }
 
 SubscriptionId Dispatcher::subscribe(Callback callback, ProgressCallback on_progress) {
@@ -55,6 +61,7 @@ void Dispatcher::stop() {
     std::lock_guard lock(mu_);
     stopping_ = true;
     queue_.clear();
+    note_depth();
   }
   cv_.notify_all();
   idle_cv_.notify_all();
@@ -68,6 +75,7 @@ void Dispatcher::run() {
     if (stopping_) break;
     Event event = std::move(queue_.front());
     queue_.pop_front();
+    note_depth();
     // Snapshot the ids; each is re-checked right before its call so that unsubscribe holds.
     std::vector<SubscriptionId> ids;
     ids.reserve(callbacks_.size());
@@ -96,11 +104,11 @@ void Dispatcher::deliver(const Subscriber& s, const Event& event) {
       s.on_progress(std::get<Progress>(event));
     }
   } catch (const std::exception& e) {
-    callback_errors_.fetch_add(1);
+    counters_.callback_errors.fetch_add(1);
     logger_->error("syncconfig: a {} callback threw{}: {}", change ? "change" : "progress",
                    change ? " on key '" + change->key + "'" : std::string(), e.what());
   } catch (...) {
-    callback_errors_.fetch_add(1);
+    counters_.callback_errors.fetch_add(1);
     logger_->error("syncconfig: a {} callback threw a non-exception{}",
                    change ? "change" : "progress",
                    change ? " on key '" + change->key + "'" : std::string());

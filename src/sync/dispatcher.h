@@ -18,12 +18,16 @@
 #include <variant>
 
 #include "cache/cache.h"
+#include "sync/counters.h"
 
 namespace syncconfig::internal {
 
 class Dispatcher : public ChangeSink {
  public:
-  Dispatcher(std::shared_ptr<spdlog::logger> logger, std::atomic<uint64_t>& callback_errors);
+  // Counts callbacks that threw and keeps the queue's depth in `counters` (which must outlive it).
+  // The queue is not bounded: a slow callback delays every later one and the queue grows (its
+  // depth and peak are in Stats), but the cache and the sync protocol never wait for callbacks.
+  Dispatcher(std::shared_ptr<spdlog::logger> logger, Counters& counters);
   ~Dispatcher() override;
 
   // Queues a change for the callbacks. Dropped when nobody is subscribed or after stop().
@@ -44,7 +48,7 @@ class Dispatcher : public ChangeSink {
   void run();
 
   std::shared_ptr<spdlog::logger> logger_;
-  std::atomic<uint64_t>& callback_errors_;
+  Counters& counters_;
 
   std::mutex mu_;
   std::condition_variable cv_;       // Work queued or stop requested.
@@ -55,6 +59,7 @@ class Dispatcher : public ChangeSink {
   };
   using Event = std::variant<Change, Progress>;
   void enqueue(Event event);
+  void note_depth();  // Requires mu_.
   // Calls the subscriber's callback for `event`; exceptions are logged and counted.
   void deliver(const Subscriber& s, const Event& event);
 

@@ -56,6 +56,8 @@ Stats read_stats(const Cache& cache, const Counters& counters) {
   s.reconnects = counters.reconnects.load();
   s.history_resets = counters.history_resets.load();
   s.callback_errors = counters.callback_errors.load();
+  s.callback_queue_depth = counters.callback_queue_depth.load();
+  s.callback_queue_peak = counters.callback_queue_peak.load();
   s.stale = counters.stale.load();
   if (s.stale) {
     s.stale_as_of = std::chrono::system_clock::time_point(
