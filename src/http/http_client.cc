@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
@@ -156,6 +157,12 @@ class HttpClient::Call {
     run(done, deadline, timeout);
     if (ec) {
       throw Error(ErrorCode::kUnavailable, "cannot connect to " + url() + ": " + ec.message());
+    }
+    if (detail::connected_to_itself(socket_.native_handle())) {
+      socket_.close(ec);
+      throw Error(ErrorCode::kUnavailable,
+                  "cannot connect to " + url() +
+                      ": nothing listens there (the connection reached its own port)");
     }
     socket_.set_option(tcp::no_delay(true), ec);  // Small requests must not wait for Nagle.
     if (client_.tls_) handshake(deadline);
@@ -463,5 +470,19 @@ WatchResult HttpClient::watch(std::string_view target, const Headers& headers,
     return result;
   }
 }
+
+namespace detail {
+
+bool connected_to_itself(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t local_len = sizeof local, peer_len = sizeof peer;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+      ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    return false;
+  }
+  return local_len == peer_len && std::memcmp(&local, &peer, local_len) == 0;
+}
+
+}  // namespace detail
 
 }  // namespace syncconfig::http

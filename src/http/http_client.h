@@ -142,4 +142,12 @@ class HttpClient {
   std::vector<boost::asio::io_context*> running_;  // The io_contexts of calls in progress.
 };
 
+namespace detail {
+// Whether the connected socket `fd` reached itself: connecting to a local port nobody listens on
+// can pick that very port as its own ephemeral port (TCP simultaneous open), and the connection
+// then "succeeds" with no server behind it — the request waits for its whole timeout, and the
+// port stays taken, so the server cannot start on it meanwhile.
+bool connected_to_itself(int fd);
+}  // namespace detail
+
 }  // namespace syncconfig::http

@@ -3,9 +3,12 @@
 // silences, a connection cut mid-event), which a real server would not do on demand.
 #include "http/http_client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/buffers_iterator.hpp>
@@ -297,6 +300,44 @@ std::string chunk(const std::string& data) {
   char size[16];
   std::snprintf(size, sizeof size, "%zx", data.size());
   return std::string(size) + "\r\n" + data + "\r\n";
+}
+
+// A connection to a local port nobody listens on can pick that port as its own and reach itself
+// (TCP simultaneous open): made here on purpose, it must be told apart from a real connection.
+TEST(HttpClient, a_connection_that_reached_its_own_port_is_told_apart_from_a_real_one) {
+  auto loopback = [](uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    return a;
+  };
+  auto bound_port = [](int fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+    return ntohs(a.sin_port);
+  };
+  const int self = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(self, 0);
+  sockaddr_in any = loopback(0);
+  ASSERT_EQ(::bind(self, reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+  sockaddr_in own = loopback(bound_port(self));
+  ASSERT_EQ(::connect(self, reinterpret_cast<sockaddr*>(&own), sizeof own), 0) << errno;
+  EXPECT_TRUE(detail::connected_to_itself(self));
+  ::close(self);
+
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in server = loopback(bound_port(listener));
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&server), sizeof server), 0) << errno;
+  EXPECT_FALSE(detail::connected_to_itself(client));
+  EXPECT_FALSE(detail::connected_to_itself(listener));  // Not connected at all.
+  ::close(client);
+  ::close(listener);
 }
 
 TEST(HttpClient, request_sends_method_target_token_and_body_and_returns_the_answer) {
