@@ -10,7 +10,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "db/connection.h"
+#include "util/validation.h"
 
 namespace syncconfig::cli {
 namespace {

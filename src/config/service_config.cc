@@ -15,7 +15,6 @@
 #include <set>
 #include <sstream>
 
-#include "db/connection.h"
 #include "syncconfig/error.h"
 #include "util/validation.h"
 

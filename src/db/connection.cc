@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 
+#include "util/validation.h"
+
 namespace syncconfig::internal {
 namespace {
 
@@ -342,15 +344,6 @@ void Connection::exec_script(std::string_view sql, Deadline deadline) {
   ++sent_;
   wait_for_result(deadline, "query");
   collect("query");
-}
-
-bool is_parsable_dsn(const std::string& dsn) {
-  char* error = nullptr;
-  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
-  if (error != nullptr) PQfreemem(error);
-  if (parsed == nullptr) return false;
-  PQconninfoFree(parsed);
-  return true;
 }
 
 std::string redact_dsn(const std::string& dsn) {

@@ -138,9 +138,6 @@ class Connection {
 
 // The DSN with any password removed, for logs and error messages.
 std::string redact_dsn(const std::string& dsn);
-// Whether libpq can parse `dsn` (key=value or URI). Its parse message is never shown: it may quote
-// the whole string, password included, so callers say only that the DSN is malformed.
-bool is_parsable_dsn(const std::string& dsn);
 // Quotes a validated identifier for SQL ("name").
 std::string quote_ident(std::string_view name);
 

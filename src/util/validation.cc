@@ -1,6 +1,7 @@
 #include "util/validation.h"
 
 #include <fmt/format.h>
+#include <libpq-fe.h>
 
 #include <algorithm>
 #include <cmath>
@@ -101,6 +102,15 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
                             "with a letter or '_', at most {} bytes",
                             field, quote_for_message(name), max_bytes));
   }
+}
+
+bool is_parsable_dsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (parsed == nullptr) return false;
+  PQconninfoFree(parsed);
+  return true;
 }
 
 std::string quote_for_message(std::string_view s) {

@@ -26,6 +26,9 @@ void validate_identifier(std::string_view field, std::string_view name, std::siz
 std::string serialize_value(std::string_view key, const nlohmann::json& value,
                             std::size_t max_bytes);
 bool is_valid_utf8(std::string_view s);
+// Whether libpq can parse `dsn` (key=value or URI). Its parse message is never shown: it may quote
+// the whole string, password included, so callers say only that the DSN is malformed.
+bool is_parsable_dsn(const std::string& dsn);
 // `s` as a JSON string, for error messages and log lines: escaped, so that control characters
 // cannot garble them, and with invalid UTF-8 replaced, so that quoting never throws (a strict
 // dump() would throw nlohmann::json::type_error instead of the error being reported).
