@@ -1416,6 +1416,11 @@ void HttpServer::Impl::stop() {
     ioc_.stop();
     for (auto& t : io_threads_) t.join();
     io_threads_.clear();
+    // ioc_.stop() drops handlers still queued: under load the close posted above may never have
+    // run, which left the port bound (a client's connection then waited for its whole timeout,
+    // and a server started again on the port could not bind it). No io thread runs now.
+    beast::error_code ec;
+    acceptor_.close(ec);
   } else {
     blocking_pool_.join();
   }
