@@ -65,6 +65,23 @@ std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 // JSON text; invalid UTF-8 (possible in keys taken from a URL) is replaced, never thrown on.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
+// The feed's position and its anchor, taken before a read that holds at least every change up
+// to that position: the answer's X-Syncconfig-Resume-Id, an event id a client resumes /watch or
+// /changes with, checked against the history like any event's (docs/protocol.md, "Resume tokens").
+struct ResumeMark {
+  int64_t position = 0;
+  std::optional<detail::ResumeAnchor> anchor;
+  // The id for an answer complete to `revision`; none past it or without an anchor.
+  std::optional<std::string> id_for(int64_t revision) const {
+    if (!anchor || position > revision) return std::nullopt;
+    return detail::format_event_id(position, anchor);
+  }
+};
+ResumeMark resume_mark(const StoreFeed& feed) {
+  const int64_t position = feed.position();
+  return {position, position > 0 ? feed.anchor_at(position) : std::nullopt};
+}
+
 Response json_response(int status, const json& body) {
   Response res{static_cast<http::status>(status), 11};
   res.set(http::field::content_type, kJsonType);
@@ -1130,12 +1147,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
     if (route.kind == detail::Route::Kind::kTokens) return respond_tokens(route, req);
     if (auto res = respond_safe(route, req, store, prefix, caller)) return std::move(*res);
     if (route.kind == detail::Route::Kind::kList) {
-      // The feed's position and its anchor, taken before the snapshot (which holds at least
-      // every change up to it): an event id a client resumes /watch or /changes with, checked
-      // against the history like any event's (docs/protocol.md, "Resume tokens").
-      const int64_t position = route.feed->position();
-      const std::optional<detail::ResumeAnchor> anchor =
-          position > 0 ? route.feed->anchor_at(position) : std::nullopt;
+      const ResumeMark mark = resume_mark(*route.feed);  // Before the snapshot.
       Snapshot snap = store.snapshot(prefix);
       filter(snap.values);
       // Read after the snapshot, so at least the highest revision it can hold: a change applied
@@ -1145,9 +1157,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
       Response res = json_response(200, settings_body(route, snap.values));
       res.set("X-Syncconfig-Revision", std::to_string(snap.revision));
       res.set("X-Syncconfig-Newest-Revision", std::to_string(newest));
-      if (anchor && position <= snap.revision) {
-        res.set(kResumeIdHeader, detail::format_event_id(position, anchor));
-      }
+      if (auto id = mark.id_for(snap.revision)) res.set(kResumeIdHeader, *id);
       if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }
@@ -1168,11 +1178,8 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
           return res;
         }
       }
-      // As for GET /settings: the feed's position and anchor before the read, so that a client
-      // that applied these changes can resume from a checked id rather than a bare number.
-      const int64_t position = route.feed->position();
-      const std::optional<detail::ResumeAnchor> anchor =
-          position > 0 ? route.feed->anchor_at(position) : std::nullopt;
+      // As for GET /settings: a client that applied these changes resumes from a checked id.
+      const ResumeMark mark = resume_mark(*route.feed);
       ChangesSince c =
           store.changes_since(*route.since, route.prefixes.empty() ? "" : route.prefixes.front());
       json changes = json::array();
@@ -1188,9 +1195,7 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
                                          {"revision", c.revision},
                                          {"changes", std::move(changes)}});
       res.set("X-Syncconfig-Revision", std::to_string(c.revision));
-      if (c.complete && anchor && position <= c.revision) {
-        res.set(kResumeIdHeader, detail::format_event_id(position, anchor));
-      }
+      if (auto id = mark.id_for(c.revision); id && c.complete) res.set(kResumeIdHeader, *id);
       if (filtered) res.set(kFilteredHeader, "true");
       return res;
     }

@@ -586,10 +586,7 @@ class RemoteStore::Impl {
                   what + ": the answer has no X-Syncconfig-Revision: not a syncconfig server");
     }
     out.newest = std::max(out.revision, header_value("X-Syncconfig-Newest-Revision"));
-    if (std::optional<std::string> id = r.header("X-Syncconfig-Resume-Id")) {
-      const std::optional<int64_t> at = revision_of_id(*id);
-      if (at && *at <= out.revision) out.resume_id = std::move(*id);
-    }
+    out.resume_id = resume_id_of(r, out.revision);
     out.rows = rows_of(parse_json(r.body, what), out.revision, options_.prefix, what);
     return out;
   }
@@ -621,13 +618,7 @@ class RemoteStore::Impl {
       out.reason = body.value("reason", std::string());
       out.revision = body.at("revision").get<int64_t>();
       if (history_reset != nullptr) *history_reset = body.value("history_reset", false);
-      if (resume_id != nullptr) {
-        resume_id->clear();
-        if (std::optional<std::string> id = r.header("X-Syncconfig-Resume-Id")) {
-          const std::optional<int64_t> at = revision_of_id(*id);
-          if (out.complete && at && *at <= out.revision) *resume_id = std::move(*id);
-        }
-      }
+      if (resume_id != nullptr) *resume_id = out.complete ? resume_id_of(r, out.revision) : "";
       for (const json& c : body.at("changes")) {
         Change ch;
         ch.key = c.at("key").get<std::string>();
@@ -902,6 +893,14 @@ class RemoteStore::Impl {
     const bool ours =
         e.id.starts_with(number) && (e.id.size() == number.size() || e.id[number.size()] == '.');
     set_resume(revision, ours ? e.id : number, /*force=*/true);
+  }
+
+  // An answer's X-Syncconfig-Resume-Id when it names a point at or below `revision`; else empty.
+  static std::string resume_id_of(const http::Response& r, int64_t revision) {
+    std::optional<std::string> id = r.header("X-Syncconfig-Resume-Id");
+    if (!id) return {};
+    const std::optional<int64_t> at = revision_of_id(*id);
+    return at && *at <= revision ? std::move(*id) : std::string();
   }
 
   // The revision an event id of this service names (its number before any '.').
