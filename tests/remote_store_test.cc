@@ -3,10 +3,15 @@
 // failover between servers, a relay (a server over a RemoteStore), and the snapshot file of both
 // kinds of store.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -521,6 +526,66 @@ TEST_F(RemoteStoreTest, a_stale_start_serves_the_snapshot_file_and_catches_up) {
   EXPECT_EQ(stale->get_crc(), store_->get_crc());
   stale->set("d", 4);
   EXPECT_EQ(store_->get("d"), json(4));
+}
+
+// A listening socket on a free loopback port that never accepts: the kernel completes the TCP
+// handshakes into its backlog, so a client connects, sends its request, and hears nothing (a hung
+// server, or one whose port is still bound after it stopped serving).
+class SilentServer {
+ public:
+  SilentServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on a loopback port: " << std::strerror(errno);
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { ::close(fd_); }
+  SilentServer(const SilentServer&) = delete;
+  SilentServer& operator=(const SilentServer&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(RemoteStoreTest,
+       a_server_that_accepts_and_never_answers_costs_open_timeout_not_load_timeout) {
+  TempDir dir;
+  RemoteOptions o = quick_options();
+  o.snapshot_file = dir.file("remote.snap");
+  store_->set("a", 1);
+  { auto remote = RemoteStore::open({url_of(*server_)}, o); }  // Writes the file.
+
+  SilentServer silent;
+  o.open_timeout = 300ms;
+  o.load_timeout = 120s;  // What open() waited before: far beyond this test's bound below.
+  auto started = std::chrono::steady_clock::now();
+  auto stale = RemoteStore::open({silent.url()}, o);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+  EXPECT_TRUE(stale->is_stale());
+  EXPECT_EQ(stale->get("a"), json(1));
+  stale.reset();
+
+  o.snapshot_file.clear();
+  started = std::chrono::steady_clock::now();
+  try {
+    RemoteStore::open({silent.url()}, o);
+    ADD_FAILURE() << "open() succeeded against a server that never answers";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(e.message().find("no answer to GET /settings from " + silent.url()),
+              std::string::npos)
+        << e.message();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
 }
 
 // The snapshot file keeps the id of the last change the store saw: a server whose history is

@@ -56,7 +56,8 @@ struct RemoteOptions {
   std::chrono::milliseconds load_timeout = std::chrono::seconds(60);
   // How long open() tries the servers (every URL in turn, again and again) before it gives up:
   // then it opens from snapshot_file if that is set and valid, else throws kUnavailable. A
-  // snapshot read already under way is bounded by load_timeout instead. Default 10 seconds.
+  // server must begin its answer within it (connection, status line and header); the snapshot's
+  // body, once begun, is bounded by load_timeout instead. Default 10 seconds.
   std::chrono::milliseconds open_timeout = std::chrono::seconds(10);
   // After every URL failed in a row, wait before the next round: 50 ms, doubling up to this,
   // each pause jittered (drawn from its upper half) so that many clients spread out. Default

@@ -126,8 +126,11 @@ class HttpClient::Call {
   // Resolves the server's host and connects to its addresses in turn, before `deadline`.
   void connect(Clock::time_point deadline) {
     const Url& server = client_.server_;
+    // The budget is connect_timeout or what is left of the caller's (request_timeout, answer_by).
+    const auto budget = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     const std::string timeout =
-        "cannot connect to " + url() + " within " + duration_text(client_.options_.connect_timeout);
+        budget.count() > 0 ? "cannot connect to " + url() + " within " + duration_text(budget)
+                           : "cannot connect to " + url() + ": the request's time had run out";
     std::vector<tcp::endpoint> endpoints;
     error_code ec;
     asio::ip::address literal = asio::ip::make_address(server.host, ec);
@@ -231,7 +234,8 @@ class HttpClient::Call {
 
   // Reads the answer's header (read_header) or all of it (read) into `parser`.
   template <class Parser>
-  void read_header(Parser& parser, Clock::time_point deadline, const std::string& what) {
+  void read_header(Parser& parser, Clock::time_point deadline, const std::string& what,
+                   const std::optional<std::string>& timeout = std::nullopt) {
     bool done = false;
     error_code ec;
     io([&](auto& stream) {
@@ -240,7 +244,7 @@ class HttpClient::Call {
         done = true;
       });
     });
-    run(done, deadline, timeout_message(what));
+    run(done, deadline, timeout.value_or(timeout_message(what)));
     if (ec) throw read_error(ec, what);
   }
   template <class Parser>
@@ -369,7 +373,8 @@ bhttp::request<bhttp::string_body> make_request(bhttp::verb verb, const Url& ser
 }  // namespace
 
 Response HttpClient::request(std::string_view method, std::string_view target,
-                             std::string_view body, const Headers& headers) {
+                             std::string_view body, const Headers& headers,
+                             std::optional<Clock::time_point> answer_by) {
   const bhttp::verb verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
   if (verb == bhttp::verb::unknown) {
     throw Error(ErrorCode::kInvalidArgument,
@@ -386,13 +391,20 @@ Response HttpClient::request(std::string_view method, std::string_view target,
   req.body() = std::string(body);
   req.prepare_payload();
   try {
+    const Clock::time_point header_by = std::min(deadline, answer_by.value_or(deadline));
     Call call(*this);
-    call.connect(std::min(start + options_.connect_timeout, deadline));
-    call.write(req, deadline, what);
+    call.connect(std::min(start + options_.connect_timeout, header_by));
+    call.write(req, header_by, what);
 
     bhttp::response_parser<bhttp::string_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(options_.max_body_bytes);
+    if (answer_by) {
+      call.read_header(parser, header_by, what,
+                       "no answer to " + what + " from " + server_.to_string() + " within " +
+                           duration_text(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               header_by - start)));
+    }
     call.read(parser, deadline, what);
     Response response;
     response.status = static_cast<int>(parser.get().result_int());

@@ -114,8 +114,15 @@ class HttpClient {
   // beginning with '/', with its query, percent-encoded: see percent_encode()) and reads the
   // whole answer. A non-empty body without a Content-Type in `headers` is sent as
   // application/json.
+  //
+  // `answer_by`: when given, the connection and the answer's status line and header must be
+  // done by then (else Error(kTimeout)); the body is still bounded by request_timeout alone. For
+  // a caller with a budget of its own (RemoteStore::open's open_timeout) whose answers may be
+  // long (a whole snapshot): a server that accepts and never answers costs the budget, not
+  // request_timeout.
   Response request(std::string_view method, std::string_view target, std::string_view body = {},
-                   const Headers& headers = {});
+                   const Headers& headers = {},
+                   std::optional<std::chrono::steady_clock::time_point> answer_by = std::nullopt);
 
   // GETs `target` as an event stream (Accept: text/event-stream; pass Last-Event-ID in
   // `headers` to resume) and calls `on_event` on the calling thread for every event, as the

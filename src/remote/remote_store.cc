@@ -523,9 +523,11 @@ class RemoteStore::Impl {
   // to each other server in turn. A write re-sent this way is harmless: PUT is idempotent, and a
   // DELETE re-sent reports what it then finds, as Store's re-run remove() does.
   // `answered` (if given) is set to the index of the server that answered.
+  // `answer_by`: see HttpClient::request (open() bounds each server's answer by its budget).
   http::Response send(std::string_view method, const std::string& target, std::string_view body,
                       const std::string& what, std::optional<std::size_t> start = std::nullopt,
-                      std::size_t* answered = nullptr, const http::Headers& headers = {}) {
+                      std::size_t* answered = nullptr, const http::Headers& headers = {},
+                      std::optional<steady_clock::time_point> answer_by = std::nullopt) {
     const std::size_t first = start.value_or(current_index());
     std::optional<Error> last;
     for (std::size_t i = 0; i < urls_.size(); ++i) {
@@ -534,7 +536,7 @@ class RemoteStore::Impl {
         // Reads (snapshots, changes_since) are bounded by load_timeout, writes by
         // request_timeout.
         auto& client = method == "GET" ? loaders_[idx] : requesters_[idx];
-        http::Response r = client->request(method, target, body, headers);
+        http::Response r = client->request(method, target, body, headers, answer_by);
         if (r.status == 503 && i + 1 < urls_.size()) {
           last =
               Error(ErrorCode::kUnavailable, fmt::format("{}: {} answered 503: {}", what,
@@ -565,10 +567,11 @@ class RemoteStore::Impl {
     std::string resume_id;
   };
   ServerSnapshot take_snapshot(std::size_t first, const std::string& what,
-                               std::size_t* answered = nullptr) {
+                               std::size_t* answered = nullptr,
+                               std::optional<steady_clock::time_point> answer_by = std::nullopt) {
     std::string target = base_ + "/settings";
     if (!options_.prefix.empty()) target += "?prefix=" + http::percent_encode(options_.prefix);
-    http::Response r = send("GET", target, {}, what, first, answered);
+    http::Response r = send("GET", target, {}, what, first, answered, {}, answer_by);
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
     auto header_value = [&](const char* name) -> int64_t {
       std::optional<std::string> header = r.header(name);
@@ -642,7 +645,10 @@ class RemoteStore::Impl {
     while (steady_clock::now() < deadline) {
       try {
         std::size_t answered = 0;
-        ServerSnapshot snap = take_snapshot(0, "RemoteStore::open", &answered);
+        // A server must begin its answer within open_timeout (one that accepts and never
+        // answers must not hold open() for load_timeout); the snapshot's body may take
+        // load_timeout.
+        ServerSnapshot snap = take_snapshot(0, "RemoteStore::open", &answered, deadline);
         const int64_t revision = snap.revision;
         index_.store(answered);
         load(std::move(snap), internal::ReplaceMode::kInitial);
