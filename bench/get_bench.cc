@@ -16,6 +16,7 @@
 // items/s is the aggregate throughput. Perfect scaling would halve ns/op from 1 to 2 threads.
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
+#include <syncconfig/embedded_postgres.h>
 #include <syncconfig/syncconfig.h>
 #include <unistd.h>
 

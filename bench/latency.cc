@@ -36,6 +36,7 @@
 //   server setting, for experiments (plan_cache_mode=force_generic_plan, ...).
 #include <spdlog/logger.h>
 #include <spdlog/spdlog.h>
+#include <syncconfig/embedded_postgres.h>
 #include <syncconfig/syncconfig.h>
 #include <zlib.h>
 

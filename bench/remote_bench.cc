@@ -42,6 +42,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <syncconfig/embedded_postgres.h>
 #include <syncconfig/syncconfig.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>

@@ -60,6 +60,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <syncconfig/embedded_postgres.h>
 #include <syncconfig/syncconfig.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 namespace example {
@@ -17,7 +18,9 @@ namespace example {
 inline int failures = 0;
 
 inline void check(bool ok, const std::string& what) {
-  std::cout << (ok ? "  ok: " : "  FAILED: ") << what << "\n";
+  // One write per line: subscribers print from the store's callback thread meanwhile, and three
+  // separate writes could be split by theirs.
+  std::cout << (std::string(ok ? "  ok: " : "  FAILED: ") + what + "\n") << std::flush;
   if (!ok) ++failures;
 }
 

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "example_support.h"
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 using namespace std::chrono_literals;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 using namespace std::chrono_literals;
@@ -62,9 +63,10 @@ int main(int argc, char** argv) {
 
   Arrivals arrivals;
   b->subscribe([&](const syncconfig::Change& c) {
-    std::cout << "  [B callback] " << c.key << " = "
-              << (c.value ? c.value->dump() : std::string("<deleted>")) << "  (revision "
-              << c.revision << ")\n";
+    // One write per line (the main thread prints meanwhile).
+    std::cout << ("  [B callback] " + c.key + " = " +
+                  (c.value ? c.value->dump() : std::string("<deleted>")) + "  (revision " +
+                  std::to_string(c.revision) + ")\n");
     arrivals.on_change(c);
   });
 

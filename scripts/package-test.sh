@@ -68,8 +68,9 @@ cmake --build "$build" -j "$jobs" >"$work/build.log" 2>&1 ||
 step "cmake --install into $prefix"
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" ||
   { cat "$work/install.log"; fail "cmake --install"; }
-for f in bin/syncconfig lib/libsyncconfig.a include/syncconfig/syncconfig.h \
-  include/syncconfig/store.h lib/cmake/syncconfig/syncconfigConfig.cmake \
+for f in bin/syncconfig lib/libsyncconfig.a lib/libsyncconfig_embedded.a \
+  include/syncconfig/syncconfig.h include/syncconfig/store.h include/syncconfig/embedded_postgres.h \
+  lib/pkgconfig/syncconfig-embedded.pc lib/cmake/syncconfig/syncconfigConfig.cmake \
   lib/cmake/syncconfig/syncconfigConfigVersion.cmake lib/cmake/syncconfig/syncconfigTargets.cmake \
   lib/pkgconfig/syncconfig.pc lib/systemd/system/syncconfig.service etc/syncconfig/config.yaml; do
   [ -e "$prefix/$f" ] || fail "cmake --install did not install $f"
@@ -83,10 +84,12 @@ consumer_cmake() {
   cmake -S "$src/tests/consumer" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >"$dir.log" 2>&1 ||
     { cat "$dir.log"; fail "configuring the consumer ($*)"; }
   cmake --build "$dir" >>"$dir.log" 2>&1 || { cat "$dir.log"; fail "building the consumer ($*)"; }
-  local out
-  out="$("$dir/consumer")" || fail "the CMake consumer exited with $?"
-  [ "$out" = "consumer ok" ] || fail "the CMake consumer printed: $out"
-  echo "cmake consumer: $out"
+  local out exe
+  for exe in consumer consumer_embedded; do
+    out="$("$dir/$exe")" || fail "the CMake $exe exited with $?"
+    [ "$out" = "consumer ok" ] || fail "the CMake $exe printed: $out"
+    echo "cmake $exe: $out"
+  done
 }
 
 # Builds tests/consumer with the pkg-config line into $1 and runs it (PKG_CONFIG_PATH as set).
@@ -100,6 +103,13 @@ consumer_pkgconfig() {
   out="$("$exe")" || fail "the pkg-config consumer exited with $?"
   [ "$out" = "consumer ok" ] || fail "the pkg-config consumer printed: $out"
   echo "pkg-config consumer: $out"
+  pkg-config --exists syncconfig-embedded || fail "pkg-config does not find syncconfig-embedded"
+  # shellcheck disable=SC2046
+  g++ -std=c++20 "$src/tests/consumer/embedded.cc" $(pkg-config --cflags --libs syncconfig-embedded) \
+    -o "$exe-embedded" || fail "building the embedded consumer with pkg-config"
+  out="$("$exe-embedded")" || fail "the pkg-config embedded consumer exited with $?"
+  [ "$out" = "consumer ok" ] || fail "the pkg-config embedded consumer printed: $out"
+  echo "pkg-config consumer_embedded: $out"
 }
 
 step "consumer against the prefix: find_package(syncconfig 0.1) and pkg-config"
@@ -121,7 +131,8 @@ for field in "Package: syncconfig" "Depends:.*libpq5" "Depends:.*adduser" "Recom
 done
 for f in ./usr/bin/syncconfig ./usr/lib/systemd/system/syncconfig.service \
   ./etc/syncconfig/config.yaml ./usr/lib/libsyncconfig.a ./usr/include/syncconfig/store.h \
-  ./usr/lib/cmake/syncconfig/syncconfigConfig.cmake ./usr/lib/pkgconfig/syncconfig.pc; do
+  ./usr/lib/cmake/syncconfig/syncconfigConfig.cmake ./usr/lib/pkgconfig/syncconfig.pc \
+  ./usr/lib/libsyncconfig_embedded.a ./usr/lib/pkgconfig/syncconfig-embedded.pc; do
   grep -q " $f\$" "$work/deb-contents.txt" || fail "the package lacks $f"
 done
 # Listed first, then searched: `producer | grep -q` under pipefail fails whenever grep exits

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 namespace syncconfig::testing {

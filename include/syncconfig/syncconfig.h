@@ -1,8 +1,8 @@
-// Umbrella header for the syncconfig library.
+// Umbrella header for the syncconfig library (syncconfig::syncconfig). EmbeddedPostgres is not
+// part of it: include "syncconfig/embedded_postgres.h" and link syncconfig::embedded.
 #pragma once
 
 #include "syncconfig/config.h"
-#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/error.h"
 #include "syncconfig/options.h"
 #include "syncconfig/pool_manager.h"

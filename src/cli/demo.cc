@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 namespace syncconfig::cli {

@@ -18,6 +18,7 @@
 #include "config/service_config.h"
 #include "db/connection.h"
 #include "http/http_server.h"
+#include "syncconfig/embedded_postgres.h"
 #include "syncconfig/syncconfig.h"
 
 namespace syncconfig::cli {
