@@ -8,12 +8,7 @@
 set -euo pipefail
 dsn=$1 clients=${2:-1} rounds=${3:-3} secs=${4:-4}
 cd "$(dirname "$0")"
-psql "$dsn" -q -v ON_ERROR_STOP=1 -o /dev/null <<'SQL'
-CREATE TABLE IF NOT EXISTS raw_t (key varchar(255) PRIMARY KEY, value jsonb NOT NULL);
-INSERT INTO raw_t SELECT 'k' || g, '{"n": 0}' FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING;
-SELECT count(*) FROM (SELECT bench_t_sc_put('k' || g, '{"n": 0}'::jsonb, NULL, 0, '', '')
-                      FROM generate_series(1, 1000) g) x;
-SQL
+psql "$dsn" -q -v ON_ERROR_STOP=1 -o /dev/null -c "SET client_min_messages = warning" -f prepare.sql
 for r in $(seq 1 "$rounds"); do
   for f in a_fn b_cte c_one raw; do
     tps=$(pgbench -n -M prepared -c "$clients" -j "$clients" -T "$secs" -f "$f.sql" "$dsn" |

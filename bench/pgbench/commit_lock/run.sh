@@ -9,12 +9,7 @@ set -euo pipefail
 dsn=$1 clients=${2:-8} rounds=${3:-3} secs=${4:-5}
 here=$(cd "$(dirname "$0")" && pwd)
 psql "$dsn" -q -v ON_ERROR_STOP=1 -o /dev/null -c "SET client_min_messages = warning" -f "$here/setup.sql"
-psql "$dsn" -q -v ON_ERROR_STOP=1 -o /dev/null <<'SQL'
-CREATE TABLE IF NOT EXISTS raw_t (key varchar(255) PRIMARY KEY, value jsonb NOT NULL);
-INSERT INTO raw_t SELECT 'k' || g, '{"n": 0}' FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING;
-SELECT count(*) FROM (SELECT bench_t_sc_put('k' || g, '{"n": 0}'::jsonb, NULL, 0, '', '')
-                      FROM generate_series(1, 1000) g) x;
-SQL
+psql "$dsn" -q -v ON_ERROR_STOP=1 -o /dev/null -c "SET client_min_messages = warning" -f "$here/../prepare.sql"
 for r in $(seq 1 "$rounds"); do
   for f in "$here/../raw.sql" "$here/../a_fn.sql" "$here/lock_only.sql" "$here/restamp.sql" \
            "$here/revmap.sql" "$here/nolock.sql"; do
