@@ -99,6 +99,9 @@ std::map<std::string, std::string> server_settings() {
       // The data directories are thrown away: durability across an OS crash only costs time. A
       // server crash (immediate shutdown) still recovers from the WAL in the page cache.
       {"fsync", "off"},
+      // For whoever reads a kept server log after a failed failover run (docs/reliability.md,
+      // finding 5): when each standby connected and from where it streamed.
+      {"log_replication_commands", "on"},
   };
 }
 

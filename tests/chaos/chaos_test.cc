@@ -587,6 +587,9 @@ class Run {
     all_children_.clear();
     sql_.reset();
     replicas_.reset();  // Stops both servers, saves their logs, removes their data directories.
+    // A failed run on a CI machine leaves only what it printed: show what the servers said about
+    // replication, shutdowns and promotions (for a lost acknowledged write, finding 5).
+    if (failed_ && !failovers_.empty()) print_server_log_excerpts();
     if (!dir_.empty() && !cfg_.keep_logs && !failed_) {
       std::error_code ec;
       fs::remove_all(dir_, ec);
@@ -594,6 +597,49 @@ class Run {
   }
 
   fs::path log_dir() const { return dir_; }
+
+  void print_server_log_excerpts() const {
+    static const char* const kWords[] = {"replication", "standby", "promot", "shutdown",
+                                         "database system", "redo", "timeline", "terminating",
+                                         "synchronous", "WARNING", "PANIC"};
+    // The faults' own noise: terminated sessions, refused connections during a restart (not a
+    // WARNING that a commit stopped waiting for the standby: that one is kept).
+    static const char* const kNoise[] = {"FATAL:  terminating connection due to administrator",
+                                         "the database system is shutting down",
+                                         "the database system is starting up",
+                                         "there is no transaction in progress",
+                                         "skipping special file"};
+    constexpr std::size_t kLinesPerLog = 40;
+    std::error_code ec;
+    std::vector<fs::path> logs;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      if (entry.path().string().ends_with(".server.log")) logs.push_back(entry.path());
+    }
+    std::sort(logs.begin(), logs.end());
+    for (const fs::path& log : logs) {
+      std::ifstream in(log);
+      std::vector<std::string> kept;
+      for (std::string line; std::getline(in, line);) {
+        if (std::any_of(std::begin(kNoise), std::end(kNoise), [&](const char* noise) {
+              return line.find(noise) != std::string::npos;
+            })) {
+          continue;
+        }
+        for (const char* word : kWords) {
+          if (line.find(word) != std::string::npos) {
+            kept.push_back(line);
+            break;
+          }
+        }
+      }
+      const std::size_t from = kept.size() > kLinesPerLog ? kept.size() - kLinesPerLog : 0;
+      std::cout << "  " << log.filename().string() << ": the last " << kept.size() - from
+                << " of " << kept.size() << " lines about replication and shutdowns\n";
+      for (std::size_t i = from; i < kept.size(); ++i) std::cout << "    " << kept[i] << "\n";
+    }
+    std::cout.flush();
+  }
+
   void mark_failed() { failed_ = true; }
 
  private:
