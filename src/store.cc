@@ -23,6 +23,7 @@
 
 namespace syncconfig {
 
+using internal::AppliedBy;
 using internal::Deadline;
 using internal::deadline_after;
 
@@ -161,7 +162,7 @@ class Store::Impl {
       Deadline deadline = deadline_after(options_.db_timeout);
       conn = internal::open_listener(ctx, deadline);
       ensure_schema(*conn, sql_, options_.channel, deadline, *logger_);
-      internal::load_all(*conn, sql_, cache_, /*initial=*/true,
+      internal::load_all(*conn, sql_, cache_, internal::ReplaceMode::kInitial,
                          deadline_after(options_.load_timeout));
     } catch (const Error& e) {
       if (!e.retryable() || options_.snapshot_file.empty() || !open_from_file(e)) throw;
@@ -349,7 +350,7 @@ class Store::Impl {
     if (!stored)
       throw Error(ErrorCode::kInternal, "the database returned a value that is not JSON");
     nlohmann::json out = stored->entry->to_json();
-    cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal, /*local_write=*/true);
+    cache_.upsert(std::move(*stored), revision, ChangeOrigin::kLocal, AppliedBy::kWriter);
     return out;
   }
 
@@ -430,7 +431,7 @@ class Store::Impl {
         return {out, cas};
       }
       out.revision = w.revision;
-      cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+      cache_.remove(key, out.revision, ChangeOrigin::kLocal, AppliedBy::kWriter);
       cas.succeeded = true;
       cas.revision = out.revision;
     } catch (const Error& e) {
@@ -490,9 +491,8 @@ class Store::Impl {
       read = with_connection(
           deadline,
           [&](internal::Connection& conn) {
-            return internal::read_changes_since(conn, sql_, revision, /*with_digest=*/false,
-                                                deadline,
-                                                /*with_txids=*/true);
+            return internal::read_changes_since(conn, sql_, revision, internal::WithDigest::kNo,
+                                                deadline, internal::WithTxids::kYes);
           },
           Rerun::kAlways);
     } catch (const Error& e) {
@@ -733,7 +733,7 @@ TxnResult Store::Impl::commit(const Transaction& txn) {
   out.committed = true;
   std::sort(changes.begin(), changes.end(),
             [](const auto& a, const auto& b) { return a.revision < b.revision; });
-  cache_.apply(std::move(changes), ChangeOrigin::kLocal, /*local_write=*/true);
+  cache_.apply(std::move(changes), ChangeOrigin::kLocal, AppliedBy::kWriter);
   counters_.writes.fetch_add(1);
   return out;
 }
@@ -939,7 +939,7 @@ bool Store::Impl::revoke_lease(int64_t lease) {
       const std::string key(keys.text(i, 0));
       Written w = run_del(key, std::nullopt, why, "expire");
       if (w.status == "ok") {
-        cache_.remove(key, w.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+        cache_.remove(key, w.revision, ChangeOrigin::kLocal, AppliedBy::kWriter);
       }
     }
     return true;

@@ -170,7 +170,7 @@ void Cache::emit(Change change) {
   }
 }
 
-std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, bool local_write) {
+std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, AppliedBy by) {
   std::vector<Change> pushed;
   std::vector<EntryPtr> replaced;  // Freed after the lock is released.
   std::size_t applied = 0;
@@ -180,8 +180,8 @@ std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, 
     expiring_ = c.expired;
     switch (c.kind) {
       case CacheChange::Kind::kUpsert:
-        applied += upsert_locked(std::move(*c.value), c.revision, origin, local_write, c.written_at,
-                                 replaced);
+        applied +=
+            upsert_locked(std::move(*c.value), c.revision, origin, by, c.written_at, replaced);
         break;
       case CacheChange::Kind::kRemove:
         applied += remove_locked(c.key, c.revision, origin, c.written_at, replaced);
@@ -209,19 +209,19 @@ void Cache::flush_unit(std::vector<Change>& pushed) {
   }
 }
 
-bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
                    std::optional<WriteTime> written_at) {
   std::vector<EntryPtr> replaced;  // Freed after the lock is released.
   std::unique_lock lock(mu_);
-  return upsert_locked(std::move(value), revision, origin, local_write, written_at, replaced);
+  return upsert_locked(std::move(value), revision, origin, by, written_at, replaced);
 }
 
-bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin,
-                          bool local_write, std::optional<WriteTime> written_at,
-                          std::vector<EntryPtr>& replaced) {
+bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
+                          std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced) {
   EntryPtr incoming = std::move(value.entry);
   Entry* e = map_.find(incoming->key());
-  if (local_write && revision <= watermark_ && e == nullptr) return false;  // See cache.h.
+  if (by == AppliedBy::kWriter && revision <= watermark_ && e == nullptr)
+    return false;  // See cache.h.
   if (e != nullptr && revision <= e->revision) return false;
   // Below a revision already seen: possibly a change the cache holds already (a server's
   // snapshot can hold changes above its revision, and their events follow: note_applied).
@@ -247,10 +247,10 @@ bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin orig
   return true;
 }
 
-// `local_write` needs no rule of its own here: with no entry, a deletion at or below the watermark
-// is skipped for every caller, and over an entry the revisions decide (see upsert).
+// `AppliedBy::kWriter` needs no rule of its own here: with no entry, a deletion at or below the
+// watermark is skipped for every caller, and over an entry the revisions decide (see upsert).
 bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
-                   [[maybe_unused]] bool local_write, std::optional<WriteTime> written_at) {
+                   [[maybe_unused]] AppliedBy by, std::optional<WriteTime> written_at) {
   std::vector<EntryPtr> replaced;
   std::unique_lock lock(mu_);
   return remove_locked(key, revision, origin, written_at, replaced);

@@ -75,6 +75,11 @@ struct Row {
   int64_t revision = 0;
 };
 
+// Who hands a change to the cache: the thread that wrote it, with the revision its own commit
+// returned, or the feed that follows the table (notifications, catch-ups, a server's event
+// stream). They differ at the watermark: see upsert().
+enum class AppliedBy { kWriter, kFeed };
+
 enum class ReplaceMode {
   kInitial,  // Start-up load: no callbacks.
   kResync,   // Report changes (kResync); keep entries newer than the snapshot.
@@ -134,17 +139,17 @@ class Cache {
   void restore_anchors(const std::vector<Anchor>& anchors);
 
   // Upsert at `revision`, reported with `origin`. Applied if newer than the entry (or its
-  // tombstone). The result of this instance's own write (`local_write`, applied by the writing
-  // thread) at or below the watermark is skipped when the key has no entry at all: it may have
-  // been deleted since and its tombstone forgotten. Over an older entry it is applied: the
+  // tombstone). The result of this instance's own write (AppliedBy::kWriter, applied by the
+  // writing thread) at or below the watermark is skipped when the key has no entry at all: it may
+  // have been deleted since and its tombstone forgotten. Over an older entry it is applied: the
   // listener can pass a revision without applying it (a value too large for the payload, read
   // by key after a later deletion), and the writer must still read its own write. Returns
   // whether applied.
   // `written_at` is passed on in the reported Change.
-  bool upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+  bool upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
               std::optional<WriteTime> written_at = std::nullopt);
   // Deletion at `revision`, same rules. Returns whether applied.
-  bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, bool local_write,
+  bool remove(std::string_view key, int64_t revision, ChangeOrigin origin, AppliedBy by,
               std::optional<WriteTime> written_at = std::nullopt);
   // TRUNCATE at `revision`: drops every entry older than it. Returns how many live keys it
   // removed.
@@ -153,7 +158,7 @@ class Cache {
   // Applies `changes` (in revision order) as one unit: under one write lock, so no reader sees
   // part of it, each by the rules of upsert/remove/truncate; the changes it makes reach the sink
   // consecutively, the last with unit_end. Returns how many were applied.
-  std::size_t apply(std::vector<CacheChange> changes, ChangeOrigin origin, bool local_write);
+  std::size_t apply(std::vector<CacheChange> changes, ChangeOrigin origin, AppliedBy by);
   // Raises the watermark (never lowers it) and forgets tombstones at or below it.
   void advance_watermark(int64_t revision);
   // Records that the content may hold changes up to `revision` (Stats::applied_revision, what a
@@ -182,7 +187,7 @@ class Cache {
   // Ends an export: the last one frees the retired entries.
   void end_export() const;
 
-  bool upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin, bool local_write,
+  bool upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
                      std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);
   bool remove_locked(std::string_view key, int64_t revision, ChangeOrigin origin,
                      std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);

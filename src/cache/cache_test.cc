@@ -62,16 +62,17 @@ Row row(std::string key, std::string_view text, int64_t revision) {
 }
 
 // In these helpers ChangeOrigin::kLocal stands for the writing thread applying the result of
-// its own write (local_write = true); kRemote and kResync are listener / catch-up paths.
+// its own write (AppliedBy::kWriter); kRemote and kResync are listener / catch-up paths.
 class CacheTest : public ::testing::Test {
  protected:
   bool upsert(std::string_view key, std::string_view text, int64_t revision,
               ChangeOrigin origin = ChangeOrigin::kRemote) {
     return cache_.upsert(value_of(key, text), revision, origin,
-                         /*local_write=*/origin == ChangeOrigin::kLocal);
+                         origin == ChangeOrigin::kLocal ? AppliedBy::kWriter : AppliedBy::kFeed);
   }
   bool remove(std::string_view key, int64_t revision, ChangeOrigin origin = ChangeOrigin::kRemote) {
-    return cache_.remove(key, revision, origin, /*local_write=*/origin == ChangeOrigin::kLocal);
+    return cache_.remove(key, revision, origin,
+                         origin == ChangeOrigin::kLocal ? AppliedBy::kWriter : AppliedBy::kFeed);
   }
 
   RecordingSink sink_;
@@ -330,12 +331,10 @@ TEST_F(CacheTest, a_local_result_at_or_below_the_watermark_applies_over_an_older
 TEST_F(CacheTest, an_own_write_applied_first_by_the_listener_is_reported_once_as_local) {
   // The listener recognizes the instance's own write and applies it (origin kLocal, not the
   // writing thread); the transaction completes, so the watermark passes it.
-  ASSERT_TRUE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal,
-                            /*local_write=*/false));
+  ASSERT_TRUE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal, AppliedBy::kFeed));
   cache_.advance_watermark(11);
   // Then the writing thread applies its result.
-  EXPECT_FALSE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal,
-                             /*local_write=*/true));
+  EXPECT_FALSE(cache_.upsert(value_of("a", "1"), 11, ChangeOrigin::kLocal, AppliedBy::kWriter));
   std::vector<Change> changes = sink_.take();
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0].origin, ChangeOrigin::kLocal);
@@ -347,10 +346,9 @@ TEST_F(CacheTest, the_watermark_rule_applies_only_to_the_writing_threads_result)
   cache_.advance_watermark(10);
   sink_.take();
   // Listener and catch-up paths only compare with the entry's own revision.
-  EXPECT_TRUE(cache_.upsert(value_of("a", "2"), 8, ChangeOrigin::kResync,
-                            /*local_write=*/false));
+  EXPECT_TRUE(cache_.upsert(value_of("a", "2"), 8, ChangeOrigin::kResync, AppliedBy::kFeed));
   EXPECT_EQ(cache_.get("a"), json(2));
-  EXPECT_TRUE(cache_.remove("a", 9, ChangeOrigin::kRemote, /*local_write=*/false));
+  EXPECT_TRUE(cache_.remove("a", 9, ChangeOrigin::kRemote, AppliedBy::kFeed));
   EXPECT_EQ(cache_.get("a"), std::nullopt);
   EXPECT_EQ(sink_.count(), 2u);
 }
@@ -470,7 +468,7 @@ TEST(Cache, crc_and_digest_do_not_depend_on_insertion_order) {
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const auto& [key, text] = entries[i];
     ASSERT_TRUE(a.upsert(value_of(key, text), static_cast<int64_t>(i + 1), ChangeOrigin::kRemote,
-                         /*local_write=*/false));
+                         AppliedBy::kFeed));
   }
   std::mt19937 rng(12345);
   std::vector<std::pair<std::string, std::string>> shuffled = entries;
@@ -478,7 +476,7 @@ TEST(Cache, crc_and_digest_do_not_depend_on_insertion_order) {
   for (std::size_t i = 0; i < shuffled.size(); ++i) {
     const auto& [key, text] = shuffled[i];
     ASSERT_TRUE(b.upsert(value_of(key, text), static_cast<int64_t>(100 + i), ChangeOrigin::kRemote,
-                         /*local_write=*/false));
+                         AppliedBy::kFeed));
   }
   EXPECT_EQ(a.crc(), b.crc());
   EXPECT_EQ(a.digest().md5_sum, b.digest().md5_sum);
@@ -768,12 +766,12 @@ TEST(Cache, concurrent_readers_and_a_writer_stay_consistent) {
     for (int i = 1; i <= kIterations; ++i) {
       const std::string& key = keys[i % kKeys];
       if (i % 7 == 0) {
-        cache.remove(key, i, ChangeOrigin::kRemote, /*local_write=*/false);
+        cache.remove(key, i, ChangeOrigin::kRemote, AppliedBy::kFeed);
       } else {
         std::string text = R"({"i": )" + std::to_string(i) + "}";
         const bool local = i % 2 == 0;
         cache.upsert(value_of(key, text), i, local ? ChangeOrigin::kLocal : ChangeOrigin::kRemote,
-                     local);
+                     local ? AppliedBy::kWriter : AppliedBy::kFeed);
       }
       if (i % 50 == 0) cache.advance_watermark(i - 10);
       if (i % 997 == 0) cache.truncate(i, ChangeOrigin::kRemote);
@@ -831,10 +829,10 @@ TEST(Cache, concurrent_writers_push_each_keys_changes_in_revision_order) {
         const std::string key = "k" + std::to_string((i + t) % kKeys);
         const int64_t revision = next_revision.fetch_add(1);
         if (i % 5 == 4) {
-          cache.remove(key, revision, ChangeOrigin::kRemote, /*local_write=*/false);
+          cache.remove(key, revision, ChangeOrigin::kRemote, AppliedBy::kFeed);
         } else {
           cache.upsert(value_of(key, std::to_string(revision)), revision, ChangeOrigin::kRemote,
-                       /*local_write=*/false);
+                       AppliedBy::kFeed);
         }
       }
     });

@@ -67,7 +67,7 @@ class CacheSnapshot : public ::testing::Test {
   void put(std::string_view key, std::string_view text, int64_t revision) {
     std::optional<ParsedValue> v = parse_value(key, text);
     ASSERT_TRUE(v.has_value()) << text;
-    cache_.upsert(std::move(*v), revision, ChangeOrigin::kRemote, /*local_write=*/false);
+    cache_.upsert(std::move(*v), revision, ChangeOrigin::kRemote, AppliedBy::kFeed);
   }
 
   NullSink sink_;
@@ -79,7 +79,7 @@ TEST_F(CacheSnapshot, export_holds_every_live_entry_as_jsonb_text_at_the_waterma
   put("s", R"("h\u00e9llo \"x\"")", 2);
   put("obj", R"({"a": "x", "bb": [1, 2.5, {"c": null}]})", 3);
   put("gone", "true", 4);
-  cache_.remove("gone", 5, ChangeOrigin::kRemote, false);
+  cache_.remove("gone", 5, ChangeOrigin::kRemote, AppliedBy::kFeed);
   cache_.advance_watermark(4);  // The tombstone (5) stays.
   const auto before = std::chrono::system_clock::now();
   SnapshotFileData d = cache_.export_snapshot();
@@ -116,9 +116,9 @@ TEST_F(CacheSnapshot, content_version_changes_with_the_content_or_the_watermark_
   EXPECT_TRUE(changed()) << "watermark";
   cache_.advance_watermark(2);
   EXPECT_FALSE(changed()) << "a lower watermark, ignored";
-  cache_.remove("a", 4, ChangeOrigin::kRemote, false);
+  cache_.remove("a", 4, ChangeOrigin::kRemote, AppliedBy::kFeed);
   EXPECT_TRUE(changed()) << "delete";
-  cache_.remove("absent", 1, ChangeOrigin::kRemote, false);
+  cache_.remove("absent", 1, ChangeOrigin::kRemote, AppliedBy::kFeed);
   EXPECT_FALSE(changed()) << "deleting an absent key below the watermark";
   put("b", "1", 5);
   EXPECT_TRUE(changed());
@@ -142,7 +142,7 @@ TEST_F(CacheSnapshot, an_export_survives_writers_replacing_what_it_reads) {
     int64_t revision = 0;
     for (int round = 0; round < 300; ++round) {
       for (int k = 0; k < kKeys; ++k) put("k" + std::to_string(k), text_of(k, round), ++revision);
-      if (round % 7 == 0) cache_.remove("k3", ++revision, ChangeOrigin::kRemote, false);
+      if (round % 7 == 0) cache_.remove("k3", ++revision, ChangeOrigin::kRemote, AppliedBy::kFeed);
       if (round % 50 == 49) cache_.truncate(++revision, ChangeOrigin::kRemote);
       if (round % 30 == 29) {
         std::vector<Row> rows;
@@ -230,7 +230,7 @@ TEST_F(SnapshotWriterTest, writes_at_start_and_again_after_each_change) {
     return file_has(2, {{"a", "1"}, {"b", R"({"x": [true], "y": 2})"}});
   }));
   put("c", R"("new")", 3);
-  cache_.remove("a", 4, ChangeOrigin::kRemote, false);
+  cache_.remove("a", 4, ChangeOrigin::kRemote, AppliedBy::kFeed);
   cache_.advance_watermark(4);
   EXPECT_TRUE(eventually([&] {
     return file_has(4, {{"b", R"({"x": [true], "y": 2})"}, {"c", R"("new")"}});
@@ -344,7 +344,7 @@ TEST_F(CacheSnapshot, DISABLED_a_million_keys_take_this_long) {
     for (int64_t revision = 2000000; exporting; ++revision, ++writes) {
       auto v = parse_value("config:key:" + std::to_string(revision % 1000000), object);
       const auto start = Clock::now();
-      cache_.upsert(std::move(*v), revision, ChangeOrigin::kRemote, false);
+      cache_.upsert(std::move(*v), revision, ChangeOrigin::kRemote, AppliedBy::kFeed);
       longest_write = std::max(longest_write, Clock::now() - start);
     }
   });

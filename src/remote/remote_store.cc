@@ -32,6 +32,7 @@
 namespace syncconfig {
 
 using json = nlohmann::json;
+using internal::AppliedBy;
 using internal::Backoff;
 using std::chrono::steady_clock;
 
@@ -190,7 +191,7 @@ class RemoteStore::Impl {
     out.revision = revision_of(body, what);
     out.value = body.value("value", json(nullptr));
     if (auto entry = to_entry(key, *out.value)) {
-      cache_.upsert(std::move(*entry), out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+      cache_.upsert(std::move(*entry), out.revision, ChangeOrigin::kLocal, AppliedBy::kWriter);
     }
     counters_.writes.fetch_add(1);
     return out;
@@ -228,7 +229,7 @@ class RemoteStore::Impl {
     if (r.status != 200) throw Error(code_for_status(r.status), what + ": " + server_error(r));
     WriteResult out;
     out.revision = revision_of(parse_json(r.body, what), what);
-    cache_.remove(key, out.revision, ChangeOrigin::kLocal, /*local_write=*/true);
+    cache_.remove(key, out.revision, ChangeOrigin::kLocal, AppliedBy::kWriter);
     counters_.deletes.fetch_add(1);
     return out;
   }
@@ -746,7 +747,7 @@ class RemoteStore::Impl {
         }
         unit.push_back(std::move(cc));
       }
-      changed = cache_.apply(std::move(unit), ChangeOrigin::kResync, /*local_write=*/false);
+      changed = cache_.apply(std::move(unit), ChangeOrigin::kResync, AppliedBy::kFeed);
       cache_.advance_watermark(c.revision);
       // The stream resumes from the server's checked id, not from a bare number: a failover
       // between this answer and the stream is then still detected.
@@ -948,7 +949,7 @@ class RemoteStore::Impl {
     if (unit_events_ == 0) return;
     const std::size_t events = std::exchange(unit_events_, 0);
     const std::size_t applied =
-        cache_.apply(std::exchange(unit_, {}), ChangeOrigin::kRemote, /*local_write=*/false);
+        cache_.apply(std::exchange(unit_, {}), ChangeOrigin::kRemote, AppliedBy::kFeed);
     counters_.notifications_applied.fetch_add(applied);
     counters_.notifications_ignored.fetch_add(events - std::min(events, applied));
   }

@@ -171,7 +171,7 @@ bool SyncWorker::try_connect() {
           ctx_.sql->qualified_table, why);
       r = reload_reset(*conn_, *ctx_.sql, *ctx_.cache, deadline_after(ctx_.options.load_timeout));
     } else {
-      r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/false,
+      r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, WithDigest::kNo,
                    deadline_after(ctx_.options.load_timeout));
     }
     (r.full ? ctx_.counters->resyncs : ctx_.counters->catch_ups).fetch_add(1);
@@ -216,7 +216,7 @@ void SyncWorker::serve_requests() {
     if (!conn_ && !try_connect()) {
       throw Error(ErrorCode::kUnavailable, "sync() failed: the database is unreachable");
     }
-    ReadResult r = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
+    ReadResult r = load_all(*conn_, *ctx_.sql, *ctx_.cache, ReplaceMode::kResync,
                             deadline_after(ctx_.options.load_timeout));
     ctx_.counters->resyncs.fetch_add(1);
     if (r.reset) ctx_.counters->history_resets.fetch_add(1);
@@ -462,8 +462,7 @@ void SyncWorker::apply_ready() {
     const std::size_t count = changes.size();
     // Origins: a unit holds one transaction, so one origin (the first's) describes it.
     const ChangeOrigin origin = group.front().origin;
-    const std::size_t applied =
-        ctx_.cache->apply(std::move(changes), origin, /*local_write=*/false);
+    const std::size_t applied = ctx_.cache->apply(std::move(changes), origin, AppliedBy::kFeed);
     ctx_.counters->notifications_applied.fetch_add(applied);
     ctx_.counters->notifications_ignored.fetch_add(count - std::min(applied, count));
     ctx_.cache->advance_watermark(max_revision);
@@ -474,7 +473,7 @@ void SyncWorker::heartbeat() {
   // Catch up and compare with the table in one snapshot. A local write landing between the
   // snapshot and the comparison makes it inconclusive; then try again with a new snapshot.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, /*with_digest=*/true,
+    ReadResult r = catch_up(*conn_, *ctx_.sql, *ctx_.cache, WithDigest::kYes,
                             deadline_after(ctx_.options.load_timeout));
     if (r.full) {
       ctx_.counters->resyncs.fetch_add(1);
@@ -495,7 +494,7 @@ void SyncWorker::heartbeat() {
         ctx_.sql->qualified_table, mine.count, r.digest->count,
         ctx_.options.sync_on_mismatch ? "; resyncing" : "; sync_on_mismatch is off");
     if (ctx_.options.sync_on_mismatch) {
-      ReadResult full = load_all(*conn_, *ctx_.sql, *ctx_.cache, /*initial=*/false,
+      ReadResult full = load_all(*conn_, *ctx_.sql, *ctx_.cache, ReplaceMode::kResync,
                                  deadline_after(ctx_.options.load_timeout));
       ctx_.counters->resyncs.fetch_add(1);
       if (full.reset) ctx_.counters->history_resets.fetch_add(1);

@@ -222,8 +222,10 @@ std::vector<Row> read_all_rows(Connection& conn, const TableSql& sql, Deadline d
   return rows;
 }
 
-ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
-                              Deadline deadline) {
+}  // namespace
+
+ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
+                    Deadline deadline) {
   Snapshot tx(conn, sql, deadline);
   ReadResult out;
   out.full = true;
@@ -240,16 +242,8 @@ ReadResult load_all_with_mode(Connection& conn, const TableSql& sql, Cache& cach
   return out;
 }
 
-}  // namespace
-
-ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool initial,
-                    Deadline deadline) {
-  return load_all_with_mode(conn, sql, cache,
-                            initial ? ReplaceMode::kInitial : ReplaceMode::kResync, deadline);
-}
-
 TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
-                                bool with_digest, Deadline deadline, bool with_txids) {
+                                WithDigest digest, Deadline deadline, WithTxids txids) {
   TableChanges out;
   Snapshot tx(conn, sql, deadline);
   out.snapshot_revision = tx.revision();
@@ -262,11 +256,11 @@ TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t s
   for (int i = 0; i < t.rows(); ++i) {
     out.tombstones.push_back({t.int64(i, 0), std::string(t.text(i, 1)), t.text(i, 2)[0]});
   }
-  if (with_txids) {
+  if (txids == WithTxids::kYes) {
     Result x = conn.exec(sql.txids_since, {after}, deadline);
     for (int i = 0; i < x.rows(); ++i) out.txids.emplace(x.int64(i, 0), x.int64(i, 1));
   }
-  if (with_digest) {
+  if (digest == WithDigest::kYes) {
     Result d = conn.exec(sql.table_digest, {}, deadline);
     out.digest = TableDigest{static_cast<std::size_t>(d.int64(0, 0)),
                              std::stoull(std::string(d.text(0, 1)))};
@@ -355,7 +349,7 @@ std::vector<CacheChange> merge_in_revision_order(TableChanges& read) {
 }
 
 ReadResult reload_reset(Connection& conn, const TableSql& sql, Cache& cache, Deadline deadline) {
-  return load_all_with_mode(conn, sql, cache, ReplaceMode::kReset, deadline);
+  return load_all(conn, sql, cache, ReplaceMode::kReset, deadline);
 }
 
 bool history_diverged(Connection& conn, const TableSql& sql, const std::vector<Anchor>& anchors,
@@ -399,17 +393,17 @@ bool history_diverged(Connection& conn, const TableSql& sql, const std::vector<A
   return false;
 }
 
-ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
+ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, WithDigest digest,
                     Deadline deadline) {
   const int64_t watermark = cache.watermark();
-  TableChanges read = read_changes_since(conn, sql, watermark, with_digest, deadline);
+  TableChanges read = read_changes_since(conn, sql, watermark, digest, deadline);
   if (!read.answerable) {
     // Revisions went backwards (the table was recreated) or deletions we would need were
     // pruned: only a full reload is exact. Compared against a fresh reload there is nothing to
     // learn from a digest.
-    return load_all_with_mode(
-        conn, sql, cache,
-        read.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync, deadline);
+    return load_all(conn, sql, cache,
+                    read.snapshot_revision < watermark ? ReplaceMode::kReset : ReplaceMode::kResync,
+                    deadline);
   }
   ReadResult out;
   out.snapshot_revision = read.snapshot_revision;
@@ -417,7 +411,7 @@ ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool wi
   // Apply in revision order (a row and a tombstone of the same key resolve as they committed),
   // as one unit: the snapshot is a commit boundary, so no reader sees part of a transaction.
   std::vector<CacheChange> changes = merge_in_revision_order(read);
-  out.changed = cache.apply(std::move(changes), ChangeOrigin::kResync, /*local_write=*/false);
+  out.changed = cache.apply(std::move(changes), ChangeOrigin::kResync, AppliedBy::kFeed);
   cache.advance_watermark(out.snapshot_revision);
   return out;
 }

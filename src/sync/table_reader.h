@@ -45,9 +45,15 @@ struct TableChanges {
   std::unordered_map<int64_t, int64_t> txids;
 };
 
+// What a read of the changes after a revision returns besides them: the table's digest in the
+// same snapshot (what a heartbeat compares), each logged change's transaction.
+enum class WithDigest { kNo, kYes };
+enum class WithTxids { kNo, kYes };
+
 // Reads the rows and tombstones after `since` in one snapshot complete to its revision.
 TableChanges read_changes_since(Connection& conn, const TableSql& sql, int64_t since,
-                                bool with_digest, Deadline deadline, bool with_txids = false);
+                                WithDigest digest, Deadline deadline,
+                                WithTxids txids = WithTxids::kNo);
 
 struct ReadResult {
   int64_t snapshot_revision = 0;
@@ -75,13 +81,14 @@ PastState read_state_at(Connection& conn, const TableSql& sql, int64_t revision,
 // The rows and tombstones of `read` (moved from) as one sequence of changes in revision order.
 std::vector<CacheChange> merge_in_revision_order(TableChanges& read);
 
-// Loads every row; replaces the cache's content (ChangeOrigin::kResync unless `initial`).
-ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, bool initial,
+// Loads every row; replaces the cache's content by `mode` (kResync turns into kReset when the
+// table's revisions are below the cache's watermark: the table was recreated).
+ReadResult load_all(Connection& conn, const TableSql& sql, Cache& cache, ReplaceMode mode,
                     Deadline deadline);
 
 // Applies everything committed after the cache's watermark. Falls back to load_all when the
 // tombstones it would need were pruned or the table's revisions went backwards (recreated).
-ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, bool with_digest,
+ReadResult catch_up(Connection& conn, const TableSql& sql, Cache& cache, WithDigest digest,
                     Deadline deadline);
 
 // Whether the change log contradicts `anchors` (changes this instance applied): a record missing
