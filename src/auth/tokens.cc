@@ -171,7 +171,7 @@ void TokenRegistry::reload() {
   std::lock_guard reloading(reload_mu_);  // One at a time: the last one read the newest state.
   std::shared_ptr<const std::unordered_map<std::string, std::shared_ptr<const Token>>> old;
   {
-    std::lock_guard lock(mu_);
+    internal::MutexLock lock(mu_);
     old = by_hash_;
   }
   auto index = std::make_shared<std::unordered_map<std::string, std::shared_ptr<const Token>>>();
@@ -189,7 +189,7 @@ void TokenRegistry::reload() {
     }
     index->emplace(r.hash, std::make_shared<const Token>(Token{r.name, std::move(rules)}));
   }
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   by_hash_ = std::move(index);
 }
 
@@ -198,7 +198,7 @@ std::shared_ptr<const Token> TokenRegistry::authenticate(std::string_view secret
   const std::string hash = hash_secret(secret);
   std::shared_ptr<const std::unordered_map<std::string, std::shared_ptr<const Token>>> index;
   {
-    std::lock_guard lock(mu_);
+    internal::MutexLock lock(mu_);
     index = by_hash_;
   }
   if (!index) return nullptr;
@@ -210,7 +210,7 @@ std::shared_ptr<const Token> TokenRegistry::authenticate(std::string_view secret
 }
 
 bool TokenRegistry::active(const std::shared_ptr<const Token>& token) const {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   if (!by_hash_) return false;
   for (const auto& [hash, t] : *by_hash_) {
     if (t == token) return true;

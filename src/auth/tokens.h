@@ -18,6 +18,7 @@
 #include "auth/access.h"
 #include "syncconfig/config.h"
 #include "syncconfig/options.h"
+#include "util/mutex.h"
 
 namespace syncconfig::auth {
 
@@ -81,9 +82,10 @@ class TokenRegistry {
   Config& store_;
   SubscriptionId subscription_ = 0;
   std::mutex reload_mu_;
-  mutable std::mutex mu_;
-  // Guarded by mu_; replaced whole on every reload (readers copy the pointer).
-  std::shared_ptr<const std::unordered_map<std::string, std::shared_ptr<const Token>>> by_hash_;
+  mutable internal::Mutex mu_;
+  // Replaced whole on every reload (readers copy the pointer).
+  std::shared_ptr<const std::unordered_map<std::string, std::shared_ptr<const Token>>> by_hash_
+      SC_GUARDED_BY(mu_);
 };
 
 }  // namespace syncconfig::auth

@@ -14,24 +14,24 @@ std::optional<ParsedValue> parse_value(std::string_view key, std::string_view te
 }
 
 std::optional<nlohmann::json> Cache::get(std::string_view key) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   const Entry* e = map_.find(key);
   if (e == nullptr || !e->live()) return std::nullopt;
   return e->to_json();
 }
 
 std::size_t Cache::size() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return live_count_;
 }
 
 uint32_t Cache::crc() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return crc_sum_;
 }
 
 int64_t Cache::watermark() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return watermark_;
 }
 
@@ -52,7 +52,7 @@ Snapshot Cache::snapshot(std::string_view prefix) const {
     live.clear();
   }
   {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     map_.for_each([&](const Entry& e) {
       if (e.live() && e.key().starts_with(prefix)) live.push_back(&e);
     });
@@ -77,7 +77,7 @@ SnapshotFileData Cache::export_snapshot() const {
   std::vector<const Entry*> live(size_hint() + 1024);
   std::size_t listed = 0;
   {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     // Only the table's slots are read here; tombstones are skipped after the lock, so that the
     // lock is not held for a cache miss per entry.
     if (live.size() < map_.size()) live.resize(map_.size());
@@ -108,7 +108,7 @@ SnapshotFileData Cache::export_snapshot() const {
 
 void Cache::end_export() const {
   std::vector<EntryPtr> freed;  // After the lock is released.
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (exports_.fetch_sub(1) == 1) freed.swap(retired_);
 }
 
@@ -117,22 +117,22 @@ void Cache::retire(EntryPtr& e) {
 }
 
 std::size_t Cache::size_hint() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return map_.size();
 }
 
 void Cache::note_applied(int64_t revision) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   note_revision(revision);
 }
 
 uint64_t Cache::content_version() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return content_version_;
 }
 
 CacheDigest Cache::digest() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return CacheDigest{live_count_, crc_sum_, md5_sum_, max_revision_};
 }
 
@@ -174,7 +174,7 @@ std::size_t Cache::apply(std::vector<CacheChange> changes, ChangeOrigin origin, 
   std::vector<Change> pushed;
   std::vector<EntryPtr> replaced;  // Freed after the lock is released.
   std::size_t applied = 0;
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   pending_ = &pushed;
   for (CacheChange& c : changes) {
     expiring_ = c.expired;
@@ -212,7 +212,7 @@ void Cache::flush_unit(std::vector<Change>& pushed) {
 bool Cache::upsert(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
                    std::optional<WriteTime> written_at) {
   std::vector<EntryPtr> replaced;  // Freed after the lock is released.
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   return upsert_locked(std::move(value), revision, origin, by, written_at, replaced);
 }
 
@@ -252,7 +252,7 @@ bool Cache::upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin orig
 bool Cache::remove(std::string_view key, int64_t revision, ChangeOrigin origin,
                    [[maybe_unused]] AppliedBy by, std::optional<WriteTime> written_at) {
   std::vector<EntryPtr> replaced;
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   return remove_locked(key, revision, origin, written_at, replaced);
 }
 
@@ -288,12 +288,12 @@ void Cache::anchor(ChangeOrigin origin, int64_t revision, std::string_view key,
 }
 
 std::vector<Anchor> Cache::anchors() const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   return {anchors_.begin(), anchors_.end()};
 }
 
 void Cache::restore_anchors(const std::vector<Anchor>& anchors) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   anchors_.clear();
   for (const Anchor& a : anchors) {
     if (anchors_.size() == kAnchors) anchors_.pop_front();
@@ -303,7 +303,7 @@ void Cache::restore_anchors(const std::vector<Anchor>& anchors) {
 
 std::size_t Cache::truncate(int64_t revision, ChangeOrigin origin,
                             std::optional<WriteTime> written_at) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   return truncate_locked(revision, origin, written_at);
 }
 
@@ -332,7 +332,7 @@ std::size_t Cache::truncate_locked(int64_t revision, ChangeOrigin origin,
 }
 
 void Cache::advance_watermark(int64_t revision) {
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   raise_watermark(revision);
 }
 
@@ -364,7 +364,7 @@ void Cache::prune_tombstones() {
 std::size_t Cache::replace_all(std::vector<Row> rows, int64_t snapshot_revision, ReplaceMode mode) {
   const bool quiet = mode == ReplaceMode::kInitial;
   std::vector<EntryPtr> replaced;  // Freed after the lock is released.
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   if (mode == ReplaceMode::kReset) {
     // Revisions of the old table mean nothing now: compare content only.
     map_.for_each([](Entry& e) { e.revision = 0; });

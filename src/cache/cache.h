@@ -23,7 +23,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -103,7 +102,7 @@ class Cache {
   // if absent.
   template <class F>
   bool read(std::string_view key, F&& f) const {
-    std::shared_lock lock(mu_);
+    ReaderLock lock(mu_);
     const Entry* e = map_.find(key);
     if (e == nullptr || !e->live()) return false;
     f(*e);
@@ -173,52 +172,54 @@ class Cache {
   std::size_t replace_all(std::vector<Row> rows, int64_t snapshot_revision, ReplaceMode mode);
 
  private:
-  void add_sums(const EntryHash& h);
-  void sub_sums(const EntryHash& h);
-  void note_revision(int64_t revision);
-  void prune_tombstones();  // Requires the write lock.
-  // Raises the watermark and reports it to the sink. Requires the write lock.
-  void raise_watermark(int64_t revision);
+  void add_sums(const EntryHash& h) SC_REQUIRES(mu_);
+  void sub_sums(const EntryHash& h) SC_REQUIRES(mu_);
+  void note_revision(int64_t revision) SC_REQUIRES(mu_);
+  void prune_tombstones() SC_REQUIRES(mu_);
+  // Raises the watermark and reports it to the sink.
+  void raise_watermark(int64_t revision) SC_REQUIRES(mu_);
   // Keeps `e`, just taken out of the map, alive while an export may be reading it; otherwise
-  // leaves it to its owner, who frees it after releasing the lock. Requires the write lock.
-  void retire(EntryPtr& e);
+  // leaves it to its owner, who frees it after releasing the lock.
+  void retire(EntryPtr& e) SC_REQUIRES(mu_);
   // Entries in the table, tombstones included.
   std::size_t size_hint() const;
   // Ends an export: the last one frees the retired entries.
   void end_export() const;
 
   bool upsert_locked(ParsedValue value, int64_t revision, ChangeOrigin origin, AppliedBy by,
-                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);
+                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced)
+      SC_REQUIRES(mu_);
   bool remove_locked(std::string_view key, int64_t revision, ChangeOrigin origin,
-                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced);
+                     std::optional<WriteTime> written_at, std::vector<EntryPtr>& replaced)
+      SC_REQUIRES(mu_);
   std::size_t truncate_locked(int64_t revision, ChangeOrigin origin,
-                              std::optional<WriteTime> written_at);
-  // Hands a change to the sink, or to the unit being applied. Requires the write lock.
-  void emit(Change change);
+                              std::optional<WriteTime> written_at) SC_REQUIRES(mu_);
+  // Hands a change to the sink, or to the unit being applied.
+  void emit(Change change) SC_REQUIRES(mu_);
   // Ends a unit: its changes to the sink, the last marked unit_end, then any progress reached.
-  void flush_unit(std::vector<Change>& pushed);
+  void flush_unit(std::vector<Change>& pushed) SC_REQUIRES(mu_);
 
   ChangeSink& sink_;
-  std::vector<Change>* pending_ = nullptr;  // The unit apply() is applying (under the lock).
-  int64_t deferred_progress_ = 0;           // Progress reached inside it.
-  bool expiring_ = false;                   // The change being applied is a lease expiry.
-  // Returns the key's entry after storing `e` there; pushes the change unless `quiet`.
-  void store(EntryPtr e, ChangeOrigin origin, std::optional<WriteTime> written_at, bool quiet);
-  void push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at);
+  std::vector<Change>* pending_ SC_GUARDED_BY(mu_) = nullptr;  // The unit apply() is applying.
+  int64_t deferred_progress_ SC_GUARDED_BY(mu_) = 0;           // Progress reached inside it.
+  bool expiring_ SC_GUARDED_BY(mu_) = false;  // The change being applied is a lease expiry.
+  void push(const Entry& e, ChangeOrigin origin, std::optional<WriteTime> written_at)
+      SC_REQUIRES(mu_);
 
   mutable ReadMostlyMutex mu_;
-  EntryTable map_;
-  std::deque<std::pair<int64_t, std::string>> tombstones_;  // In revision order.
-  std::size_t live_count_ = 0;
-  uint32_t crc_sum_ = 0;
-  uint64_t md5_sum_ = 0;
-  int64_t max_revision_ = 0;
-  int64_t watermark_ = 0;
-  uint64_t content_version_ = 0;  // See content_version(); bumped under the write lock.
-  std::deque<Anchor> anchors_;    // See anchors(); under the write lock.
+  EntryTable map_ SC_GUARDED_BY(mu_);
+  std::deque<std::pair<int64_t, std::string>> tombstones_ SC_GUARDED_BY(mu_);  // Revision order.
+  std::size_t live_count_ SC_GUARDED_BY(mu_) = 0;
+  uint32_t crc_sum_ SC_GUARDED_BY(mu_) = 0;
+  uint64_t md5_sum_ SC_GUARDED_BY(mu_) = 0;
+  int64_t max_revision_ SC_GUARDED_BY(mu_) = 0;
+  int64_t watermark_ SC_GUARDED_BY(mu_) = 0;
+  uint64_t content_version_ SC_GUARDED_BY(mu_) = 0;  // See content_version().
+  std::deque<Anchor> anchors_ SC_GUARDED_BY(mu_);    // See anchors().
   // Records an applied change as an anchor unless it came from a catch-up or resync (those read
   // rows, whose revision need not name a logged change: a write made with triggers off).
-  void anchor(ChangeOrigin origin, int64_t revision, std::string_view key, const EntryHash* hash);
+  void anchor(ChangeOrigin origin, int64_t revision, std::string_view key, const EntryHash* hash)
+      SC_REQUIRES(mu_);
   // Exports running (raised under the read lock, lowered under the write lock) and the entries
   // retired meanwhile (under the write lock).
   mutable std::atomic<int> exports_{0};

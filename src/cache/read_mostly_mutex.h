@@ -12,7 +12,9 @@
 // second sees the other. A reader that finds a writer backs out and blocks on the writer's mutex,
 // so readers cannot starve a writer. Not recursive: a thread must not take it twice.
 //
-// Satisfies Lockable and SharedLockable (use with std::unique_lock / std::shared_lock).
+// Satisfies Lockable and SharedLockable (std::unique_lock / std::shared_lock work), but take it
+// with WriterLock / ReaderLock below: clang's thread-safety analysis sees those
+// (util/thread_annotations.h).
 #pragma once
 
 #include <array>
@@ -21,11 +23,13 @@
 #include <mutex>
 #include <thread>
 
+#include "util/thread_annotations.h"
+
 namespace syncconfig::internal {
 
-class ReadMostlyMutex {
+class SC_CAPABILITY("mutex") ReadMostlyMutex {
  public:
-  void lock_shared() {
+  void lock_shared() SC_ACQUIRE_SHARED() {
     std::atomic<long>& count = slot();
     for (;;) {
       count.fetch_add(1);
@@ -34,9 +38,9 @@ class ReadMostlyMutex {
       std::lock_guard wait_for_writer(writer_mu_);
     }
   }
-  void unlock_shared() { slot().fetch_sub(1, std::memory_order_release); }
+  void unlock_shared() SC_RELEASE_SHARED() { slot().fetch_sub(1, std::memory_order_release); }
 
-  void lock() {
+  void lock() SC_ACQUIRE() {
     writer_mu_.lock();
     writer_.store(true);
     for (auto& s : slots_) {
@@ -45,7 +49,7 @@ class ReadMostlyMutex {
       }
     }
   }
-  void unlock() {
+  void unlock() SC_RELEASE() {
     writer_.store(false);
     writer_mu_.unlock();
   }
@@ -65,6 +69,30 @@ class ReadMostlyMutex {
   std::array<Slot, kSlots> slots_;
   std::atomic<bool> writer_{false};
   std::mutex writer_mu_;  // Held by the writer for its whole critical section.
+};
+
+// Holds `mu` exclusively for its scope.
+class SC_SCOPED_CAPABILITY WriterLock {
+ public:
+  explicit WriterLock(ReadMostlyMutex& mu) SC_ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
+  ~WriterLock() SC_RELEASE() { mu_.unlock(); }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  ReadMostlyMutex& mu_;
+};
+
+// Holds `mu` shared for its scope.
+class SC_SCOPED_CAPABILITY ReaderLock {
+ public:
+  explicit ReaderLock(ReadMostlyMutex& mu) SC_ACQUIRE_SHARED(mu) : mu_(mu) { mu_.lock_shared(); }
+  ~ReaderLock() SC_RELEASE() { mu_.unlock_shared(); }
+  ReaderLock(const ReaderLock&) = delete;
+  ReaderLock& operator=(const ReaderLock&) = delete;
+
+ private:
+  ReadMostlyMutex& mu_;
 };
 
 }  // namespace syncconfig::internal

@@ -26,7 +26,7 @@ SnapshotWriter::~SnapshotWriter() {
 
 void SnapshotWriter::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -40,8 +40,10 @@ void SnapshotWriter::run() {
   for (;;) {
     bool stopping;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, interval_, [&] { return stopping_; });
+      MutexLock lock(mu_);
+      const auto until = std::chrono::steady_clock::now() + interval_;
+      while (!stopping_ && cv_.wait_until(lock, until)) {
+      }
       stopping = stopping_;
     }
     // Not under mu_, so that stop() never waits for a write to set the flag. A stop() during

@@ -23,7 +23,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -34,6 +33,7 @@
 #include <thread>
 
 #include "cache/snapshot_file.h"
+#include "util/mutex.h"
 
 namespace syncconfig::internal {
 
@@ -64,10 +64,10 @@ class SnapshotWriter {
   const std::function<SnapshotFileData()> collect_;
   const std::shared_ptr<spdlog::logger> logger_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // Guarded by mu_.
-  std::mutex join_mu_;     // Lets concurrent stop() calls all return after the join.
+  Mutex mu_;
+  CondVar cv_;
+  bool stopping_ SC_GUARDED_BY(mu_) = false;
+  std::mutex join_mu_;  // Lets concurrent stop() calls all return after the join.
 
   // The writer thread's own state.
   std::optional<uint64_t> written_version_;

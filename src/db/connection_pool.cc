@@ -12,10 +12,11 @@ ConnectionPool::ConnectionPool(std::string dsn, std::size_t max_size, const char
       prepared_(prepared) {}
 
 ConnectionPool::Lease ConnectionPool::acquire(Deadline deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    if (!cv_.wait_until(lock, deadline,
-                        [&] { return closed_ || !idle_.empty() || open_ < max_size_; })) {
+    bool woken = true;
+    while (woken && !can_lease()) woken = cv_.wait_until(lock, deadline);
+    if (!can_lease()) {
       throw Error(
           ErrorCode::kTimeout,
           fmt::format("no database connection became free in time (pool_size {})", max_size_));
@@ -57,7 +58,7 @@ ConnectionPool::Lease ConnectionPool::acquire(Deadline deadline) {
 
 void ConnectionPool::release(std::unique_ptr<Connection> conn) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (!closed_ && conn->ok()) {
       idle_.push_back(std::move(conn));
     } else {
@@ -72,7 +73,7 @@ void ConnectionPool::release(std::unique_ptr<Connection> conn) {
 void ConnectionPool::close() {
   std::vector<std::unique_ptr<Connection>> doomed;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     closed_ = true;
     open_ -= idle_.size();
     for (const auto& c : idle_) backend_pids_.erase(c->backend_pid());
@@ -82,7 +83,7 @@ void ConnectionPool::close() {
 }
 
 bool ConnectionPool::owns_backend(int pid) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return backend_pids_.contains(pid);
 }
 

@@ -7,15 +7,14 @@
 // synchronization; a leased Connection belongs to the leasing thread until the lease ends.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_set>
 #include <vector>
 
 #include "db/connection.h"
 #include "syncconfig/options.h"
+#include "util/mutex.h"
 
 namespace syncconfig::internal {
 
@@ -41,25 +40,27 @@ class ConnectionPool {
                  PreparedStatements prepared = PreparedStatements::kAuto);
   // Throws Error: kShutdown after close(), kTimeout when no connection frees up before the
   // deadline, kUnavailable/kTimeout when a new connection cannot be opened.
-  Lease acquire(Deadline deadline);
+  Lease acquire(Deadline deadline) SC_EXCLUDES(mu_);
   // Closes idle connections; leased ones are closed when returned. Idempotent.
-  void close();
+  void close() SC_EXCLUDES(mu_);
   // Whether `pid` is the server process of one of this pool's open connections.
-  bool owns_backend(int pid) const;
+  bool owns_backend(int pid) const SC_EXCLUDES(mu_);
 
  private:
-  void release(std::unique_ptr<Connection> conn);
+  void release(std::unique_ptr<Connection> conn) SC_EXCLUDES(mu_);
+  // A lease can be handed out (or refused: closed) without waiting.
+  bool can_lease() const SC_REQUIRES(mu_) { return closed_ || !idle_.empty() || open_ < max_size_; }
 
   const std::string dsn_;
   const std::size_t max_size_;
   const char* application_name_;
   const PreparedStatements prepared_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::unordered_set<int> backend_pids_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  std::size_t open_ = 0;  // Idle + leased.
-  bool closed_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;  // A connection came back or closed, or the pool closed.
+  std::unordered_set<int> backend_pids_ SC_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Connection>> idle_ SC_GUARDED_BY(mu_);
+  std::size_t open_ SC_GUARDED_BY(mu_) = 0;  // Idle + leased.
+  bool closed_ SC_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace syncconfig::internal

@@ -107,7 +107,7 @@ std::optional<std::string> Response::header(std::string_view name) const {
 class HttpClient::Call {
  public:
   explicit Call(HttpClient& client) : client_(client) {
-    std::lock_guard lock(client_.mu_);
+    internal::MutexLock lock(client_.mu_);
     if (client_.stopped_.load()) throw Stopped{};
     client_.running_.push_back(&ioc_);
   }
@@ -115,7 +115,7 @@ class HttpClient::Call {
     error_code ignored;
     tls_.reset();
     socket_.close(ignored);
-    std::lock_guard lock(client_.mu_);
+    internal::MutexLock lock(client_.mu_);
     client_.running_.erase(std::find(client_.running_.begin(), client_.running_.end(), &ioc_));
   }
   Call(const Call&) = delete;
@@ -344,7 +344,7 @@ HttpClient::HttpClient(Url server, ClientOptions options)
 HttpClient::~HttpClient() = default;
 
 void HttpClient::stop() {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   stopped_.store(true);
   for (asio::io_context* ioc : running_) ioc->stop();
 }

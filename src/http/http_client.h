@@ -17,6 +17,7 @@
 
 #include "http/sse_parser.h"
 #include "http/url.h"
+#include "util/mutex.h"
 
 namespace boost::asio {
 class io_context;
@@ -145,8 +146,9 @@ class HttpClient {
   const ClientOptions options_;
   std::shared_ptr<boost::asio::ssl::context> tls_;  // https: read-only after the constructor.
   std::atomic<bool> stopped_{false};
-  std::mutex mu_;                                  // Guards running_; with stopped_ set under it.
-  std::vector<boost::asio::io_context*> running_;  // The io_contexts of calls in progress.
+  internal::Mutex mu_;  // stopped_ is set under it.
+  // The io_contexts of calls in progress.
+  std::vector<boost::asio::io_context*> running_ SC_GUARDED_BY(mu_);
 };
 
 namespace detail {

@@ -33,6 +33,7 @@
 #include "http/target.h"
 #include "http/watch_stream.h"
 #include "ui/ui_assets.h"
+#include "util/mutex.h"
 
 namespace syncconfig::service {
 
@@ -288,7 +289,7 @@ class HttpServer::Impl : public detail::StreamHost {
   void remove(Connection* s);
   // The TLS context for new connections (nullptr: plain HTTP).
   std::shared_ptr<ssl::context> tls_context() {
-    std::lock_guard lock(tls_mu_);
+    internal::MutexLock lock(tls_mu_);
     return tls_;
   }
   void reload_tls();
@@ -302,17 +303,17 @@ class HttpServer::Impl : public detail::StreamHost {
   HttpOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<std::unique_ptr<StoreFeed>> feeds_;
-  std::mutex tls_mu_;
-  std::shared_ptr<ssl::context> tls_;  // Guarded by tls_mu_; null for plain HTTP.
+  internal::Mutex tls_mu_;
+  std::shared_ptr<ssl::context> tls_ SC_GUARDED_BY(tls_mu_);  // Null for plain HTTP.
   std::atomic<int> port_{0};
   std::atomic<bool> stopping_{false};
 
   // Declared before the event loop: handlers it destroys last still unregister their sessions.
-  std::mutex registry_mu_;
-  // Sessions, plain and TLS; guarded by registry_mu_.
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_;
-  std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_;  // Likewise.
-  std::condition_variable registry_cv_;                                   // One ended.
+  internal::Mutex registry_mu_;
+  // Sessions, plain and TLS.
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> sessions_ SC_GUARDED_BY(registry_mu_);
+  std::unordered_map<WatchStream*, std::weak_ptr<WatchStream>> streams_ SC_GUARDED_BY(registry_mu_);
+  internal::CondVar registry_cv_;  // One ended.
 
   net::io_context ioc_;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
@@ -327,9 +328,9 @@ class HttpServer::Impl : public detail::StreamHost {
   net::steady_timer keepalive_timer_;
   std::vector<std::thread> io_threads_;
 
-  std::mutex lifecycle_mu_;  // Serializes start() and stop().
-  bool started_ = false;     // Guarded by lifecycle_mu_.
-  bool stopped_ = false;     // Guarded by lifecycle_mu_.
+  internal::Mutex lifecycle_mu_;  // Serializes start() and stop().
+  bool started_ SC_GUARDED_BY(lifecycle_mu_) = false;
+  bool stopped_ SC_GUARDED_BY(lifecycle_mu_) = false;
 
   template <class Stream>
   friend class Session;
@@ -1262,20 +1263,20 @@ Response HttpServer::Impl::respond_blocking(const detail::Route& route,
 }
 
 void HttpServer::Impl::add(const std::shared_ptr<Connection>& s) {
-  std::lock_guard lock(registry_mu_);
+  internal::MutexLock lock(registry_mu_);
   sessions_.emplace(s.get(), s);
 }
 void HttpServer::Impl::remove(Connection* s) {
-  std::lock_guard lock(registry_mu_);
+  internal::MutexLock lock(registry_mu_);
   sessions_.erase(s);
   registry_cv_.notify_all();
 }
 void HttpServer::Impl::add(const std::shared_ptr<WatchStream>& w) {
-  std::lock_guard lock(registry_mu_);
+  internal::MutexLock lock(registry_mu_);
   streams_.emplace(w.get(), w);
 }
 void HttpServer::Impl::remove(WatchStream* w) {
-  std::lock_guard lock(registry_mu_);
+  internal::MutexLock lock(registry_mu_);
   streams_.erase(w);
   registry_cv_.notify_all();
 }
@@ -1287,7 +1288,7 @@ void HttpServer::Impl::accept() {
       socket.set_option(tcp::no_delay(true), ec);  // Small events must not wait.
       std::size_t open;
       {
-        std::lock_guard lock(registry_mu_);
+        internal::MutexLock lock(registry_mu_);
         open = sessions_.size() + streams_.size();
       }
       auto serve = [&](auto session) {
@@ -1321,7 +1322,7 @@ void HttpServer::Impl::tick(net::steady_timer& timer, std::chrono::milliseconds 
     if (ec || stopping_.load()) return;
     std::vector<std::shared_ptr<WatchStream>> streams;
     {
-      std::lock_guard lock(registry_mu_);
+      internal::MutexLock lock(registry_mu_);
       streams.reserve(streams_.size());
       for (auto& [ptr, weak] : streams_) {
         if (auto s = weak.lock()) streams.push_back(std::move(s));
@@ -1333,7 +1334,7 @@ void HttpServer::Impl::tick(net::steady_timer& timer, std::chrono::milliseconds 
 }
 
 void HttpServer::Impl::start() {
-  std::lock_guard lock(lifecycle_mu_);
+  internal::MutexLock lock(lifecycle_mu_);
   if (stopped_) throw Error(ErrorCode::kShutdown, "HttpServer: start() after stop()");
   if (started_) return;
   try {
@@ -1381,7 +1382,7 @@ void HttpServer::Impl::start() {
 }
 
 void HttpServer::Impl::stop() {
-  std::lock_guard lock(lifecycle_mu_);
+  internal::MutexLock lock(lifecycle_mu_);
   if (stopped_) return;
   stopped_ = true;
   stopping_.store(true);
@@ -1399,7 +1400,7 @@ void HttpServer::Impl::stop() {
     std::vector<std::shared_ptr<Connection>> sessions;
     std::vector<std::shared_ptr<WatchStream>> streams;
     {
-      std::lock_guard registry(registry_mu_);
+      internal::MutexLock registry(registry_mu_);
       for (auto& [p, w] : sessions_) {
         if (auto s = w.lock()) sessions.push_back(std::move(s));
       }
@@ -1413,9 +1414,10 @@ void HttpServer::Impl::stop() {
     streams.clear();
     {
       // Answers being written finish; then every connection is gone.
-      std::unique_lock registry(registry_mu_);
-      registry_cv_.wait_for(registry, options_.watch_write_timeout,
-                            [&] { return sessions_.empty() && streams_.empty(); });
+      internal::MutexLock registry(registry_mu_);
+      const auto until = std::chrono::steady_clock::now() + options_.watch_write_timeout;
+      while (!(sessions_.empty() && streams_.empty()) && registry_cv_.wait_until(registry, until)) {
+      }
     }
     work_.reset();
     ioc_.stop();
@@ -1458,7 +1460,7 @@ void HttpServer::Impl::reload_tls() {
     throw;
   }
   {
-    std::lock_guard lock(tls_mu_);
+    internal::MutexLock lock(tls_mu_);
     tls_ = std::move(fresh);
   }
   log_->info("http: TLS certificate reloaded from '{}' (key '{}'); new connections use it",

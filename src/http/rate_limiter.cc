@@ -9,7 +9,7 @@ RateLimiter::RateLimiter(double rate, double burst) : rate_(rate), burst_(std::m
 
 bool RateLimiter::admit(std::string_view client, Clock::time_point now,
                         std::chrono::milliseconds* retry_after) {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   auto it = buckets_.find(std::string(client));
   if (it == buckets_.end()) {
     if (buckets_.size() >= kMaxClients) evict_full(now);
@@ -33,7 +33,7 @@ bool RateLimiter::admit(std::string_view client, Clock::time_point now,
 }
 
 std::size_t RateLimiter::clients() const {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   return buckets_.size();
 }
 

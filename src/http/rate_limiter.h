@@ -14,6 +14,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "util/mutex.h"
+
 namespace syncconfig::service::detail {
 
 class RateLimiter {
@@ -36,12 +38,12 @@ class RateLimiter {
     double tokens = 0;
     Clock::time_point at;
   };
-  void evict_full(Clock::time_point now);  // Requires mu_.
+  void evict_full(Clock::time_point now) SC_REQUIRES(mu_);
 
   const double rate_;
   const double burst_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Bucket> buckets_;
+  mutable internal::Mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_ SC_GUARDED_BY(mu_);
 };
 
 }  // namespace syncconfig::service::detail

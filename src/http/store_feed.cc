@@ -33,7 +33,7 @@ void LagHistogram::observe(double seconds) {
   if (!(seconds >= 0)) seconds = 0;  // Clock skew with the database server; NaN.
   std::size_t i = 0;
   while (i < kBounds.size() && seconds > kBounds[i]) ++i;
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   if (i < kBounds.size()) ++buckets_[i];
   ++count_;
   sum_ += seconds;
@@ -41,7 +41,7 @@ void LagHistogram::observe(double seconds) {
 
 LagHistogram::Snapshot LagHistogram::snapshot() const {
   Snapshot s;
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   uint64_t running = 0;
   for (std::size_t i = 0; i < kBounds.size(); ++i) {
     running += buckets_[i];
@@ -66,13 +66,15 @@ void StoreFeed::attach() {
   // once the store is complete to there (normally at once; while the listener is away, when it
   // is back).
   Stats s = store_->stats();
-  std::unique_lock lock(mu_);
+  internal::MutexLock lock(mu_);
   start_revision_ = std::max(s.revision, s.applied_revision);
   if (!ready_ && s.revision >= start_revision_) {
     ready_ = true;
     std::erase_if(pending_, [&](const Change& c) { return c.revision <= s.revision; });
     reset_history(s.revision, /*same_history=*/false);
-    wake_all(lock);
+    std::vector<Waker> wakers = take_wakers();
+    lock.unlock();
+    wake_all(wakers);
   }
 }
 
@@ -111,7 +113,7 @@ void StoreFeed::on_change(const Change& change) {
     std::chrono::duration<double> lag = std::chrono::system_clock::now() - *change.written_at;
     lag_.observe(lag.count());
   }
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   if (!ready_ || change.revision > position_) {
     pending_.push_back(change);
     return;
@@ -124,7 +126,7 @@ void StoreFeed::on_change(const Change& change) {
 }
 
 void StoreFeed::on_progress(const Progress& progress) {
-  std::unique_lock lock(mu_);
+  internal::MutexLock lock(mu_);
   if (closed_) return;
   if (!ready_) {
     if (progress.revision < start_revision_ && !progress.reset) {
@@ -132,7 +134,8 @@ void StoreFeed::on_progress(const Progress& progress) {
       return;
     }
     ready_ = true;
-    std::erase_if(pending_, [&](const Change& c) { return c.revision <= start_revision_; });
+    const int64_t start = start_revision_;  // A copy: the lambda cannot show mu_ held.
+    std::erase_if(pending_, [&](const Change& c) { return c.revision <= start; });
     reset_history(start_revision_, /*same_history=*/false);
     // Released below as usual.
   }
@@ -142,7 +145,9 @@ void StoreFeed::on_progress(const Progress& progress) {
     reset_history(progress.revision, /*same_history=*/!progress.reset);
     ++generation_;
     if (progress.reset) history_generation_ = generation_;
-    wake_all(lock);
+    std::vector<Waker> wakers = take_wakers();
+    lock.unlock();
+    wake_all(wakers);
     return;
   }
   if (progress.revision <= position_) return;
@@ -177,7 +182,9 @@ void StoreFeed::on_progress(const Progress& progress) {
   // move its cursor past them (found by HttpWatchFeed's concurrent reader test).
   position_ = progress.revision;
   trim();
-  wake_all(lock);
+  std::vector<Waker> wakers = take_wakers();
+  lock.unlock();
+  wake_all(wakers);
 }
 
 void StoreFeed::reset_history(int64_t position, bool same_history) {
@@ -202,9 +209,7 @@ void StoreFeed::trim() {
   }
 }
 
-void StoreFeed::wake_all(std::unique_lock<std::mutex>& lock) {
-  std::vector<Waker> wakers = std::exchange(wakers_, {});
-  lock.unlock();
+void StoreFeed::wake_all(std::vector<Waker>& wakers) {
   for (Waker& w : wakers) w->wake();
 }
 
@@ -212,7 +217,7 @@ StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t
                                 Waker waker, std::vector<WatchEventPtr>& events) {
   Read out;
   events.clear();
-  std::unique_lock lock(mu_);
+  internal::MutexLock lock(mu_);
   if (closed_) {
     out.status = Read::Status::kClosed;
     return out;
@@ -249,7 +254,7 @@ StoreFeed::Read StoreFeed::read(int64_t cursor, uint64_t generation, std::size_t
 
 StoreFeed::Start StoreFeed::start(Waker waker) {
   Start out;
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   if (!ready_ && !closed_) {
     wakers_.push_back(std::move(waker));
     return out;
@@ -265,7 +270,7 @@ StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
   std::lock_guard single(backfill_mu_);
   uint64_t generation;
   {
-    std::lock_guard lock(mu_);
+    internal::MutexLock lock(mu_);
     if (closed_) {
       out.reset = "the server is stopping";
       return out;
@@ -282,7 +287,7 @@ StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
   std::vector<WatchEventPtr> events;
   events.reserve(read.changes.size());
   for (const Change& c : read.changes) events.push_back(make_event(c));
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   if (generation != generation_) {
     out.reset = "the table was reloaded meanwhile";
     return out;
@@ -320,7 +325,7 @@ StoreFeed::Backfill StoreFeed::backfill(int64_t since) {
 StoreFeed::ResetPoint StoreFeed::reset_point(std::string_view prefix) const {
   ResetPoint out;
   {
-    std::lock_guard lock(mu_);
+    internal::MutexLock lock(mu_);
     out.position = position_;
     out.generation = generation_;
   }
@@ -333,12 +338,12 @@ StoreFeed::ResetPoint StoreFeed::reset_point(std::string_view prefix) const {
 }
 
 int64_t StoreFeed::position() const {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   return ready_ ? position_ : 0;
 }
 
 std::optional<ResumeAnchor> StoreFeed::anchor_at(int64_t revision) const {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   auto it = first_after(history_, revision);
   if (it != history_.begin()) {
     const WatchEvent& e = **std::prev(it);
@@ -350,7 +355,7 @@ std::optional<ResumeAnchor> StoreFeed::anchor_at(int64_t revision) const {
 }
 
 StoreFeed::AnchorCheck StoreFeed::check_anchor(const ResumeAnchor& anchor) const {
-  std::lock_guard lock(mu_);
+  internal::MutexLock lock(mu_);
   auto it = first_after(history_, anchor.revision);
   const WatchEvent* at = it == history_.begin() ? nullptr : std::prev(it)->get();
   if (at && at->revision == anchor.revision) {
@@ -406,9 +411,11 @@ std::string StoreFeed::mismatch_reason(const ResumeAnchor& anchor) {
 }
 
 void StoreFeed::close() {
-  std::unique_lock lock(mu_);
+  internal::MutexLock lock(mu_);
   closed_ = true;
-  wake_all(lock);
+  std::vector<Waker> wakers = take_wakers();
+  lock.unlock();
+  wake_all(wakers);
 }
 
 }  // namespace syncconfig::service::detail

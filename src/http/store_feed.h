@@ -37,6 +37,7 @@
 
 #include "http/request.h"
 #include "syncconfig/store.h"
+#include "util/mutex.h"
 
 namespace syncconfig::service::detail {
 
@@ -74,10 +75,10 @@ class LagHistogram {
   Snapshot snapshot() const;
 
  private:
-  mutable std::mutex mu_;
-  std::array<uint64_t, kBounds.size()> buckets_{};  // Not cumulative.
-  uint64_t count_ = 0;
-  double sum_ = 0;
+  mutable internal::Mutex mu_;
+  std::array<uint64_t, kBounds.size()> buckets_ SC_GUARDED_BY(mu_){};  // Not cumulative.
+  uint64_t count_ SC_GUARDED_BY(mu_) = 0;
+  double sum_ SC_GUARDED_BY(mu_) = 0;
 };
 
 class StoreFeed {
@@ -195,11 +196,14 @@ class StoreFeed {
   std::atomic<uint64_t> backfills{0};
 
  private:
-  void wake_all(std::unique_lock<std::mutex>& lock);  // Releases the lock.
-  // Requires mu_. `same_history`: the store repaired its cache but its revisions still name the
-  // same changes (the newest anchor stays valid).
-  void reset_history(int64_t position, bool same_history);
-  void trim();  // Requires mu_.
+  // The parked wakers, taken to be called once mu_ is released (wake_all): a waker may run a
+  // stream's code.
+  std::vector<Waker> take_wakers() SC_REQUIRES(mu_) { return std::exchange(wakers_, {}); }
+  static void wake_all(std::vector<Waker>& wakers);
+  // `same_history`: the store repaired its cache but its revisions still name the same changes
+  // (the newest anchor stays valid).
+  void reset_history(int64_t position, bool same_history) SC_REQUIRES(mu_);
+  void trim() SC_REQUIRES(mu_);
   WatchEventPtr make_event(const Change& change) const;
 
   const std::string name_;
@@ -210,24 +214,27 @@ class StoreFeed {
   LagHistogram lag_;
   std::mutex backfill_mu_;  // One table read at a time: later callers find it done.
 
-  mutable std::mutex mu_;
-  // Everything below is guarded by mu_.
-  bool ready_ = false;
+  mutable internal::Mutex mu_;
+  bool ready_ SC_GUARDED_BY(mu_) = false;
   // Before ready: changes at or below it predate the feed (unknown until attach() reads it).
-  int64_t start_revision_ = INT64_MAX;
-  int64_t position_ = 0;       // Every change up to here was released (or predates history).
-  int64_t history_start_ = 0;  // The history holds every change in (history_start_, position_].
-  uint64_t generation_ = 0;
-  uint64_t history_generation_ = 0;  // generation_ as of the last history reset.
-  bool reset_pending_ = false;  // A repair changed a key below the position: reset at progress.
-  bool closed_ = false;
-  std::vector<Change> pending_;        // Changes above position_, not yet released.
-  std::deque<WatchEventPtr> history_;  // In revision order.
+  int64_t start_revision_ SC_GUARDED_BY(mu_) = INT64_MAX;
+  // Every change up to here was released (or predates history).
+  int64_t position_ SC_GUARDED_BY(mu_) = 0;
+  // The history holds every change in (history_start_, position_].
+  int64_t history_start_ SC_GUARDED_BY(mu_) = 0;
+  uint64_t generation_ SC_GUARDED_BY(mu_) = 0;
+  // generation_ as of the last history reset.
+  uint64_t history_generation_ SC_GUARDED_BY(mu_) = 0;
+  // A repair changed a key below the position: reset at progress.
+  bool reset_pending_ SC_GUARDED_BY(mu_) = false;
+  bool closed_ SC_GUARDED_BY(mu_) = false;
+  std::vector<Change> pending_ SC_GUARDED_BY(mu_);  // Changes above position_, not yet released.
+  std::deque<WatchEventPtr> history_ SC_GUARDED_BY(mu_);  // In revision order.
   // The newest change released below the history (trimmed, or before a reset that was not a
   // history reset): anchors ids at positions the history no longer reaches.
-  std::optional<ResumeAnchor> floor_anchor_;
-  std::size_t history_bytes_ = 0;
-  std::vector<Waker> wakers_;
+  std::optional<ResumeAnchor> floor_anchor_ SC_GUARDED_BY(mu_);
+  std::size_t history_bytes_ SC_GUARDED_BY(mu_) = 0;
+  std::vector<Waker> wakers_ SC_GUARDED_BY(mu_);
 };
 
 }  // namespace syncconfig::service::detail

@@ -27,6 +27,7 @@
 #include "sync/dispatcher.h"
 #include "sync/store_state.h"
 #include "util/backoff.h"
+#include "util/mutex.h"
 #include "util/validation.h"
 
 namespace syncconfig {
@@ -408,13 +409,13 @@ class RemoteStore::Impl {
     std::lock_guard lock(shutdown_mu_);
     if (closed_.exchange(true)) return;
     {
-      std::lock_guard l(mu_);
+      internal::MutexLock l(mu_);
       stopping_ = true;
       if (watcher_) watcher_->stop();
     }
     cv_.notify_all();
     {
-      std::lock_guard l(pending_mu_);  // closed_ is set: a waiting follower must see it.
+      internal::MutexLock l(pending_mu_);  // closed_ is set: a waiting follower must see it.
     }
     pending_cv_.notify_all();
     for (auto& r : requesters_) r->stop();
@@ -483,12 +484,12 @@ class RemoteStore::Impl {
   class PendingWrite {
    public:
     PendingWrite(Impl& impl, std::string_view key) : impl_(impl), key_(key) {
-      std::lock_guard lock(impl_.pending_mu_);
+      internal::MutexLock lock(impl_.pending_mu_);
       ++impl_.pending_[key_];
     }
     ~PendingWrite() {
       {
-        std::lock_guard lock(impl_.pending_mu_);
+        internal::MutexLock lock(impl_.pending_mu_);
         if (--impl_.pending_[key_] == 0) impl_.pending_.erase(key_);
       }
       impl_.pending_cv_.notify_all();
@@ -503,21 +504,24 @@ class RemoteStore::Impl {
 
   // Waits until no write of `key` by this store is in flight, for at most kPendingWriteWait.
   void wait_for_own_write(const std::string& key) {
-    std::unique_lock lock(pending_mu_);
-    if (pending_.empty()) return;
-    pending_cv_.wait_for(lock, kPendingWriteWait,
-                         [&] { return closed_.load() || pending_.find(key) == pending_.end(); });
+    internal::MutexLock lock(pending_mu_);
+    const auto until = std::chrono::steady_clock::now() + kPendingWriteWait;
+    while (!closed_.load() && pending_.contains(key) && pending_cv_.wait_until(lock, until)) {
+    }
   }
 
   bool stopping() {
-    std::lock_guard lock(mu_);
+    internal::MutexLock lock(mu_);
     return stopping_;
   }
 
   // Waits `d` unless shutdown() comes first; returns false then.
   bool pause(std::chrono::milliseconds d) {
-    std::unique_lock lock(mu_);
-    return !cv_.wait_for(lock, d, [&] { return stopping_; });
+    internal::MutexLock lock(mu_);
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!stopping_ && cv_.wait_until(lock, until)) {
+    }
+    return !stopping_;
   }
 
   // Sends a request to the server followed now; when it cannot be reached (or answers 503),
@@ -779,7 +783,7 @@ class RemoteStore::Impl {
     o.watch_idle_timeout = options_.idle_timeout;
     auto client = std::make_shared<http::HttpClient>(urls_[idx], o);
     {
-      std::lock_guard lock(mu_);
+      internal::MutexLock lock(mu_);
       if (stopping_) return false;
       watcher_ = client;
     }
@@ -800,14 +804,14 @@ class RemoteStore::Impl {
         return true;
       });
     } catch (...) {
-      std::lock_guard lock(mu_);
+      internal::MutexLock lock(mu_);
       watcher_.reset();
       if (!ready) throw;
       // A broken stream after it delivered: move on without a warning per break.
       return true;
     }
     {
-      std::lock_guard lock(mu_);
+      internal::MutexLock lock(mu_);
       watcher_.reset();
     }
     if (r.end == http::WatchResult::End::kRefused) {
@@ -925,7 +929,7 @@ class RemoteStore::Impl {
   // A load that is not `force`d does not replace a point recorded for a higher watermark (sync()
   // runs beside the follower).
   void set_resume(int64_t watermark, std::string id, bool force) {
-    std::lock_guard lock(resume_mu_);
+    internal::MutexLock lock(resume_mu_);
     if (!force && watermark < resume_watermark_) return;
     resume_watermark_ = watermark;
     resume_id_ = std::move(id);
@@ -933,7 +937,7 @@ class RemoteStore::Impl {
   // What to resume from at `watermark`: the recorded id when it was recorded there (its anchor
   // is then checked by the server), else the bare revision.
   std::string resume_id_for(int64_t watermark) const {
-    std::lock_guard lock(resume_mu_);
+    internal::MutexLock lock(resume_mu_);
     if (resume_watermark_ == watermark && !resume_id_.empty()) return resume_id_;
     return std::to_string(watermark);
   }
@@ -941,7 +945,7 @@ class RemoteStore::Impl {
   // watermark, so the id names no revision above the cache exported next, but for a reset that
   // lowered it: open_from_file drops an id above the file's revision.
   std::string saved_resume_id() const {
-    std::lock_guard lock(resume_mu_);
+    internal::MutexLock lock(resume_mu_);
     return resume_id_;
   }
 
@@ -959,14 +963,15 @@ class RemoteStore::Impl {
   std::vector<internal::CacheChange> unit_;
   std::size_t unit_events_ = 0;
   // The point to resume from and the watermark it was recorded at (set_resume).
-  mutable std::mutex resume_mu_;
-  int64_t resume_watermark_ = -1;
-  std::string resume_id_;
+  mutable internal::Mutex resume_mu_;
+  int64_t resume_watermark_ SC_GUARDED_BY(resume_mu_) = -1;
+  std::string resume_id_ SC_GUARDED_BY(resume_mu_);
 
   static constexpr std::chrono::milliseconds kPendingWriteWait{1000};
-  std::mutex pending_mu_;
-  std::condition_variable pending_cv_;
-  std::unordered_map<std::string, int> pending_;  // Writes in flight per key (PendingWrite).
+  internal::Mutex pending_mu_;
+  internal::CondVar pending_cv_;
+  // Writes in flight per key (PendingWrite).
+  std::unordered_map<std::string, int> pending_ SC_GUARDED_BY(pending_mu_);
 
   std::vector<std::unique_ptr<http::HttpClient>> requesters_;  // One per URL, for writes.
   std::vector<std::unique_ptr<http::HttpClient>> loaders_;     // One per URL, for snapshots.
@@ -974,10 +979,11 @@ class RemoteStore::Impl {
   std::atomic<bool> ever_connected_{false};
   std::unique_ptr<internal::SnapshotWriter> writer_;
 
-  mutable std::mutex mu_;  // Guards stopping_ and watcher_.
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::shared_ptr<http::HttpClient> watcher_;  // The open stream's client, to stop it.
+  mutable internal::Mutex mu_;
+  internal::CondVar cv_;
+  bool stopping_ SC_GUARDED_BY(mu_) = false;
+  // The open stream's client, to stop it.
+  std::shared_ptr<http::HttpClient> watcher_ SC_GUARDED_BY(mu_);
 
   std::mutex shutdown_mu_;
   std::atomic<bool> closed_{false};

@@ -25,7 +25,7 @@ void Dispatcher::progress(int64_t revision, bool reset) { enqueue(Progress{revis
 void Dispatcher::enqueue(Event event) {
   if (!has_subscribers_.load(std::memory_order_relaxed)) return;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     queue_.push_back(std::move(event));
     note_depth();
@@ -40,7 +40,7 @@ void Dispatcher::note_depth() {
 }
 
 SubscriptionId Dispatcher::subscribe(Callback callback, ProgressCallback on_progress) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   SubscriptionId id = next_id_++;
   callbacks_.emplace(id, std::make_shared<const Subscriber>(
                              Subscriber{std::move(callback), std::move(on_progress)}));
@@ -49,16 +49,16 @@ SubscriptionId Dispatcher::subscribe(Callback callback, ProgressCallback on_prog
 }
 
 void Dispatcher::unsubscribe(SubscriptionId id) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   callbacks_.erase(id);
   has_subscribers_.store(!callbacks_.empty());
   if (on_dispatcher_thread()) return;
-  idle_cv_.wait(lock, [&] { return running_ != id; });
+  while (running_ == id) idle_cv_.wait(lock);
 }
 
 void Dispatcher::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
     queue_.clear();
     note_depth();
@@ -69,9 +69,9 @@ void Dispatcher::stop() {
 }
 
 void Dispatcher::run() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    while (!stopping_ && queue_.empty()) cv_.wait(lock);
     if (stopping_) break;
     Event event = std::move(queue_.front());
     queue_.pop_front();

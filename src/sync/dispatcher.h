@@ -9,16 +9,15 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <variant>
 
 #include "cache/cache.h"
 #include "sync/counters.h"
+#include "util/mutex.h"
 
 namespace syncconfig::internal {
 
@@ -31,43 +30,43 @@ class Dispatcher : public ChangeSink {
   ~Dispatcher() override;
 
   // Queues a change for the callbacks. Dropped when nobody is subscribed or after stop().
-  void push(Change change) override;
+  void push(Change change) override SC_EXCLUDES(mu_);
   // Queues a Progress for the progress callbacks, in order with the changes.
-  void progress(int64_t revision, bool reset) override;
+  void progress(int64_t revision, bool reset) override SC_EXCLUDES(mu_);
   // `on_progress` may be empty.
-  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress = {});
+  SubscriptionId subscribe(Callback callback, ProgressCallback on_progress = {}) SC_EXCLUDES(mu_);
   // After it returns, `id`'s callback is not called again. Waits for a running call of it to
   // finish, unless called from the dispatcher thread itself.
-  void unsubscribe(SubscriptionId id);
+  void unsubscribe(SubscriptionId id) SC_EXCLUDES(mu_);
   // Stops and joins the thread; pending changes are dropped. Idempotent. Called from the
   // dispatcher thread (a callback), it stops the thread without joining; the destructor joins.
-  void stop();
+  void stop() SC_EXCLUDES(mu_);
   bool on_dispatcher_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
-  void run();
+  void run() SC_EXCLUDES(mu_);
 
   std::shared_ptr<spdlog::logger> logger_;
   Counters& counters_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;       // Work queued or stop requested.
-  std::condition_variable idle_cv_;  // A callback finished.
+  Mutex mu_;
+  CondVar cv_;       // Work queued or stop requested.
+  CondVar idle_cv_;  // A callback finished.
   struct Subscriber {
     Callback on_change;
     ProgressCallback on_progress;
   };
   using Event = std::variant<Change, Progress>;
-  void enqueue(Event event);
-  void note_depth();  // Requires mu_.
+  void enqueue(Event event) SC_EXCLUDES(mu_);
+  void note_depth() SC_REQUIRES(mu_);
   // Calls the subscriber's callback for `event`; exceptions are logged and counted.
   void deliver(const Subscriber& s, const Event& event);
 
-  std::deque<Event> queue_;
-  std::map<SubscriptionId, std::shared_ptr<const Subscriber>> callbacks_;
-  SubscriptionId next_id_ = 1;
-  SubscriptionId running_ = 0;  // Id of the callback being called, 0 if none.
-  bool stopping_ = false;
+  std::deque<Event> queue_ SC_GUARDED_BY(mu_);
+  std::map<SubscriptionId, std::shared_ptr<const Subscriber>> callbacks_ SC_GUARDED_BY(mu_);
+  SubscriptionId next_id_ SC_GUARDED_BY(mu_) = 1;
+  SubscriptionId running_ SC_GUARDED_BY(mu_) = 0;  // Id of the callback being called, 0 if none.
+  bool stopping_ SC_GUARDED_BY(mu_) = false;
   std::atomic<bool> has_subscribers_{false};
   std::thread thread_;
 };

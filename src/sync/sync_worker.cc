@@ -108,7 +108,7 @@ void SyncWorker::stop() {
     conn_.reset();
     ctx_.counters->connected.store(false);
     // Anyone still waiting on sync() learns the store is gone.
-    std::lock_guard lock(requests_mu_);
+    MutexLock lock(requests_mu_);
     for (auto& p : requests_)
       p->set_value(SyncOutcome{ErrorCode::kShutdown, "the store is shut down"});
     requests_.clear();
@@ -119,7 +119,7 @@ void SyncWorker::request_sync() {
   auto promise = std::make_shared<std::promise<SyncOutcome>>();
   std::future<SyncOutcome> done = promise->get_future();
   {
-    std::lock_guard lock(requests_mu_);
+    MutexLock lock(requests_mu_);
     if (stopping_.load()) throw Error(ErrorCode::kShutdown, "the store is shut down");
     requests_.push_back(promise);
   }
@@ -207,7 +207,7 @@ bool SyncWorker::try_connect() {
 void SyncWorker::serve_requests() {
   std::deque<std::shared_ptr<std::promise<SyncOutcome>>> batch;
   {
-    std::lock_guard lock(requests_mu_);
+    MutexLock lock(requests_mu_);
     batch.swap(requests_);
   }
   if (batch.empty()) return;

@@ -27,6 +27,7 @@
 #include "sync/payload_signature.h"
 #include "syncconfig/options.h"
 #include "util/backoff.h"
+#include "util/mutex.h"
 
 namespace syncconfig::internal {
 
@@ -90,12 +91,12 @@ class SyncWorker {
   std::atomic<bool> stopping_{false};
   std::once_flag stop_once_;
 
-  std::mutex requests_mu_;
+  Mutex requests_mu_;
   struct SyncOutcome {
     std::optional<ErrorCode> failure;  // Empty: success.
     std::string message;
   };
-  std::deque<std::shared_ptr<std::promise<SyncOutcome>>> requests_;
+  std::deque<std::shared_ptr<std::promise<SyncOutcome>>> requests_ SC_GUARDED_BY(requests_mu_);
 
   // Notification grouping: one transaction's notifications arrive together, and are applied to
   // the cache together, as one unit, once the transaction is complete: at its "e" mark (the
