@@ -151,6 +151,21 @@ inline Summary summarize(std::vector<double> samples) {
   return s;
 }
 
+// Prints two latency series (microseconds) and their ratio, first over second, in three lines;
+// the columns are `title_width` and `name_width` wide.
+inline void print_pair(const char* title, const Summary& a, const char* a_name, const Summary& b,
+                       const char* b_name, int title_width = 38, int name_width = 29) {
+  auto line = [&](const char* t, const char* name, const Summary& s) {
+    std::printf("%-*s %-*s p50 %9.1f  p90 %9.1f  p99 %9.1f  max %9.1f us  (n=%zu)\n", title_width,
+                t, name_width, name, s.p50, s.p90, s.p99, s.max, s.n);
+  };
+  line(title, a_name, a);
+  line("", b_name, b);
+  std::printf("%-*s %-*s p50 %8.2fx  p90 %8.2fx  p99 %8.2fx\n", title_width, "", name_width,
+              "ratio", a.p50 / b.p50, a.p90 / b.p90, a.p99 / b.p99);
+  std::fflush(stdout);
+}
+
 // ---- Arrivals from many listeners ------------------------------------------------------------
 
 // Counts arrivals per source (a store's callback, a raw LISTEN connection) and records when the

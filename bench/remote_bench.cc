@@ -451,18 +451,9 @@ void wait_connected(const std::vector<syncconfig::RemoteStore*>& stores, std::ch
   }
 }
 
-void print_pair(const char* title, const Summary& a, const char* a_name, const Summary& b,
-                const char* b_name) {
-  auto line = [](const char* t, const char* name, const Summary& s) {
-    std::printf("%-34s %-36s p50 %9.1f  p90 %9.1f  p99 %9.1f  max %9.1f us  (n=%zu)\n", t, name,
-                s.p50, s.p90, s.p99, s.max, s.n);
-  };
-  line(title, a_name, a);
-  line("", b_name, b);
-  std::printf("%-34s %-36s p50 %8.2fx  p90 %8.2fx  p99 %8.2fx\n", "", "ratio", a.p50 / b.p50,
-              a.p90 / b.p90, a.p99 / b.p99);
-  std::fflush(stdout);
-}
+// Column widths of this driver's printed pairs (bench::print_pair).
+constexpr int kTitleWidth = 34;
+constexpr int kNameWidth = 36;
 
 Summary single(double v) { return Summary{v, v, v, v, 1}; }
 
@@ -599,11 +590,11 @@ std::vector<Row> bench_propagation(Servers& servers, const std::string& dsn, con
   Row per_hop{"  via 2 relays vs via 1 server", relays.mine, one.mine};
   Row writes{"  RemoteStore::set (PUT) vs Store::set", summarize(remote_set), summarize(store_set)};
   print_pair("1. propagation", one.mine, "Store.set -> RemoteStore (1 server)", one.base,
-             "Store.set -> Store callback");
+             "Store.set -> Store callback", kTitleWidth, kNameWidth);
   print_pair("", relays.mine, "Store.set -> RemoteStore (2 relays)", one.base,
-             "Store.set -> Store callback");
+             "Store.set -> Store callback", kTitleWidth, kNameWidth);
   print_pair("   RemoteStore::set", writes.mine, "RemoteStore::set (PUT via serve A)", writes.base,
-             "Store::set");
+             "Store::set", kTitleWidth, kNameWidth);
   std::printf(
       "   Store -> Store: the reader's progress passed the change p50 %.1f  p99 %.1f us after its "
       "callback (n=%zu; the round trip serve's /watch waits for)\n",
@@ -728,10 +719,13 @@ std::vector<Row> bench_startup(const Table& t, const Server& s, int runs) {
   Row raw{"  GET /settings: whole body (raw socket)", summarize(get), open.base};
   Row json{"  json::parse of that body", summarize(parse), open.base};
   print_pair(("2. start-up, " + n + " keys").c_str(), open.mine, "RemoteStore::open (1 server)",
-             open.base, "Store::open");
-  print_pair("", server.mine, "GET /settings, until the first byte", open.base, "Store::open");
-  print_pair("", raw.mine, "GET /settings, whole body", open.base, "Store::open");
-  print_pair("", json.mine, "nlohmann::json::parse(body)", open.base, "Store::open");
+             open.base, "Store::open", kTitleWidth, kNameWidth);
+  print_pair("", server.mine, "GET /settings, until the first byte", open.base, "Store::open",
+             kTitleWidth, kNameWidth);
+  print_pair("", raw.mine, "GET /settings, whole body", open.base, "Store::open", kTitleWidth,
+             kNameWidth);
+  print_pair("", json.mine, "nlohmann::json::parse(body)", open.base, "Store::open", kTitleWidth,
+             kNameWidth);
   std::printf(
       "   body of GET /settings: %.1f MB (%.1f B per key); RemoteStore::open minus the bare GET "
       "(the client's part), p50: %.1f ms\n",

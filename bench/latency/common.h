@@ -33,6 +33,7 @@ using bench::Clock;
 using bench::FanIn;
 using bench::micros;
 using bench::PgConn;
+using bench::print_pair;
 using bench::RawListener;
 using bench::Row;
 using bench::summarize;
@@ -166,19 +167,6 @@ inline FilledTable fill_store_table(const std::string& dsn, PgConn& admin, int n
   admin.exec("VACUUM ANALYZE " + f.table);
   admin.exec("CHECKPOINT");  // The fill's dirty pages are not written during later figures.
   return f;
-}
-
-inline void print_pair(const char* title, const Summary& a, const char* a_name, const Summary& b,
-                       const char* b_name) {
-  auto line = [](const char* t, const char* name, const Summary& s) {
-    std::printf("%-38s %-29s p50 %9.1f  p90 %9.1f  p99 %9.1f  max %9.1f us  (n=%zu)\n", t, name,
-                s.p50, s.p90, s.p99, s.max, s.n);
-  };
-  line(title, a_name, a);
-  line("", b_name, b);
-  std::printf("%-38s %-29s p50 %8.2fx  p90 %8.2fx  p99 %8.2fx\n", "", "ratio", a.p50 / b.p50,
-              a.p90 / b.p90, a.p99 / b.p99);
-  std::fflush(stdout);
 }
 
 // Targets on mine/base ratios; a bound left at 0 is not checked.
