@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -539,8 +540,16 @@ class Run {
               << "\n  instances " << cfg_.instances << ", keys " << cfg_.keys << ", rounds of "
               << cfg_.round_ms << " ms, heartbeat " << cfg_.heartbeat_ms << " ms, reconnect "
               << cfg_.reconnect_ms << " ms, margin " << cfg_.margin_ms << " ms" << std::endl;
-    dir_ = fs::temp_directory_path() / ("chaos_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
+    // A new directory every run: a kept one of an earlier run whose process had the same pid
+    // would otherwise lend this run its instance logs (which are appended to), and the checker
+    // would read another history (seen once in a loop of --keep-logs runs).
+    std::string dir =
+        (fs::temp_directory_path() / ("chaos_" + std::to_string(getpid()) + "_XXXXXX")).string();
+    if (::mkdtemp(dir.data()) == nullptr) {
+      throw std::runtime_error("cannot create a directory for the logs (" + dir +
+                               "): " + std::strerror(errno));
+    }
+    dir_ = dir;
 
     // Synchronous: a commit is acknowledged once the standby has it, so a failover loses no
     // acknowledged write and every check keeps its meaning across one. Everything connects
@@ -599,16 +608,15 @@ class Run {
   fs::path log_dir() const { return dir_; }
 
   void print_server_log_excerpts() const {
-    static const char* const kWords[] = {"replication", "standby", "promot", "shutdown",
-                                         "database system", "redo", "timeline", "terminating",
-                                         "synchronous", "WARNING", "PANIC"};
+    static const char* const kWords[] = {"replication",     "standby", "promot",   "shutdown",
+                                         "database system", "redo",    "timeline", "terminating",
+                                         "synchronous",     "WARNING", "PANIC"};
     // The faults' own noise: terminated sessions, refused connections during a restart (not a
     // WARNING that a commit stopped waiting for the standby: that one is kept).
-    static const char* const kNoise[] = {"FATAL:  terminating connection due to administrator",
-                                         "the database system is shutting down",
-                                         "the database system is starting up",
-                                         "there is no transaction in progress",
-                                         "skipping special file"};
+    static const char* const kNoise[] = {
+        "FATAL:  terminating connection due to administrator",
+        "the database system is shutting down", "the database system is starting up",
+        "there is no transaction in progress", "skipping special file"};
     constexpr std::size_t kLinesPerLog = 40;
     std::error_code ec;
     std::vector<fs::path> logs;
@@ -620,9 +628,8 @@ class Run {
       std::ifstream in(log);
       std::vector<std::string> kept;
       for (std::string line; std::getline(in, line);) {
-        if (std::any_of(std::begin(kNoise), std::end(kNoise), [&](const char* noise) {
-              return line.find(noise) != std::string::npos;
-            })) {
+        if (std::any_of(std::begin(kNoise), std::end(kNoise),
+                        [&](const char* noise) { return line.find(noise) != std::string::npos; })) {
           continue;
         }
         for (const char* word : kWords) {
@@ -633,8 +640,8 @@ class Run {
         }
       }
       const std::size_t from = kept.size() > kLinesPerLog ? kept.size() - kLinesPerLog : 0;
-      std::cout << "  " << log.filename().string() << ": the last " << kept.size() - from
-                << " of " << kept.size() << " lines about replication and shutdowns\n";
+      std::cout << "  " << log.filename().string() << ": the last " << kept.size() - from << " of "
+                << kept.size() << " lines about replication and shutdowns\n";
       for (std::size_t i = from; i < kept.size(); ++i) std::cout << "    " << kept[i] << "\n";
     }
     std::cout.flush();
