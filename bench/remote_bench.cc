@@ -451,9 +451,11 @@ void wait_connected(const std::vector<syncconfig::RemoteStore*>& stores, std::ch
   }
 }
 
-// Column widths of this driver's printed pairs (bench::print_pair).
-constexpr int kTitleWidth = 34;
-constexpr int kNameWidth = 36;
+// bench::print_pair with this driver's column widths.
+void print_remote_pair(const char* title, const Summary& a, const char* a_name, const Summary& b,
+                       const char* b_name) {
+  bench::print_pair(title, a, a_name, b, b_name, /*title_width=*/34, /*name_width=*/36);
+}
 
 Summary single(double v) { return Summary{v, v, v, v, 1}; }
 
@@ -589,12 +591,12 @@ std::vector<Row> bench_propagation(Servers& servers, const std::string& dsn, con
   Row relays{"  via 2 relays (3 servers) vs Store", summarize(relay_us), one.base};
   Row per_hop{"  via 2 relays vs via 1 server", relays.mine, one.mine};
   Row writes{"  RemoteStore::set (PUT) vs Store::set", summarize(remote_set), summarize(store_set)};
-  print_pair("1. propagation", one.mine, "Store.set -> RemoteStore (1 server)", one.base,
-             "Store.set -> Store callback", kTitleWidth, kNameWidth);
-  print_pair("", relays.mine, "Store.set -> RemoteStore (2 relays)", one.base,
-             "Store.set -> Store callback", kTitleWidth, kNameWidth);
-  print_pair("   RemoteStore::set", writes.mine, "RemoteStore::set (PUT via serve A)", writes.base,
-             "Store::set", kTitleWidth, kNameWidth);
+  print_remote_pair("1. propagation", one.mine, "Store.set -> RemoteStore (1 server)", one.base,
+                    "Store.set -> Store callback");
+  print_remote_pair("", relays.mine, "Store.set -> RemoteStore (2 relays)", one.base,
+                    "Store.set -> Store callback");
+  print_remote_pair("   RemoteStore::set", writes.mine, "RemoteStore::set (PUT via serve A)",
+                    writes.base, "Store::set");
   std::printf(
       "   Store -> Store: the reader's progress passed the change p50 %.1f  p99 %.1f us after its "
       "callback (n=%zu; the round trip serve's /watch waits for)\n",
@@ -718,14 +720,12 @@ std::vector<Row> bench_startup(const Table& t, const Server& s, int runs) {
   Row server{"  GET /settings: until its first byte", summarize(first_byte), open.base};
   Row raw{"  GET /settings: whole body (raw socket)", summarize(get), open.base};
   Row json{"  json::parse of that body", summarize(parse), open.base};
-  print_pair(("2. start-up, " + n + " keys").c_str(), open.mine, "RemoteStore::open (1 server)",
-             open.base, "Store::open", kTitleWidth, kNameWidth);
-  print_pair("", server.mine, "GET /settings, until the first byte", open.base, "Store::open",
-             kTitleWidth, kNameWidth);
-  print_pair("", raw.mine, "GET /settings, whole body", open.base, "Store::open", kTitleWidth,
-             kNameWidth);
-  print_pair("", json.mine, "nlohmann::json::parse(body)", open.base, "Store::open", kTitleWidth,
-             kNameWidth);
+  print_remote_pair(("2. start-up, " + n + " keys").c_str(), open.mine,
+                    "RemoteStore::open (1 server)", open.base, "Store::open");
+  print_remote_pair("", server.mine, "GET /settings, until the first byte", open.base,
+                    "Store::open");
+  print_remote_pair("", raw.mine, "GET /settings, whole body", open.base, "Store::open");
+  print_remote_pair("", json.mine, "nlohmann::json::parse(body)", open.base, "Store::open");
   std::printf(
       "   body of GET /settings: %.1f MB (%.1f B per key); RemoteStore::open minus the bare GET "
       "(the client's part), p50: %.1f ms\n",
